@@ -5,9 +5,20 @@
 //! links created inside lab namespaces only, and real routing daemons (FRR,
 //! BIRD, GoBGP) as ToRs. This crate drives binaries and public APIs only.
 
+pub mod bird;
+pub mod captures;
+pub mod etcd;
+pub mod frr;
+pub mod gobgp;
 pub mod netns;
+pub mod pcap;
+pub mod router;
 
 pub use netns::{Daemon, Netns, require_root, run, veth, wait_for};
+pub use router::{
+    AddPath, BgpState, Capabilities, Family, NeighborConfig, NeighborStatus, RibEntry, Route,
+    Router, RouterConfig, Timers,
+};
 
 use std::time::Duration;
 

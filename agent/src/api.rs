@@ -1,0 +1,297 @@
+//! The control API between flatnetd and its clients (the CLI, the CNI
+//! plugin): one JSON request line, one JSON response line, per connection on
+//! a root-only unix socket. Every message carries `version`; a daemon answers
+//! a version it does not speak with an `unsupported_version` error instead
+//! of guessing.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ipam::{AllocationInfo, BlockInfo};
+
+/// The protocol version this build speaks.
+pub const API_VERSION: u32 = 1;
+/// Largest request or response line accepted.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// One attachment: a container's interface.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct AttachmentRef {
+    pub container_id: String,
+    pub ifname: String,
+}
+
+impl AttachmentRef {
+    /// The IPAM handle and endpoint key: `<container id>/<ifname>`.
+    pub fn handle(&self) -> String {
+        format!("{}/{}", self.container_id, self.ifname)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AddArgs {
+    #[serde(flatten)]
+    pub attachment: AttachmentRef,
+    pub netns: String,
+    #[serde(default)]
+    pub app: Option<String>,
+    /// The CNI network name (GC of one network leaves others alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DelArgs {
+    #[serde(flatten)]
+    pub attachment: AttachmentRef,
+    #[serde(default)]
+    pub netns: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckArgs {
+    #[serde(flatten)]
+    pub attachment: AttachmentRef,
+    pub netns: String,
+    /// Addresses the runtime's prevResult says the attachment has.
+    #[serde(default)]
+    pub expect_ips: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GcArgs {
+    pub valid: Vec<AttachmentRef>,
+    /// Only attachments made for this CNI network are collected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+}
+
+/// A request, tagged by `op`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    Add(AddArgs),
+    Del(DelArgs),
+    Check(CheckArgs),
+    Gc(GcArgs),
+    Status,
+    Endpoints,
+    IpamShow,
+    IpamCheck,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Request {
+    pub version: u32,
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+/// The result of ADD (and of CHECK/endpoints listings).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Endpoint {
+    pub container_id: String,
+    pub ifname: String,
+    pub netns: String,
+    pub host_ifname: String,
+    pub host_mac: String,
+    pub container_mac: String,
+    pub v4: Option<Ipv4Addr>,
+    pub v6: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub app: Option<String>,
+    #[serde(default)]
+    pub network: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub node: String,
+    pub version: String,
+    pub uptime_seconds: u64,
+    /// flatnetd is up and its datastore answers. (BGP readiness joins this
+    /// when the routing issue lands.)
+    pub ready: bool,
+    pub datastore: String,
+    pub datastore_reachable: bool,
+    pub routing: String,
+    pub endpoints: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IpamView {
+    pub blocks: Vec<BlockInfo>,
+    pub allocations: Vec<AllocationInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GcReport {
+    pub removed: Vec<String>,
+}
+
+/// Successful answers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
+pub enum Answer {
+    Endpoint(Endpoint),
+    Done,
+    Gc(GcReport),
+    Status(Status),
+    Endpoints(Vec<Endpoint>),
+    Ipam(IpamView),
+    IpamCheck(Vec<String>),
+}
+
+/// Failure classes a client can act on (the CNI plugin maps them to codes).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    UnsupportedVersion,
+    InvalidRequest,
+    NetnsNotFound,
+    IfnameTaken,
+    PoolExhausted,
+    DatastoreUnavailable,
+    CheckFailed,
+    NotFound,
+    Internal,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ApiError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Response {
+    pub version: u32,
+    #[serde(flatten)]
+    pub result: Outcome,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok(Answer),
+    Error(ApiError),
+}
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// flatnetd is not running or not listening (CNI: try again later).
+    #[error("flatnetd is not reachable at {path}: {source}")]
+    Unreachable {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The connection broke or the answer was not understood.
+    #[error("talking to flatnetd: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+/// Sends one request and waits for its answer (blocking; the CNI plugin and
+/// the CLI are short-lived processes and need no runtime).
+pub fn call(socket: &Path, op: Op, timeout: Duration) -> Result<Answer, ClientError> {
+    let mut s = UnixStream::connect(socket).map_err(|source| ClientError::Unreachable {
+        path: socket.display().to_string(),
+        source,
+    })?;
+    s.set_read_timeout(Some(timeout))
+        .and_then(|_| s.set_write_timeout(Some(timeout)))
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let req = Request {
+        version: API_VERSION,
+        op,
+    };
+    let mut line = serde_json::to_vec(&req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    line.push(b'\n');
+    s.write_all(&line)
+        .map_err(|e| ClientError::Protocol(format!("send: {e}")))?;
+    let mut r = BufReader::new(s).take(MAX_LINE as u64);
+    let mut buf = String::new();
+    r.read_line(&mut buf)
+        .map_err(|e| ClientError::Protocol(format!("receive: {e}")))?;
+    if buf.is_empty() {
+        return Err(ClientError::Protocol(
+            "flatnetd closed the connection without answering".into(),
+        ));
+    }
+    let resp: Response = serde_json::from_str(&buf)
+        .map_err(|e| ClientError::Protocol(format!("bad answer: {e}")))?;
+    match resp.result {
+        Outcome::Ok(a) => Ok(a),
+        Outcome::Error(e) => Err(ClientError::Api(e)),
+    }
+}
+
+use std::io::Read as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_shape_is_stable() {
+        let r = Request {
+            version: 1,
+            op: Op::Add(AddArgs {
+                attachment: AttachmentRef {
+                    container_id: "c1".into(),
+                    ifname: "eth0".into(),
+                },
+                netns: "/run/netns/x".into(),
+                app: Some("web".into()),
+                network: None,
+            }),
+        };
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            j,
+            serde_json::json!({"version":1,"op":"add","container_id":"c1","ifname":"eth0",
+                               "netns":"/run/netns/x","app":"web"})
+        );
+        let back: Request = serde_json::from_value(j).unwrap();
+        assert_eq!(back, r);
+        let s: Request = serde_json::from_str(r#"{"version":1,"op":"status"}"#).unwrap();
+        assert_eq!(s.op, Op::Status);
+    }
+
+    #[test]
+    fn response_wire_shape() {
+        let e = Response {
+            version: 1,
+            result: Outcome::Error(ApiError::new(ErrorKind::PoolExhausted, "full")),
+        };
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"version":1,"error":{"kind":"pool_exhausted","message":"full"}})
+        );
+        let ok = Response {
+            version: 1,
+            result: Outcome::Ok(Answer::Done),
+        };
+        assert_eq!(
+            serde_json::to_value(&ok).unwrap(),
+            serde_json::json!({"version":1,"ok":{"kind":"done"}})
+        );
+    }
+}

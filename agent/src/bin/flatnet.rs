@@ -1,0 +1,170 @@
+//! flatnet: the operator's CLI. Talks to flatnetd over its control socket.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use flatnet_agent::api::{Answer, Op, call};
+use flatnet_agent::config::DEFAULT_API_SOCKET;
+
+#[derive(Parser)]
+#[command(version, about = "flatnet command-line interface")]
+struct Cli {
+    /// flatnetd's control socket.
+    #[arg(long, global = true, default_value = DEFAULT_API_SOCKET)]
+    socket: PathBuf,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Daemon health and readiness.
+    Status,
+    /// Container attachments on this host.
+    Endpoints,
+    /// Address management.
+    Ipam {
+        #[command(subcommand)]
+        cmd: IpamCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum IpamCmd {
+    /// Blocks and allocations of this host.
+    Show,
+    /// Consistency check of IPAM and endpoint records.
+    Check,
+}
+
+/// Left-aligned columns separated by two spaces, like birdc/vtysh.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(x) = w.get_mut(i) {
+                *x = (*x).max(c.len());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{:<width$}", c, width = w.get(i).copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(header.iter().map(|s| s.to_string()).collect());
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r.clone()));
+        out.push('\n');
+    }
+    out
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let op = match &cli.cmd {
+        Cmd::Status => Op::Status,
+        Cmd::Endpoints => Op::Endpoints,
+        Cmd::Ipam { cmd: IpamCmd::Show } => Op::IpamShow,
+        Cmd::Ipam {
+            cmd: IpamCmd::Check,
+        } => Op::IpamCheck,
+    };
+    let answer = match call(&cli.socket, op, Duration::from_secs(30)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("flatnet: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut failed = false;
+    let text = if cli.json {
+        let v = match &answer {
+            Answer::Status(s) => serde_json::to_value(s),
+            Answer::Endpoints(e) => serde_json::to_value(e),
+            Answer::Ipam(i) => serde_json::to_value(i),
+            Answer::IpamCheck(p) => {
+                failed = !p.is_empty();
+                serde_json::to_value(serde_json::json!({"ok": p.is_empty(), "problems": p}))
+            }
+            other => serde_json::to_value(other),
+        };
+        v.map(|v| serde_json::to_string_pretty(&v).unwrap_or_default() + "\n")
+            .unwrap_or_default()
+    } else {
+        match &answer {
+            Answer::Status(s) => table(
+                &["FIELD", "VALUE"],
+                &[
+                    vec!["node".into(), s.node.clone()],
+                    vec!["version".into(), s.version.clone()],
+                    vec!["ready".into(), s.ready.to_string()],
+                    vec!["uptime".into(), format!("{}s", s.uptime_seconds)],
+                    vec!["datastore".into(), s.datastore.clone()],
+                    vec![
+                        "datastore_reachable".into(),
+                        s.datastore_reachable.to_string(),
+                    ],
+                    vec!["routing".into(), s.routing.clone()],
+                    vec!["endpoints".into(), s.endpoints.to_string()],
+                ],
+            ),
+            Answer::Endpoints(eps) => table(
+                &["CONTAINER", "IFNAME", "IPV4", "IPV6", "HOST-IF", "APP"],
+                &eps.iter()
+                    .map(|e| {
+                        vec![
+                            e.container_id.chars().take(16).collect(),
+                            e.ifname.clone(),
+                            e.v4.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+                            e.v6.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+                            e.host_ifname.clone(),
+                            e.app.clone().unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Answer::Ipam(v) => {
+                let mut s = table(
+                    &["BLOCK", "USED", "CAPACITY"],
+                    &v.blocks
+                        .iter()
+                        .map(|b| vec![b.cidr.clone(), b.used.to_string(), b.capacity.to_string()])
+                        .collect::<Vec<_>>(),
+                );
+                s.push('\n');
+                s.push_str(&table(
+                    &["ADDRESS", "BLOCK", "HANDLE"],
+                    &v.allocations
+                        .iter()
+                        .map(|a| vec![a.addr.to_string(), a.block.clone(), a.handle.clone()])
+                        .collect::<Vec<_>>(),
+                ));
+                s
+            }
+            Answer::IpamCheck(p) if p.is_empty() => "ipam: consistent\n".to_string(),
+            Answer::IpamCheck(p) => {
+                failed = true;
+                p.iter().map(|x| format!("problem: {x}\n")).collect()
+            }
+            other => format!("{other:?}\n"),
+        }
+    };
+    print!("{text}");
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

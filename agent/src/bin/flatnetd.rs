@@ -1,0 +1,97 @@
+//! flatnetd: the flatnet host agent.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use flatnet_agent::config::{Config, LogFormat};
+use flatnet_agent::daemon::{Agent, bind_socket, serve_api, serve_metrics};
+
+#[derive(Parser)]
+#[command(version, about = "flatnet host agent")]
+struct Args {
+    /// Configuration file.
+    #[arg(short, long, default_value = "/etc/flatnet/flatnetd.toml")]
+    config: PathBuf,
+    /// Validate FILE and exit (0 when valid).
+    #[arg(long, value_name = "FILE")]
+    check_config: Option<PathBuf>,
+    /// Log as JSON lines (overrides log.format).
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(f) = args.check_config {
+        return match Config::load(&f) {
+            Ok(_) => {
+                println!("{}: ok", f.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let cfg = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if args.log_json || cfg.log.format == LogFormat::Json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("flatnetd: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "flatnetd stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cfg: Config) -> anyhow::Result<()> {
+    let socket = cfg.api.socket.clone();
+    let metrics_addr = cfg.metrics.listen;
+    let agent = Agent::new(cfg).await?;
+    agent.reconcile().await?;
+    let listener = bind_socket(&socket)?;
+    if let Some(addr) = metrics_addr {
+        let l = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(%addr, "metrics and /healthz listening");
+        tokio::spawn(serve_metrics(agent.clone(), l));
+    }
+    tracing::info!(socket = %socket.display(), "flatnetd ready");
+    let api = tokio::spawn(serve_api(agent, listener));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: exiting (containers keep their network)"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: exiting"),
+        r = api => r?,
+    }
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}

@@ -1,0 +1,499 @@
+//! The CNI plugin logic (spec 1.1.0; configs of 0.4.0 and 1.0.0 accepted):
+//! parse the runtime's environment and stdin, forward to flatnetd, and print
+//! the spec's result or error object. Pure apart from the socket call, so it
+//! is tested without a runtime.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::{
+    AddArgs, Answer, AttachmentRef, CheckArgs, ClientError, DelArgs, Endpoint, ErrorKind, GcArgs,
+    Op,
+};
+use crate::config::DEFAULT_API_SOCKET;
+use crate::dataplane::{GATEWAY_V4, GATEWAY_V6, valid_ifname};
+
+pub const SUPPORTED_VERSIONS: [&str; 3] = ["0.4.0", "1.0.0", "1.1.0"];
+pub const CURRENT_VERSION: &str = "1.1.0";
+
+/// CNI error codes (spec "Error" section) and flatnet's own (>= 100).
+pub mod code {
+    pub const INCOMPATIBLE_VERSION: u32 = 1;
+    pub const UNSUPPORTED_FIELD: u32 = 2;
+    pub const UNKNOWN_CONTAINER: u32 = 3;
+    pub const INVALID_ENV: u32 = 4;
+    pub const IO_FAILURE: u32 = 5;
+    pub const DECODE_FAILURE: u32 = 6;
+    pub const INVALID_CONFIG: u32 = 7;
+    pub const TRY_AGAIN_LATER: u32 = 11;
+    pub const NOT_AVAILABLE: u32 = 50;
+    /// flatnet: flatnetd failed internally.
+    pub const INTERNAL: u32 = 100;
+    /// flatnet: plugin and flatnetd speak different API versions.
+    pub const API_MISMATCH: u32 = 101;
+    /// flatnet: the interface name is already taken in the container.
+    pub const IFNAME_TAKEN: u32 = 110;
+    /// flatnet: no free address in the pool.
+    pub const POOL_EXHAUSTED: u32 = 111;
+    /// flatnet: CHECK found the attachment not as it should be.
+    pub const CHECK_FAILED: u32 = 112;
+}
+
+/// A CNI error object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CniError {
+    pub code: u32,
+    pub msg: String,
+    pub details: String,
+}
+
+impl CniError {
+    fn new(code: u32, msg: impl Into<String>, details: impl Into<String>) -> Self {
+        CniError {
+            code,
+            msg: msg.into(),
+            details: details.into(),
+        }
+    }
+}
+
+/// The network configuration fields flatnet reads (others are ignored, as
+/// the spec allows for plugin-specific keys).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NetConf {
+    cni_version: Option<String>,
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// flatnetd's control socket.
+    #[serde(rename = "flatnetd_socket")]
+    flatnetd_socket: Option<PathBuf>,
+    #[serde(default)]
+    args: Option<Value>,
+    #[serde(default)]
+    runtime_config: Option<Value>,
+    #[serde(default)]
+    prev_result: Option<Value>,
+    #[serde(default, rename = "cni.dev/valid-attachments")]
+    valid_attachments: Option<Vec<ValidAttachment>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ValidAttachment {
+    #[serde(rename = "containerID")]
+    container_id: String,
+    ifname: String,
+}
+
+/// Parses CNI_ARGS ("K1=V1;K2=V2").
+pub fn parse_cni_args(s: &str) -> HashMap<String, String> {
+    s.split(';')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// The app id, by precedence: CNI_ARGS `FLATNET_APP`, then
+/// `runtimeConfig.flatnet.app`, then `args.flatnet.app`.
+fn app_id(conf: &NetConf, cni_args: &HashMap<String, String>) -> Option<String> {
+    let from = |v: &Option<Value>, path: &[&str]| -> Option<String> {
+        let mut cur = v.as_ref()?;
+        for p in path {
+            cur = cur.get(p)?;
+        }
+        cur.as_str().map(String::from)
+    };
+    cni_args
+        .get("FLATNET_APP")
+        .cloned()
+        .or_else(|| from(&conf.runtime_config, &["flatnet", "app"]))
+        .or_else(|| from(&conf.args, &["flatnet", "app"]))
+        .filter(|a| !a.is_empty())
+}
+
+/// Renders an ADD result in the shape of `version`.
+pub fn result_json(ep: &Endpoint, version: &str) -> Value {
+    let old = version == "0.4.0";
+    let mut ips = Vec::new();
+    let mut routes = Vec::new();
+    if let Some(v4) = ep.v4 {
+        let mut ip = json!({"address": format!("{v4}/32"), "gateway": GATEWAY_V4.to_string(), "interface": 1});
+        if old {
+            ip["version"] = json!("4");
+        }
+        ips.push(ip);
+        routes.push(json!({"dst": "0.0.0.0/0", "gw": GATEWAY_V4.to_string()}));
+    }
+    if let Some(v6) = ep.v6 {
+        let mut ip = json!({"address": format!("{v6}/128"), "gateway": GATEWAY_V6.to_string(), "interface": 1});
+        if old {
+            ip["version"] = json!("6");
+        }
+        ips.push(ip);
+        routes.push(json!({"dst": "::/0", "gw": GATEWAY_V6.to_string()}));
+    }
+    json!({
+        "cniVersion": version,
+        "interfaces": [
+            {"name": ep.host_ifname, "mac": ep.host_mac},
+            {"name": ep.ifname, "mac": ep.container_mac, "sandbox": ep.netns},
+        ],
+        "ips": ips,
+        "routes": routes,
+        "dns": {},
+    })
+}
+
+/// Renders an error object.
+pub fn error_json(e: &CniError, version: &str) -> Value {
+    json!({"cniVersion": version, "code": e.code, "msg": e.msg, "details": e.details})
+}
+
+fn map_client(e: ClientError) -> CniError {
+    match e {
+        ClientError::Unreachable { .. } | ClientError::Protocol(_) => CniError::new(
+            code::TRY_AGAIN_LATER,
+            "flatnetd is not reachable; try again later",
+            e.to_string(),
+        ),
+        ClientError::Api(a) => {
+            let c = match a.kind {
+                ErrorKind::UnsupportedVersion => code::API_MISMATCH,
+                ErrorKind::InvalidRequest => code::INVALID_CONFIG,
+                ErrorKind::NetnsNotFound | ErrorKind::NotFound => code::UNKNOWN_CONTAINER,
+                ErrorKind::IfnameTaken => code::IFNAME_TAKEN,
+                ErrorKind::PoolExhausted => code::POOL_EXHAUSTED,
+                ErrorKind::DatastoreUnavailable => code::TRY_AGAIN_LATER,
+                ErrorKind::CheckFailed => code::CHECK_FAILED,
+                ErrorKind::Internal => code::INTERNAL,
+            };
+            let msg = match a.kind {
+                ErrorKind::NetnsNotFound => "network namespace does not exist",
+                ErrorKind::NotFound => "no such attachment",
+                ErrorKind::IfnameTaken => "interface name already exists in the container",
+                ErrorKind::PoolExhausted => "address pool exhausted",
+                ErrorKind::DatastoreUnavailable => "datastore unavailable; try again later",
+                ErrorKind::CheckFailed => "attachment check failed",
+                ErrorKind::InvalidRequest => "invalid request",
+                ErrorKind::UnsupportedVersion => "flatnetd speaks another API version",
+                ErrorKind::Internal => "flatnetd internal error",
+            };
+            CniError::new(c, msg, a.message)
+        }
+    }
+}
+
+/// Runs one plugin invocation. `env` reads an environment variable. Returns
+/// (stdout, exit code).
+pub fn run(env: &dyn Fn(&str) -> Option<String>, stdin: &[u8], timeout: Duration) -> (String, i32) {
+    let command = env("CNI_COMMAND").unwrap_or_default();
+    // VERSION needs no valid config.
+    if command == "VERSION" {
+        let v = serde_json::from_slice::<Value>(stdin)
+            .ok()
+            .and_then(|v| {
+                v.get("cniVersion")
+                    .and_then(|x| x.as_str())
+                    .map(String::from)
+            })
+            .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()))
+            .unwrap_or_else(|| CURRENT_VERSION.to_string());
+        let out = json!({"cniVersion": v, "supportedVersions": SUPPORTED_VERSIONS});
+        return (out.to_string(), 0);
+    }
+    let mut version = CURRENT_VERSION.to_string();
+    match run_inner(&command, env, stdin, timeout, &mut version) {
+        Ok(out) => (out.map(|v| v.to_string()).unwrap_or_default(), 0),
+        Err(e) => (error_json(&e, &version).to_string(), 1),
+    }
+}
+
+fn need(env: &dyn Fn(&str) -> Option<String>, k: &str) -> Result<String, CniError> {
+    env(k).filter(|v| !v.is_empty()).ok_or_else(|| {
+        CniError::new(
+            code::INVALID_ENV,
+            format!("{k} is required"),
+            format!("the runtime did not set {k}"),
+        )
+    })
+}
+
+fn run_inner(
+    command: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    stdin: &[u8],
+    timeout: Duration,
+    version: &mut String,
+) -> Result<Option<Value>, CniError> {
+    let conf: NetConf = serde_json::from_slice(stdin).map_err(|e| {
+        CniError::new(
+            code::DECODE_FAILURE,
+            "cannot decode the network configuration",
+            e.to_string(),
+        )
+    })?;
+    let v = conf
+        .cni_version
+        .clone()
+        .ok_or_else(|| CniError::new(code::INVALID_CONFIG, "cniVersion is missing", ""))?;
+    if !SUPPORTED_VERSIONS.contains(&v.as_str()) {
+        return Err(CniError::new(
+            code::INCOMPATIBLE_VERSION,
+            format!("incompatible CNI version {v}"),
+            format!("flatnet-cni supports {}", SUPPORTED_VERSIONS.join(", ")),
+        ));
+    }
+    *version = v.clone();
+    if conf.name.as_deref().unwrap_or("").is_empty() {
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            "network name is missing",
+            "",
+        ));
+    }
+    if conf.kind.as_deref().unwrap_or("").is_empty() {
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            "plugin type is missing",
+            "",
+        ));
+    }
+    let socket = conf
+        .flatnetd_socket
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_API_SOCKET));
+    let call = |op: Op| crate::api::call(&socket, op, timeout).map_err(map_client);
+    let attachment = || -> Result<AttachmentRef, CniError> {
+        let ifname = need(env, "CNI_IFNAME")?;
+        if !valid_ifname(&ifname) {
+            return Err(CniError::new(
+                code::INVALID_ENV,
+                format!("invalid CNI_IFNAME {ifname:?}"),
+                "1 to 15 characters, no '/', ':' or whitespace",
+            ));
+        }
+        Ok(AttachmentRef {
+            container_id: need(env, "CNI_CONTAINERID")?,
+            ifname,
+        })
+    };
+    match command {
+        "ADD" => {
+            let attachment = attachment()?;
+            let netns = need(env, "CNI_NETNS")?;
+            let cni_args = parse_cni_args(&env("CNI_ARGS").unwrap_or_default());
+            let app = app_id(&conf, &cni_args);
+            match call(Op::Add(AddArgs {
+                attachment,
+                netns,
+                app,
+                network: conf.name.clone(),
+            }))? {
+                Answer::Endpoint(ep) => Ok(Some(result_json(&ep, &v))),
+                other => Err(unexpected(&other)),
+            }
+        }
+        "DEL" => {
+            let attachment = attachment()?;
+            call(Op::Del(DelArgs {
+                attachment,
+                netns: env("CNI_NETNS").filter(|s| !s.is_empty()),
+            }))?;
+            Ok(None)
+        }
+        "CHECK" => {
+            let attachment = attachment()?;
+            let netns = need(env, "CNI_NETNS")?;
+            let prev = conf
+                .prev_result
+                .as_ref()
+                .ok_or_else(|| CniError::new(code::INVALID_CONFIG, "CHECK needs prevResult", ""))?;
+            let expect_ips = prev_ips(prev)?;
+            call(Op::Check(CheckArgs {
+                attachment,
+                netns,
+                expect_ips,
+            }))?;
+            Ok(None)
+        }
+        "GC" => {
+            if v != "1.1.0" {
+                return Err(CniError::new(
+                    code::INCOMPATIBLE_VERSION,
+                    "GC needs cniVersion 1.1.0",
+                    "",
+                ));
+            }
+            let valid = conf
+                .valid_attachments
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| AttachmentRef {
+                    container_id: a.container_id,
+                    ifname: a.ifname,
+                })
+                .collect();
+            call(Op::Gc(GcArgs {
+                valid,
+                network: conf.name.clone(),
+            }))?;
+            Ok(None)
+        }
+        "STATUS" => match crate::api::call(&socket, Op::Status, timeout) {
+            Ok(Answer::Status(s)) if s.ready => Ok(None),
+            Ok(Answer::Status(s)) => Err(CniError::new(
+                code::NOT_AVAILABLE,
+                "flatnet is not ready",
+                format!(
+                    "datastore {} reachable: {}",
+                    s.datastore, s.datastore_reachable
+                ),
+            )),
+            Ok(other) => Err(unexpected(&other)),
+            Err(e) => Err(CniError::new(
+                code::NOT_AVAILABLE,
+                "flatnetd is not available",
+                e.to_string(),
+            )),
+        },
+        "" => Err(CniError::new(
+            code::INVALID_ENV,
+            "CNI_COMMAND is required",
+            "",
+        )),
+        other => Err(CniError::new(
+            code::INVALID_ENV,
+            format!("unknown CNI_COMMAND {other:?}"),
+            "expected ADD, DEL, CHECK, GC, STATUS or VERSION",
+        )),
+    }
+}
+
+fn unexpected(a: &Answer) -> CniError {
+    CniError::new(
+        code::INTERNAL,
+        "unexpected answer from flatnetd",
+        format!("{a:?}"),
+    )
+}
+
+/// Addresses of a prevResult (any supported version's shape).
+fn prev_ips(prev: &Value) -> Result<Vec<IpAddr>, CniError> {
+    let bad = |d: String| CniError::new(code::INVALID_CONFIG, "invalid prevResult", d);
+    let ips = prev
+        .get("ips")
+        .and_then(|v| v.as_array())
+        .ok_or_else(|| bad("prevResult has no ips".into()))?;
+    ips.iter()
+        .map(|ip| {
+            let a = ip
+                .get("address")
+                .and_then(|a| a.as_str())
+                .ok_or_else(|| bad("ips[].address missing".into()))?;
+            let host = a.split('/').next().unwrap_or(a);
+            host.parse::<IpAddr>()
+                .map_err(|e| bad(format!("ips[].address {a:?}: {e}")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    fn run_t(pairs: &[(&str, &str)], stdin: &str) -> (Value, i32) {
+        let e = env_of(pairs);
+        let (out, code) = run(&e, stdin.as_bytes(), Duration::from_secs(1));
+        (serde_json::from_str(&out).unwrap_or(Value::Null), code)
+    }
+
+    const CONF: &str = r#"{"cniVersion":"1.1.0","name":"n","type":"flatnet-cni","flatnetd_socket":"/nonexistent/flatnetd.sock"}"#;
+
+    #[test]
+    fn version_lists_supported() {
+        let (v, c) = run_t(&[("CNI_COMMAND", "VERSION")], "");
+        assert_eq!(c, 0);
+        assert_eq!(v["supportedVersions"], json!(["0.4.0", "1.0.0", "1.1.0"]));
+        assert_eq!(v["cniVersion"], "1.1.0");
+    }
+
+    #[test]
+    fn bad_inputs_get_spec_codes() {
+        let add = [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", "/run/netns/x"),
+        ];
+        let (v, c) = run_t(&add, "{not json");
+        assert_eq!((c, v["code"].as_u64()), (1, Some(6)));
+        let (v, _) = run_t(&add, r#"{"cniVersion":"9.9.9","name":"n","type":"t"}"#);
+        assert_eq!(v["code"], 1);
+        let (v, _) = run_t(&add, r#"{"cniVersion":"1.0.0","type":"t"}"#);
+        assert_eq!(v["code"], 7);
+        let (v, _) = run_t(&add[..3], CONF);
+        assert_eq!(v["code"], 4);
+        assert!(v["msg"].as_str().unwrap().contains("CNI_NETNS"));
+        let (v, _) = run_t(&add, CONF);
+        assert_eq!(v["code"], 11, "{v}");
+        let (v, _) = run_t(&[("CNI_COMMAND", "STATUS")], CONF);
+        assert_eq!(v["code"], 50);
+        let (v, _) = run_t(&[("CNI_COMMAND", "FROB")], CONF);
+        assert_eq!(v["code"], 4);
+        let mut bad_if = add;
+        bad_if[2] = ("CNI_IFNAME", "a/b");
+        let (v, _) = run_t(&bad_if, CONF);
+        assert_eq!(v["code"], 4);
+    }
+
+    #[test]
+    fn result_shapes_per_version() {
+        let ep = Endpoint {
+            container_id: "c".into(),
+            ifname: "eth0".into(),
+            netns: "/run/netns/x".into(),
+            host_ifname: "fl0123456789a".into(),
+            host_mac: "aa:bb:cc:dd:ee:ff".into(),
+            container_mac: "11:22:33:44:55:66".into(),
+            v4: Some("10.1.0.5".parse().unwrap()),
+            v6: Some("fd00::5".parse().unwrap()),
+            app: None,
+            network: None,
+        };
+        let r = result_json(&ep, "1.1.0");
+        assert_eq!(r["ips"][0]["address"], "10.1.0.5/32");
+        assert_eq!(r["ips"][0]["gateway"], "169.254.1.1");
+        assert_eq!(r["ips"][1]["gateway"], "fe80::1");
+        assert!(r["ips"][0].get("version").is_none());
+        assert_eq!(r["interfaces"][1]["sandbox"], "/run/netns/x");
+        let r = result_json(&ep, "0.4.0");
+        assert_eq!(r["ips"][1]["version"], "6");
+        assert_eq!(prev_ips(&r).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn app_id_precedence() {
+        let conf: NetConf = serde_json::from_str(
+            r#"{"cniVersion":"1.1.0","name":"n","type":"t","args":{"flatnet":{"app":"from-args"}},
+                "runtimeConfig":{"flatnet":{"app":"from-rc"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(app_id(&conf, &HashMap::new()).as_deref(), Some("from-rc"));
+        let a = parse_cni_args("IgnoreUnknown=1;FLATNET_APP=web");
+        assert_eq!(app_id(&conf, &a).as_deref(), Some("web"));
+    }
+}

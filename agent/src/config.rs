@@ -1,0 +1,558 @@
+//! flatnetd's configuration file (TOML).
+//!
+//! Unknown keys are rejected so that a typo never silently falls back to a
+//! default; every error names the file, line and column and what was expected.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use ipnetwork::IpNetwork;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Default path of the control socket.
+pub const DEFAULT_API_SOCKET: &str = "/run/flatnet/flatnetd.sock";
+/// Default metrics/health listener: loopback only.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9469";
+/// Default datastore: a file on local disk.
+pub const DEFAULT_DATASTORE: &str = "file:/var/lib/flatnet/datastore";
+/// Default directory for the agent's own endpoint records.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/flatnet";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: Node,
+    #[serde(default)]
+    pub api: Api,
+    #[serde(default)]
+    pub metrics: Metrics,
+    #[serde(default)]
+    pub log: Log,
+    #[serde(default)]
+    pub dataplane: Dataplane,
+    #[serde(default)]
+    pub datastore: Datastore,
+    /// Address pools this host claims blocks from. At least one IPv4 pool.
+    #[serde(rename = "pool")]
+    pub pools: Vec<Pool>,
+    #[serde(default)]
+    pub bgp: Bgp,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// This host's name: the owner recorded on blocks and endpoints.
+    pub name: String,
+    /// BGP router id (an IPv4 address).
+    pub router_id: Option<Ipv4Addr>,
+    /// This host's AS number.
+    pub asn: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// Unix socket of the control API (created mode 0600).
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Api {
+            socket: default_socket(),
+        }
+    }
+}
+
+fn default_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_API_SOCKET)
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// Address of the Prometheus `/metrics` and `/healthz` listener; empty
+    /// string disables it.
+    #[serde(default = "default_metrics", deserialize_with = "de_opt_socket_addr")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            listen: default_metrics(),
+        }
+    }
+}
+
+fn default_metrics() -> Option<SocketAddr> {
+    DEFAULT_METRICS_LISTEN.parse().ok()
+}
+
+fn de_opt_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "expected an address and port like \"127.0.0.1:9469\" or \"[::1]:9469\" (or \"\" to disable), found {s:?}"
+        ))
+    })
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter directive, e.g. "info" or "flatnet_agent=debug".
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            format: LogFormat::default(),
+            level: default_level(),
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Dataplane {
+    /// MTU of both ends of every container veth.
+    #[serde(default = "default_mtu")]
+    pub mtu: u32,
+    /// Directory for the agent's endpoint records.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+impl Default for Dataplane {
+    fn default() -> Self {
+        Dataplane {
+            mtu: default_mtu(),
+            state_dir: default_state_dir(),
+        }
+    }
+}
+
+fn default_mtu() -> u32 {
+    1500
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
+}
+
+/// Where blocks and allocations live.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatastoreUrl {
+    /// `file:/path/to/dir`: the embedded store (a directory) for one host or
+    /// a lab.
+    File(PathBuf),
+    /// `etcd://host:port[,host:port...]`: many hosts.
+    Etcd(Vec<String>),
+}
+
+impl fmt::Display for DatastoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatastoreUrl::File(p) => write!(f, "file:{}", p.display()),
+            DatastoreUrl::Etcd(eps) => write!(f, "etcd://{}", eps.join(",")),
+        }
+    }
+}
+
+impl Serialize for DatastoreUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl std::str::FromStr for DatastoreUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(p) = s.strip_prefix("file:") {
+            if !p.starts_with('/') {
+                return Err(format!(
+                    "expected an absolute path after \"file:\" (e.g. \"file:/var/lib/flatnet/datastore\"), found {s:?}"
+                ));
+            }
+            return Ok(DatastoreUrl::File(PathBuf::from(p)));
+        }
+        if let Some(rest) = s.strip_prefix("etcd://") {
+            let eps: Vec<String> = rest
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(String::from)
+                .collect();
+            if eps.is_empty() || eps.iter().any(|e| !e.contains(':')) {
+                return Err(format!(
+                    "expected \"etcd://host:port[,host:port...]\", found {s:?}"
+                ));
+            }
+            return Ok(DatastoreUrl::Etcd(eps));
+        }
+        Err(format!(
+            "expected \"file:/path\" or \"etcd://host:port[,host:port...]\", found {s:?}"
+        ))
+    }
+}
+
+impl<'de> Deserialize<'de> for DatastoreUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Datastore {
+    pub url: DatastoreUrl,
+}
+
+impl Default for Datastore {
+    fn default() -> Self {
+        Datastore {
+            url: DatastoreUrl::File(PathBuf::from(DEFAULT_DATASTORE.trim_start_matches("file:"))),
+        }
+    }
+}
+
+/// A CIDR that parses as the network itself (host bits must be zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(pub IpNetwork);
+
+impl Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let n: IpNetwork = s.parse().map_err(|_| {
+            serde::de::Error::custom(format!(
+                "expected a CIDR like \"10.244.0.0/16\" or \"fd00:244::/56\", found {s:?}"
+            ))
+        })?;
+        if n.network() != n.ip() {
+            return Err(serde::de::Error::custom(format!(
+                "expected a network address with host bits zero, found {s:?} (did you mean \"{}/{}\"?)",
+                n.network(),
+                n.prefix()
+            )));
+        }
+        Ok(Cidr(n))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    pub cidr: Cidr,
+    /// Prefix length of the blocks a host claims from this pool (default
+    /// /26 for IPv4, /122 for IPv6).
+    pub block_size: Option<u8>,
+}
+
+impl Pool {
+    pub fn block_prefix(&self) -> u8 {
+        self.block_size.unwrap_or(match self.cidr.0 {
+            IpNetwork::V4(_) => 26,
+            IpNetwork::V6(_) => 122,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Bgp {
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<BgpPeer>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BgpPeer {
+    pub address: IpAddr,
+    pub asn: u32,
+    #[serde(default = "default_bgp_port")]
+    pub port: u16,
+}
+
+fn default_bgp_port() -> u16 {
+    179
+}
+
+/// A configuration error, already located in its file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates `text`; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            ConfigError::Syntax {
+                path: origin.to_string(),
+                line,
+                column,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: origin.to_string(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Cross-field checks serde cannot express.
+    fn validate(&self) -> Result<(), String> {
+        if self.node.name.is_empty() {
+            return Err("node.name: expected a non-empty host name".into());
+        }
+        if !(68..=65535).contains(&self.dataplane.mtu) {
+            return Err(format!(
+                "dataplane.mtu: expected 68..=65535, found {}",
+                self.dataplane.mtu
+            ));
+        }
+        if !self.pools.iter().any(|p| p.cidr.0.is_ipv4()) {
+            return Err("pool: expected at least one IPv4 [[pool]]".into());
+        }
+        for (i, p) in self.pools.iter().enumerate() {
+            let b = p.block_prefix();
+            let (pp, max) = (p.cidr.0.prefix(), if p.cidr.0.is_ipv4() { 32 } else { 128 });
+            if b < pp || b > max {
+                return Err(format!(
+                    "pool[{i}] ({}): block_size /{b} must be between the pool's /{pp} and /{max}",
+                    p.cidr.0
+                ));
+            }
+            for (j, q) in self.pools.iter().enumerate().skip(i + 1) {
+                if overlaps(p.cidr.0, q.cidr.0) {
+                    return Err(format!(
+                        "pool[{i}] ({}) overlaps pool[{j}] ({})",
+                        p.cidr.0, q.cidr.0
+                    ));
+                }
+            }
+        }
+        if !self.bgp.peers.is_empty() && (self.node.asn.is_none() || self.node.router_id.is_none())
+        {
+            return Err("bgp.peer needs node.asn and node.router_id".into());
+        }
+        if self.api.socket.as_os_str().is_empty() || !self.api.socket.is_absolute() {
+            return Err("api.socket: expected an absolute path".into());
+        }
+        Ok(())
+    }
+}
+
+fn overlaps(a: IpNetwork, b: IpNetwork) -> bool {
+    a.is_ipv4() == b.is_ipv4() && (a.contains(b.network()) || b.contains(a.network()))
+}
+
+/// 1-based line and column (in characters) of byte offset `pos`.
+fn line_col(text: &str, pos: usize) -> (usize, usize) {
+    let pos = pos.min(text.len());
+    let before = text.get(..pos).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit_once('\n')
+        .map(|(_, l)| l)
+        .unwrap_or(before)
+        .chars()
+        .count()
+        + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[node]
+name = "host-a"
+router_id = "192.0.2.11"
+asn = 64512
+
+[api]
+socket = "/run/flatnet/flatnetd.sock"
+
+[metrics]
+listen = "127.0.0.1:9469"
+
+[log]
+format = "json"
+
+[dataplane]
+mtu = 9000
+
+[datastore]
+url = "etcd://10.0.0.1:2379,10.0.0.2:2379"
+
+[[pool]]
+cidr = "10.244.0.0/16"
+block_size = 26
+
+[[pool]]
+cidr = "fd00:244::/56"
+
+[[bgp.peer]]
+address = "192.0.2.1"
+asn = 65000
+"#;
+
+    fn err(text: &str) -> String {
+        match Config::parse(text, "t.toml") {
+            Ok(c) => panic!("expected an error, got {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn good_config_parses() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        assert_eq!(c.node.name, "host-a");
+        assert_eq!(c.dataplane.mtu, 9000);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(
+            c.datastore.url,
+            DatastoreUrl::Etcd(vec!["10.0.0.1:2379".into(), "10.0.0.2:2379".into()])
+        );
+        assert_eq!(c.pools.len(), 2);
+        assert_eq!(c.pools[1].block_prefix(), 122);
+        assert_eq!(c.bgp.peers[0].port, 179);
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(
+            "[node]\nname = \"h\"\n[[pool]]\ncidr = \"10.1.0.0/16\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.api.socket, PathBuf::from(DEFAULT_API_SOCKET));
+        assert_eq!(c.metrics.listen, DEFAULT_METRICS_LISTEN.parse().ok());
+        assert_eq!(c.dataplane.mtu, 1500);
+        assert_eq!(c.log.format, LogFormat::Human);
+        assert!(matches!(c.datastore.url, DatastoreUrl::File(_)));
+    }
+
+    #[test]
+    fn shipped_example_is_valid() {
+        let text = include_str!("../../docs/flatnetd.example.toml");
+        Config::parse(text, "docs/flatnetd.example.toml").unwrap();
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let e = err("[node]\nname = \"h\"\nnmae = \"x\"\n[[pool]]\ncidr = \"10.1.0.0/16\"\n");
+        assert!(e.starts_with("t.toml:3:1: "), "{e}");
+        assert!(e.contains("unknown field `nmae`"), "{e}");
+        assert!(e.contains("expected"), "{e}");
+    }
+
+    #[test]
+    fn bad_cidr_says_what_was_expected() {
+        let e = err("[node]\nname = \"h\"\n[[pool]]\ncidr = \"10.1.0.1/16\"\n");
+        assert!(e.starts_with("t.toml:4:8: "), "{e}");
+        assert!(e.contains("did you mean \"10.1.0.0/16\""), "{e}");
+        let e = err("[node]\nname = \"h\"\n[[pool]]\ncidr = \"banana\"\n");
+        assert!(e.contains("expected a CIDR"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_and_syntax_errors_are_located() {
+        let e = err(
+            "[node]\nname = \"h\"\n[dataplane]\nmtu = \"big\"\n[[pool]]\ncidr = \"10.1.0.0/16\"\n",
+        );
+        assert!(e.starts_with("t.toml:4:7: "), "{e}");
+        let e = err("[node]\nname = \"h\n");
+        assert!(e.starts_with("t.toml:2:"), "{e}");
+        let e = err(
+            "[node]\nname = \"h\"\n[log]\nformat = \"xml\"\n[[pool]]\ncidr = \"10.1.0.0/16\"\n",
+        );
+        assert!(e.starts_with("t.toml:4:10: "), "{e}");
+        assert!(e.contains("human") && e.contains("json"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors() {
+        let e = err("[node]\nname = \"h\"\n");
+        assert!(e.contains("missing field `pool`"), "{e}");
+        let e = err("[node]\nname = \"h\"\n[[pool]]\ncidr = \"fd00::/64\"\n");
+        assert!(e.contains("at least one IPv4"), "{e}");
+        let e = err(
+            "[node]\nname = \"h\"\n[[pool]]\ncidr = \"10.0.0.0/8\"\n[[pool]]\ncidr = \"10.1.0.0/16\"\n",
+        );
+        assert!(e.contains("overlaps"), "{e}");
+        let e = err("[node]\nname = \"h\"\n[[pool]]\ncidr = \"10.0.0.0/24\"\nblock_size = 16\n");
+        assert!(e.contains("block_size"), "{e}");
+        let e = err(
+            "[node]\nname = \"h\"\n[datastore]\nurl = \"file:relative\"\n[[pool]]\ncidr = \"10.0.0.0/24\"\n",
+        );
+        assert!(e.contains("absolute path"), "{e}");
+        let e = err(
+            "[node]\nname = \"h\"\n[[pool]]\ncidr = \"10.0.0.0/24\"\n[[bgp.peer]]\naddress = \"10.0.0.1\"\nasn = 1\n",
+        );
+        assert!(e.contains("node.asn"), "{e}");
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+}

@@ -1,0 +1,224 @@
+//! RIB ingest benchmark: 1,000,000 IPv4 prefixes (70% /24, 30% /32) in
+//! 4,000 distinct attribute sets, encoded as real UPDATE messages by the
+//! codec's packer, then decoded and applied to the RIB as one eBGP peer
+//! feed. Prints prefixes/s, live heap bytes per route (counting
+//! allocator) and VmRSS/VmHWM.
+//!
+//! Run: `cargo bench -p flatnet-bgp --bench rib` (FLATNET_RIB_BENCH_N to change the size).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use flatnet_bgp::policy::Policy;
+use flatnet_bgp::rib::{DecisionConfig, PeerId, PeerInfo, Rib, RibConfig};
+use flatnet_bgp::wire::{
+    AsPath, AttrValue, Community, DecodeContext, Ipv4Prefix, Message, Nlri4, Origin, PathAttribute,
+    pack_ipv4,
+};
+
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts bytes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size(), Ordering::Relaxed);
+        // SAFETY: same layout contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        // SAFETY: `p` was allocated by `System` with `l`.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        LIVE.fetch_add(n, Ordering::Relaxed);
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        // SAFETY: `p` was allocated by `System` with `l`.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+const LOCAL_AS: u32 = 65000;
+const PEER_AS: u32 = 65010;
+
+/// The feed: pre-encoded UPDATE messages (as the wire would carry them).
+fn feed(n: u32, sets: u32) -> Vec<Vec<u8>> {
+    let ctx = DecodeContext {
+        four_octet_as: true,
+        ..DecodeContext::default()
+    };
+    // Runs of 1..=40 consecutive prefixes share one attribute set (one
+    // UPDATE per run, ~20 prefixes per UPDATE on average, as in a table dump).
+    let mut runs: Vec<(u32, Vec<Nlri4>)> = Vec::new();
+    let mut k = 0u32;
+    let mut r = 0u32;
+    while k < n {
+        let len = (r.wrapping_mul(2_654_435_761) >> 7) % 40 + 1;
+        let set = r.wrapping_mul(40_503) % sets;
+        let nlri = (k..(k + len).min(n))
+            .map(|k| {
+                Nlri4::new(if k % 10 < 3 {
+                    Ipv4Prefix::from_bits(0xC000_0000 + k, 32)
+                } else {
+                    Ipv4Prefix::from_bits(0x0100_0000 + (k << 8), 24)
+                })
+            })
+            .collect();
+        runs.push((set, nlri));
+        k += len;
+        r += 1;
+    }
+    let mut out = Vec::new();
+    for (s, nlri) in &runs {
+        let s = *s;
+        let path: Vec<u32> = [PEER_AS]
+            .into_iter()
+            .chain((0..(s % 5)).map(|i| 64700 + (s * 7 + i) % 200))
+            .chain([100_000 + s])
+            .collect();
+        let mut attrs = vec![
+            PathAttribute::new(AttrValue::Origin(if s % 3 == 0 {
+                Origin::Incomplete
+            } else {
+                Origin::Igp
+            })),
+            PathAttribute::new(AttrValue::AsPath(AsPath::sequence(path))),
+            PathAttribute::new(AttrValue::NextHop(Ipv4Addr::new(10, 1, 0, 2))),
+            PathAttribute::new(AttrValue::Med(s % 11)),
+        ];
+        if s % 2 == 0 {
+            attrs.push(PathAttribute::new(AttrValue::Communities(vec![
+                Community::new(65010, (s % 100) as u16),
+                Community::new(65010, 1000),
+            ])));
+        }
+        for u in pack_ipv4(&attrs, nlri, &ctx).unwrap() {
+            out.push(Message::Update(u).to_bytes(&ctx).unwrap());
+        }
+    }
+    out
+}
+
+fn peer(asn: u32, last: u8, import: bool) -> PeerInfo {
+    let mut i = PeerInfo::new(
+        LOCAL_AS,
+        asn,
+        Ipv4Addr::new(10, 0, 0, last),
+        IpAddr::V4(Ipv4Addr::new(10, 1, 0, last)),
+    );
+    if import {
+        i.import = Some(Policy::accept_all("all"));
+    }
+    i.export = Some(Policy::accept_all("all"));
+    i.local_v4 = Some(Ipv4Addr::new(10, 1, 0, 1));
+    i
+}
+
+fn run(msgs: &[Vec<u8>], n: u32, with_out_peer: bool) {
+    let ctx = DecodeContext {
+        four_octet_as: true,
+        ..DecodeContext::default()
+    };
+    let live0 = LIVE.load(Ordering::Relaxed);
+    let rss0 = status_kb("VmRSS:");
+    let mut rib = Rib::new(RibConfig {
+        local_as: LOCAL_AS,
+        router_id: Ipv4Addr::new(10, 0, 0, 1),
+        decision: DecisionConfig::default(),
+    });
+    rib.peer_up(PeerId(1), peer(PEER_AS, 2, true));
+    if with_out_peer {
+        rib.peer_up(PeerId(2), peer(65020, 3, false));
+    }
+    let t = Instant::now();
+    let mut changes = 0usize;
+    for m in msgs {
+        let Message::Update(u) = Message::decode(m, &ctx).unwrap() else {
+            panic!("not an UPDATE")
+        };
+        changes += rib.apply_update(PeerId(1), &u).unwrap().loc_rib.len();
+    }
+    let ingest = t.elapsed();
+    assert_eq!(rib.loc_rib_len(), n as usize);
+    assert_eq!(changes, n as usize);
+    let mut out_msgs = 0;
+    let mut t_out = std::time::Duration::ZERO;
+    if with_out_peer {
+        let t = Instant::now();
+        let us = rib.take_updates(PeerId(2)).unwrap();
+        let mut buf = Vec::new();
+        for u in us {
+            buf.clear();
+            Message::Update(u).encode(&ctx, &mut buf).unwrap();
+            out_msgs += 1;
+        }
+        t_out = t.elapsed();
+    }
+    let live = LIVE.load(Ordering::Relaxed) - live0;
+    let rss = status_kb("VmRSS:").saturating_sub(rss0);
+    let label = if with_out_peer {
+        "feed + 1 eBGP out peer"
+    } else {
+        "feed only (in + Loc-RIB)"
+    };
+    println!(
+        "{label:<26} {n} prefixes in {:.3} s = {:>9.0} prefixes/s | live heap {:.1} B/route | RSS +{:.1} B/route | attr sets {}{}",
+        ingest.as_secs_f64(),
+        f64::from(n) / ingest.as_secs_f64(),
+        live as f64 / f64::from(n),
+        rss as f64 * 1024.0 / f64::from(n),
+        rib.attr_sets(),
+        if with_out_peer {
+            format!(
+                " | out: {out_msgs} UPDATEs packed+encoded in {:.3} s",
+                t_out.as_secs_f64()
+            )
+        } else {
+            String::new()
+        }
+    );
+    drop(rib);
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` runs us too: keep that short.
+    let quick = std::env::args().all(|a| a != "--bench");
+    let n: u32 = std::env::var("FLATNET_RIB_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 20_000 } else { 1_000_000 });
+    let sets = 4_000.min(n / 10).max(1);
+    let t = Instant::now();
+    let msgs = feed(n, sets);
+    let bytes: usize = msgs.iter().map(Vec::len).sum();
+    println!(
+        "feed: {n} IPv4 prefixes (70% /24, 30% /32), {sets} attribute sets, {} UPDATEs, {:.1} MB, built in {:.2} s",
+        msgs.len(),
+        bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+    run(&msgs, n, false);
+    run(&msgs, n, true);
+    println!(
+        "process VmHWM (peak RSS, incl. the pre-encoded feed): {} MB",
+        status_kb("VmHWM:") / 1024
+    );
+}

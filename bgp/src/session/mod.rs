@@ -1,0 +1,852 @@
+//! The tokio driver of one peer: TCP (active and passive), framing with the
+//! codec, timers from the sans-IO [`Fsm`], and connection collision handling
+//! with a second FSM for an inbound connection that races our outbound one.
+//!
+//! A peer task talks to the speaker core through two channels: commands in
+//! ([`PeerCmd`]), events out ([`PeerEvent`]). It never touches the RIB.
+
+pub mod socket;
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::fsm::collision::{self, Direction, ExistingState, Resolution};
+use crate::fsm::{Action, DownReason, Event, Fsm, FsmConfig, Negotiated, Outgoing, State};
+use crate::wire::{
+    DecodeContext, DecodeError, ErrorCode, Family, Message, Notification, RouteRefresh, Update,
+    decode, frame, subcode,
+};
+
+pub use socket::ConnectOptions;
+
+/// Max-prefix limit for one family of one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaxPrefix {
+    /// Family the limit applies to.
+    pub family: Family,
+    /// Accepted prefixes allowed; one more sends Cease/1.
+    pub limit: usize,
+    /// Log a warning at this percentage of the limit.
+    pub warning_percent: u8,
+    /// Restart the session this long after the Cease (`None`: stay down).
+    pub restart_interval: Option<Duration>,
+}
+
+/// Graceful restart settings of one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GracefulRestartConfig {
+    /// Restart time we announce.
+    pub restart_time: u16,
+    /// How long to keep stale routes after the peer came back, waiting for its End-of-RIB.
+    pub stale_time: Duration,
+}
+
+/// Everything about one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// Peer address (IPv6 link-local needs `connect.interface`).
+    pub address: IpAddr,
+    /// Peer AS.
+    pub remote_as: u32,
+    /// TCP port to connect to.
+    pub port: u16,
+    /// MD5, GTSM, interface, local address.
+    pub connect: ConnectOptions,
+    /// Only accept connections.
+    pub passive: bool,
+    /// Proposed hold time.
+    pub hold_time: u16,
+    /// Keepalive interval.
+    pub keepalive: Option<u16>,
+    /// First ConnectRetry interval.
+    pub connect_retry: Duration,
+    /// DelayOpen (RFC 4271 8.1.1).
+    pub delay_open: Option<Duration>,
+    /// Families to negotiate.
+    pub families: Vec<Family>,
+    /// Announce extended next hop (IPv4 over IPv6).
+    pub extended_next_hop: bool,
+    /// Graceful restart.
+    pub graceful_restart: Option<GracefulRestartConfig>,
+    /// Import policy name (`None`: RFC 8212 default).
+    pub import_policy: Option<String>,
+    /// Export policy name (`None`: RFC 8212 default).
+    pub export_policy: Option<String>,
+    /// Max-prefix limits (on prefixes received, before import policy).
+    pub max_prefix: Vec<MaxPrefix>,
+    /// Keep routes the import policy rejected (soft reconfiguration inbound);
+    /// without it a policy change sends ROUTE-REFRESH to the peer.
+    pub soft_reconfiguration_inbound: bool,
+    /// Next hop for IPv4 routes we send (default: local session address if IPv4).
+    pub next_hop_ipv4: Option<std::net::Ipv4Addr>,
+    /// Next hop for IPv6 routes we send (default: local session address if IPv6).
+    pub next_hop_ipv6: Option<std::net::Ipv6Addr>,
+}
+
+impl PeerConfig {
+    /// A peer with defaults: both unicast families, hold 90, retry 1 s.
+    pub fn new(address: IpAddr, remote_as: u32) -> PeerConfig {
+        PeerConfig {
+            address,
+            remote_as,
+            port: 179,
+            connect: ConnectOptions::default(),
+            passive: false,
+            hold_time: 90,
+            keepalive: None,
+            connect_retry: Duration::from_secs(1),
+            delay_open: None,
+            families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
+            extended_next_hop: false,
+            graceful_restart: None,
+            import_policy: None,
+            export_policy: None,
+            max_prefix: Vec::new(),
+            soft_reconfiguration_inbound: false,
+            next_hop_ipv4: None,
+            next_hop_ipv6: None,
+        }
+    }
+
+    /// The FSM configuration for this peer.
+    pub fn fsm_config(
+        &self,
+        local_as: u32,
+        router_id: std::net::Ipv4Addr,
+        restarting: bool,
+    ) -> FsmConfig {
+        let mut c = FsmConfig::new(local_as, Some(self.remote_as), router_id);
+        c.hold_time = self.hold_time;
+        c.keepalive = self.keepalive;
+        c.passive = self.passive;
+        c.delay_open = self.delay_open;
+        c.connect_retry = self.connect_retry;
+        c.connect_retry_max = Duration::from_secs(30).max(self.connect_retry);
+        c.idle_hold = self.connect_retry;
+        c.capabilities.families = self.families.clone();
+        c.capabilities.extended_next_hop = self.extended_next_hop;
+        c.capabilities.graceful_restart =
+            self.graceful_restart
+                .as_ref()
+                .map(|g| crate::fsm::LocalGracefulRestart {
+                    restart_time: g.restart_time,
+                    restarting,
+                    forwarding: true,
+                    notification: false,
+                });
+        let mut seed = u64::from(u32::from(router_id));
+        if let IpAddr::V4(a) = self.address {
+            seed ^= u64::from(u32::from(a)) << 32;
+        }
+        c.seed = seed ^ std::process::id() as u64;
+        c
+    }
+
+    /// Whether the peer is eBGP.
+    pub fn is_ebgp(&self, local_as: u32) -> bool {
+        self.remote_as != local_as
+    }
+}
+
+/// Commands from the speaker core to a peer task.
+#[derive(Debug)]
+pub enum PeerCmd {
+    /// An inbound TCP connection from this peer's address.
+    Inbound(TcpStream),
+    /// Send these UPDATEs (already packed) on the Established session.
+    Send(Vec<Update>),
+    /// ManualStart.
+    Start,
+    /// ManualStop with an optional NOTIFICATION (RFC 8203 shutdown communication).
+    Stop(Option<Notification>),
+    /// Local limit exceeded: send the NOTIFICATION and restart later.
+    LocalError {
+        /// What to send.
+        notification: Notification,
+        /// When to come back.
+        restart_after: Option<Duration>,
+    },
+    /// Ask the peer to re-send its routes (RFC 2918).
+    RouteRefresh(Family),
+    /// Stop (Cease/Peer De-configured) and end the task.
+    Remove,
+}
+
+/// Events from a peer task to the speaker core.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// The FSM state changed.
+    State(IpAddr, State),
+    /// Established.
+    Up {
+        /// Peer.
+        peer: IpAddr,
+        /// Capabilities.
+        negotiated: Box<Negotiated>,
+        /// Our end of the TCP connection.
+        local: SocketAddr,
+    },
+    /// Down (or an attempt failed past TCP).
+    Down {
+        /// Peer.
+        peer: IpAddr,
+        /// Why.
+        reason: DownReason,
+        /// Whether routes were exchanged on it.
+        was_established: bool,
+    },
+    /// A well-formed UPDATE.
+    Update(IpAddr, Box<Update>),
+    /// RFC 7606 treat-as-withdraw: these prefixes must go.
+    Withdraw(IpAddr, Box<crate::wire::TreatAsWithdraw>),
+    /// The peer asked for a refresh of `family`.
+    RouteRefresh(IpAddr, Family),
+    /// The peer task ended (removed).
+    Gone(IpAddr),
+}
+
+struct Conn {
+    rd: OwnedReadHalf,
+    wr: mpsc::UnboundedSender<Vec<u8>>,
+    buf: Vec<u8>,
+    dir: Direction,
+    local: SocketAddr,
+    rx_ctx: DecodeContext,
+    tx_ctx: DecodeContext,
+}
+
+impl Conn {
+    fn new(stream: TcpStream, dir: Direction) -> io::Result<Conn> {
+        let local = stream.local_addr()?;
+        let (rd, mut w) = stream.into_split();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        tokio::spawn(async move {
+            while let Some(b) = rx.recv().await {
+                if w.write_all(&b).await.is_err() {
+                    break;
+                }
+            }
+            let _ = w.shutdown().await;
+        });
+        Ok(Conn {
+            rd,
+            wr: tx,
+            buf: Vec::with_capacity(65536),
+            dir,
+            local,
+            rx_ctx: DecodeContext::legacy(),
+            tx_ctx: DecodeContext::legacy(),
+        })
+    }
+
+    fn send(&self, m: &Message) {
+        match m.to_bytes(&self.tx_ctx) {
+            Ok(b) => {
+                let _ = self.wr.send(b);
+            }
+            Err(e) => tracing::error!("cannot encode {m:?}: {e}"),
+        }
+    }
+}
+
+struct Slot {
+    fsm: Fsm,
+    conn: Option<Conn>,
+}
+
+async fn read_some(conn: Option<&mut Conn>) -> io::Result<usize> {
+    match conn {
+        Some(c) => {
+            if c.buf.capacity() - c.buf.len() < 4096 {
+                c.buf.reserve(65536);
+            }
+            c.rd.read_buf(&mut c.buf).await
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// A running peer task.
+pub struct PeerTask {
+    cfg: PeerConfig,
+    primary: Slot,
+    secondary: Option<Slot>,
+    events: mpsc::UnboundedSender<PeerEvent>,
+    connecting: Option<(oneshot::Receiver<io::Result<TcpStream>>, JoinHandle<()>)>,
+    reported: State,
+    /// Events read from the wire, sent after the FSM's own actions so that
+    /// `Up` always precedes the UPDATEs that arrived with the last KEEPALIVE.
+    pending: Vec<PeerEvent>,
+    local_as: u32,
+    router_id: std::net::Ipv4Addr,
+}
+
+/// Spawns the task for one peer; it starts (ManualStart) right away.
+pub fn spawn_peer(
+    cfg: PeerConfig,
+    local_as: u32,
+    router_id: std::net::Ipv4Addr,
+    restarting: bool,
+    events: mpsc::UnboundedSender<PeerEvent>,
+) -> mpsc::UnboundedSender<PeerCmd> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let fsm = Fsm::new(cfg.fsm_config(local_as, router_id, restarting));
+    let task = PeerTask {
+        cfg,
+        primary: Slot { fsm, conn: None },
+        secondary: None,
+        events,
+        connecting: None,
+        reported: State::Idle,
+        pending: Vec::new(),
+        local_as,
+        router_id,
+    };
+    tokio::spawn(task.run(rx));
+    tx
+}
+
+enum Wake {
+    Cmd(Option<PeerCmd>),
+    Read(bool, io::Result<usize>),
+    Connected(io::Result<TcpStream>),
+    Timer,
+}
+
+impl PeerTask {
+    async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<PeerCmd>) {
+        let addr = self.cfg.address;
+        self.primary.fsm.handle(Event::ManualStart, now());
+        let mut removing = false;
+        loop {
+            self.process_actions();
+            if removing {
+                break;
+            }
+            let deadline = [
+                self.primary.fsm.poll_timeout(),
+                self.secondary.as_ref().and_then(|s| s.fsm.poll_timeout()),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let connecting = async {
+                match self.connecting.as_mut() {
+                    Some((rx, _)) => rx
+                        .await
+                        .unwrap_or_else(|_| Err(io::Error::other("connect task ended"))),
+                    None => std::future::pending().await,
+                }
+            };
+            let sec = self.secondary.as_mut().and_then(|s| s.conn.as_mut());
+            let wake = tokio::select! {
+                c = cmds.recv() => Wake::Cmd(c),
+                r = read_some(self.primary.conn.as_mut()) => Wake::Read(true, r),
+                r = read_some(sec) => Wake::Read(false, r),
+                c = connecting => Wake::Connected(c),
+                () = timer => Wake::Timer,
+            };
+            match wake {
+                Wake::Cmd(None) => {
+                    self.primary.fsm.handle(Event::ManualStop(None), now());
+                    removing = true;
+                }
+                Wake::Cmd(Some(PeerCmd::Remove)) => {
+                    let n = Notification::new(
+                        ErrorCode::CEASE,
+                        subcode::cease::PEER_DECONFIGURED,
+                        Vec::new(),
+                    );
+                    self.primary.fsm.handle(Event::ManualStop(Some(n)), now());
+                    self.secondary = None;
+                    removing = true;
+                }
+                Wake::Cmd(Some(c)) => self.command(c),
+                Wake::Read(primary, r) => self.on_read(primary, r),
+                Wake::Connected(r) => {
+                    self.connecting = None;
+                    self.on_connected(r);
+                }
+                Wake::Timer => {
+                    let n = now();
+                    self.primary.fsm.handle_timeout(n);
+                    if let Some(s) = self.secondary.as_mut() {
+                        s.fsm.handle_timeout(n);
+                    }
+                }
+            }
+        }
+        self.process_actions();
+        let _ = self.events.send(PeerEvent::Gone(addr));
+    }
+
+    fn command(&mut self, c: PeerCmd) {
+        let t = now();
+        match c {
+            PeerCmd::Inbound(stream) => self.on_inbound(stream),
+            PeerCmd::Send(updates) => {
+                if self.primary.fsm.state() == State::Established
+                    && let Some(conn) = &self.primary.conn
+                {
+                    for u in updates {
+                        tracing::trace!(peer = %self.cfg.address, ?u, "sending UPDATE");
+                        conn.send(&Message::Update(u));
+                    }
+                    self.primary.fsm.on_message_sent(t);
+                }
+            }
+            PeerCmd::Start => self.primary.fsm.handle(Event::ManualStart, t),
+            PeerCmd::Stop(n) => {
+                self.secondary = None;
+                self.primary.fsm.handle(Event::ManualStop(n), t);
+            }
+            PeerCmd::LocalError {
+                notification,
+                restart_after,
+            } => {
+                self.secondary = None;
+                self.primary.fsm.handle(
+                    Event::LocalError {
+                        notification,
+                        restart_after,
+                    },
+                    t,
+                );
+            }
+            PeerCmd::RouteRefresh(family) => {
+                if self.primary.fsm.state() == State::Established
+                    && let Some(conn) = &self.primary.conn
+                {
+                    tracing::info!(peer = %self.cfg.address, %family, "sending ROUTE-REFRESH");
+                    conn.send(&Message::RouteRefresh(RouteRefresh::request(family)));
+                }
+            }
+            PeerCmd::Remove => {}
+        }
+    }
+
+    fn attach(&mut self, stream: TcpStream, dir: Direction) -> Option<Conn> {
+        let apply = match dir {
+            Direction::Inbound => socket::apply_accepted(&stream, &self.cfg.connect),
+            Direction::Outbound => Ok(()),
+        };
+        if let Err(e) = apply {
+            tracing::warn!(peer = %self.cfg.address, "socket options on accepted connection: {e}");
+            return None;
+        }
+        match Conn::new(stream, dir) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(peer = %self.cfg.address, "connection unusable: {e}");
+                None
+            }
+        }
+    }
+
+    fn on_inbound(&mut self, stream: TcpStream) {
+        let t = now();
+        match self.primary.fsm.state() {
+            State::Idle => {
+                tracing::info!(peer = %self.cfg.address, "rejecting inbound connection: peer is Idle");
+            }
+            State::Connect | State::Active if self.primary.conn.is_none() => {
+                if let Some((_, h)) = self.connecting.take() {
+                    h.abort();
+                }
+                if let Some(c) = self.attach(stream, Direction::Inbound) {
+                    self.primary.conn = Some(c);
+                    self.primary.fsm.handle(Event::TcpAccepted, t);
+                }
+            }
+            State::OpenSent | State::OpenConfirm if self.secondary.is_none() => {
+                // Possible collision: run the inbound connection in its own FSM.
+                let mut cfg = self.primary.fsm.config().clone();
+                cfg.passive = true;
+                cfg.auto_restart = false;
+                cfg.seed = cfg.seed.wrapping_add(1);
+                let mut fsm = Fsm::new(cfg);
+                fsm.handle(Event::ManualStart, t);
+                if let Some(c) = self.attach(stream, Direction::Inbound) {
+                    fsm.handle(Event::TcpAccepted, t);
+                    self.secondary = Some(Slot { fsm, conn: Some(c) });
+                }
+            }
+            _ => {
+                // Established (or already two connections): refuse with Cease/5.
+                let n = Notification::new(
+                    ErrorCode::CEASE,
+                    subcode::cease::CONNECTION_REJECTED,
+                    Vec::new(),
+                );
+                if let Ok(b) = Message::Notification(n).to_bytes(&DecodeContext::legacy()) {
+                    tokio::spawn(async move {
+                        let mut s = stream;
+                        let _ = s.write_all(&b).await;
+                        let _ = s.shutdown().await;
+                    });
+                }
+            }
+        }
+    }
+
+    fn on_connected(&mut self, r: io::Result<TcpStream>) {
+        let t = now();
+        match r {
+            Ok(stream) => {
+                if self.primary.conn.is_some()
+                    || !matches!(self.primary.fsm.state(), State::Connect | State::Active)
+                {
+                    return; // an inbound connection won the race; drop ours
+                }
+                match self.attach(stream, Direction::Outbound) {
+                    Some(c) => {
+                        self.primary.conn = Some(c);
+                        self.primary.fsm.handle(Event::TcpConnected, t);
+                    }
+                    None => self.primary.fsm.handle(Event::TcpFailed, t),
+                }
+            }
+            Err(e) => {
+                tracing::debug!(peer = %self.cfg.address, "connect failed: {e}");
+                if self.primary.conn.is_none() {
+                    self.primary.fsm.handle(Event::TcpFailed, t);
+                }
+            }
+        }
+    }
+
+    fn on_read(&mut self, primary: bool, r: io::Result<usize>) {
+        let t = now();
+        let closed = !matches!(r, Ok(n) if n > 0);
+        {
+            let Some(slot) = (if primary {
+                Some(&mut self.primary)
+            } else {
+                self.secondary.as_mut()
+            }) else {
+                return;
+            };
+            if closed {
+                slot.conn = None;
+                slot.fsm.handle(Event::TcpFailed, t);
+            } else {
+                // Decode every whole message in the buffer.
+                let mut msgs = Vec::new();
+                let mut failure = None;
+                if let Some(conn) = slot.conn.as_mut() {
+                    let mut off = 0;
+                    loop {
+                        let rest = conn.buf.get(off..).unwrap_or_default();
+                        match frame(rest, &conn.rx_ctx) {
+                            Ok(Some(n)) => {
+                                let m = rest.get(..n).unwrap_or_default();
+                                msgs.push(decode(m, &conn.rx_ctx));
+                                off += n;
+                            }
+                            Ok(None) => break,
+                            Err(n) => {
+                                failure = Some(n);
+                                break;
+                            }
+                        }
+                    }
+                    conn.buf.drain(..off.min(conn.buf.len()));
+                }
+                for m in msgs {
+                    let peer = self.cfg.address;
+                    match m {
+                        Ok(d) => match d.message {
+                            Message::Open(o) => slot.fsm.handle(Event::Open(o), t),
+                            Message::Keepalive => slot.fsm.handle(Event::Keepalive, t),
+                            Message::Notification(n) => {
+                                tracing::warn!(%peer, "received NOTIFICATION {n}");
+                                slot.fsm.handle(Event::Notification(n), t);
+                            }
+                            Message::Update(u) => {
+                                tracing::trace!(%peer, ?u, "UPDATE");
+                                let est = slot.fsm.state() == State::Established;
+                                slot.fsm.handle(Event::Update, t);
+                                if est {
+                                    self.pending.push(PeerEvent::Update(peer, Box::new(u)));
+                                }
+                            }
+                            Message::RouteRefresh(rr) => {
+                                let est = slot.fsm.state() == State::Established;
+                                slot.fsm.handle(Event::RouteRefresh, t);
+                                if est && rr.subtype == RouteRefresh::REQUEST {
+                                    self.pending.push(PeerEvent::RouteRefresh(peer, rr.family));
+                                }
+                            }
+                        },
+                        Err(DecodeError::SessionReset(n)) => {
+                            tracing::warn!(%peer, "malformed message, resetting: {n}");
+                            slot.fsm.handle(Event::DecodeError(n), t);
+                        }
+                        Err(DecodeError::TreatAsWithdraw(w)) => {
+                            tracing::warn!(%peer, "treat-as-withdraw: {:?}", w.errors);
+                            slot.fsm.handle(Event::Update, t);
+                            self.pending.push(PeerEvent::Withdraw(peer, w));
+                        }
+                    }
+                    // Adopt the negotiated context as soon as the OPEN is accepted.
+                    if let (Some(n), Some(c)) = (slot.fsm.negotiated(), slot.conn.as_mut()) {
+                        c.rx_ctx = n.decode_context();
+                        c.tx_ctx = n.encode_context();
+                    }
+                    if slot.fsm.state() == State::Idle {
+                        break;
+                    }
+                }
+                if let Some(n) = failure {
+                    slot.fsm.handle(Event::DecodeError(n), t);
+                }
+            }
+        }
+        self.check_collision();
+    }
+
+    /// RFC 4271 6.8: once both connections know the peer's identifier, keep one.
+    fn check_collision(&mut self) {
+        let Some(sec) = self.secondary.as_ref() else {
+            return;
+        };
+        let t = now();
+        let (Some(sec_neg), p_state) = (sec.fsm.negotiated(), self.primary.fsm.state()) else {
+            if sec.fsm.state() == State::Idle {
+                self.secondary = None;
+            }
+            return;
+        };
+        let existing = match p_state {
+            State::Established => ExistingState::Established,
+            State::OpenConfirm => ExistingState::OpenConfirm,
+            State::OpenSent => ExistingState::OpenSentNoId,
+            _ => {
+                // Primary failed meanwhile: promote the inbound connection.
+                if let Some(mut s) = self.secondary.take() {
+                    self.drain_slot_actions(&mut s, false);
+                    s.fsm.set_passive(self.cfg.passive);
+                    s.fsm.set_auto_restart(true);
+                    self.primary = s;
+                }
+                return;
+            }
+        };
+        let p_dir = self
+            .primary
+            .conn
+            .as_ref()
+            .map(|c| c.dir)
+            .unwrap_or(Direction::Outbound);
+        let res = collision::resolve(
+            self.router_id,
+            self.local_as,
+            sec_neg.remote_id,
+            sec_neg.remote_as,
+            p_dir,
+            existing,
+        );
+        match res {
+            Resolution::KeepBoth => {}
+            Resolution::CloseNew => {
+                if let Some(mut s) = self.secondary.take() {
+                    s.fsm.handle(Event::OpenCollisionDump, t);
+                    self.drain_slot_actions(&mut s, false);
+                }
+            }
+            Resolution::CloseExisting => {
+                if let Some(mut s) = self.secondary.take() {
+                    self.primary.fsm.handle(Event::OpenCollisionDump, t);
+                    // Send the loser's Cease before swapping.
+                    let mut old = self.take_primary();
+                    self.drain_slot_actions(&mut old, false);
+                    self.drain_slot_actions(&mut s, false);
+                    s.fsm.set_passive(self.cfg.passive);
+                    s.fsm.set_auto_restart(true);
+                    self.primary = s;
+                }
+            }
+        }
+    }
+
+    /// Executes a slot's actions; `report` forwards session events to the core.
+    fn drain_slot_actions(&mut self, slot: &mut Slot, report: bool) {
+        while let Some(a) = slot.fsm.poll_action() {
+            self.execute(slot, a, report);
+        }
+    }
+
+    fn execute(&mut self, slot: &mut Slot, a: Action, report: bool) {
+        let peer = self.cfg.address;
+        match a {
+            Action::Connect => {
+                if let Some((_, h)) = self.connecting.take() {
+                    h.abort();
+                }
+                let (tx, rx) = oneshot::channel();
+                let opts = self.cfg.connect.clone();
+                let port = self.cfg.port;
+                let h = tokio::spawn(async move {
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        socket::connect(peer, port, &opts),
+                    )
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+                    });
+                    let _ = tx.send(r);
+                });
+                self.connecting = Some((rx, h));
+            }
+            Action::Send(m) => {
+                if let Some(c) = &slot.conn {
+                    let msg = match m {
+                        Outgoing::Open(o) => Message::Open(o),
+                        Outgoing::Keepalive => Message::Keepalive,
+                        Outgoing::Notification(n) => {
+                            tracing::warn!(%peer, "sending NOTIFICATION {n}");
+                            Message::Notification(n)
+                        }
+                    };
+                    c.send(&msg);
+                }
+            }
+            Action::Disconnect => {
+                slot.conn = None;
+            }
+            Action::Established(n) => {
+                // RFC 4724: the Restart State bit belongs only in the OPENs right
+                // after our restart; later sessions announce a normal GR capability.
+                let mut caps = slot.fsm.config().capabilities.clone();
+                if let Some(gr) = caps.graceful_restart.as_mut()
+                    && gr.restarting
+                {
+                    gr.restarting = false;
+                    slot.fsm.set_capabilities(caps);
+                }
+                if let Some(c) = slot.conn.as_mut() {
+                    c.rx_ctx = n.decode_context();
+                    c.tx_ctx = n.encode_context();
+                }
+                if report {
+                    let local = slot
+                        .conn
+                        .as_ref()
+                        .map(|c| c.local)
+                        .unwrap_or_else(|| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0));
+                    tracing::info!(%peer, caps = ?n.capability_names(), "session Established");
+                    let _ = self.events.send(PeerEvent::Up {
+                        peer,
+                        negotiated: n,
+                        local,
+                    });
+                }
+            }
+            Action::Down {
+                reason,
+                was_established,
+            } => {
+                if report {
+                    tracing::warn!(%peer, %reason, was_established, "session down");
+                    if self.primary_idle_hint(slot)
+                        && let Some((_, h)) = self.connecting.take()
+                    {
+                        h.abort();
+                    }
+                    let _ = self.events.send(PeerEvent::Down {
+                        peer,
+                        reason,
+                        was_established,
+                    });
+                }
+            }
+        }
+    }
+
+    fn take_primary(&mut self) -> Slot {
+        let placeholder = Slot {
+            fsm: Fsm::new(self.primary.fsm.config().clone()),
+            conn: None,
+        };
+        std::mem::replace(&mut self.primary, placeholder)
+    }
+
+    fn primary_idle_hint(&self, slot: &Slot) -> bool {
+        slot.fsm.state() == State::Idle
+    }
+
+    fn process_actions(&mut self) {
+        // Loop until both FSMs are quiet (an action can trigger another).
+        loop {
+            let mut any = false;
+            let mut p = self.take_primary();
+            while let Some(a) = p.fsm.poll_action() {
+                any = true;
+                self.execute(&mut p, a, true);
+            }
+            self.primary = p;
+            if let Some(mut s) = self.secondary.take() {
+                let mut promote = None;
+                while let Some(a) = s.fsm.poll_action() {
+                    any = true;
+                    if matches!(a, Action::Established(_)) {
+                        promote = Some(a);
+                        continue;
+                    }
+                    // The inbound candidate reports only once promoted.
+                    self.execute(&mut s, a, false);
+                }
+                if let Some(est) = promote {
+                    // The inbound connection got Established first: it wins.
+                    let t = now();
+                    self.primary.fsm.handle(Event::OpenCollisionDump, t);
+                    let mut old = self.take_primary();
+                    self.drain_slot_actions(&mut old, true);
+                    s.fsm.set_passive(self.cfg.passive);
+                    s.fsm.set_auto_restart(true);
+                    self.execute(&mut s, est, true);
+                    self.primary = s;
+                } else if s.fsm.state() != State::Idle {
+                    self.secondary = Some(s);
+                }
+            }
+            // A candidate that reached Established before the primary did
+            // would already have won the collision; nothing else to check.
+            if !any {
+                break;
+            }
+            self.check_collision();
+        }
+        if self.primary.fsm.state() == State::Idle
+            && let Some((_, h)) = self.connecting.take()
+        {
+            h.abort();
+        }
+        for e in self.pending.drain(..) {
+            let _ = self.events.send(e);
+        }
+        let s = self.primary.fsm.state();
+        if s != self.reported {
+            self.reported = s;
+            let _ = self.events.send(PeerEvent::State(self.cfg.address, s));
+        }
+    }
+}

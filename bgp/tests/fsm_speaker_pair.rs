@@ -1,0 +1,179 @@
+//! Two `Speaker`s in one process over loopback (127.0.0.1 and 127.0.0.2, no
+//! root needed): both sides connect actively at once, so the connection
+//! collision path runs; then routes, subscriptions, administrative shutdown
+//! with an RFC 8203 message, restart, runtime peer removal.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use flatnet_bgp::config::parse_prefix;
+use flatnet_bgp::fsm::State;
+use flatnet_bgp::session::PeerConfig;
+use flatnet_bgp::speaker::{OriginAttrs, PeerStatus, Speaker, SpeakerConfig};
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn cfg(me: Ipv4Addr, asn: u32, peer: Ipv4Addr, peer_as: u32, port: u16) -> SpeakerConfig {
+    let mut p = PeerConfig::new(IpAddr::V4(peer), peer_as);
+    p.port = port;
+    p.hold_time = 9;
+    p.connect.local_address = Some(IpAddr::V4(me));
+    p.import_policy = Some("accept".into());
+    p.export_policy = Some("accept".into());
+    SpeakerConfig {
+        asn,
+        router_id: me,
+        listen: vec![SocketAddr::new(IpAddr::V4(me), port)],
+        peers: vec![p],
+        policies: HashMap::new(),
+        originate: Vec::new(),
+        restarting: false,
+        max_paths: 8,
+        multipath_relax: true,
+    }
+}
+
+async fn wait_peer(s: &Speaker, what: &str, f: impl Fn(&PeerStatus) -> bool) -> PeerStatus {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let peers = s.peers().await.unwrap();
+        if let Some(p) = peers.into_iter().find(|p| f(p)) {
+            return p;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_speakers_collide_exchange_routes_and_shut_down() {
+    let port = free_port();
+    let a_ip = Ipv4Addr::new(127, 0, 0, 1);
+    let b_ip = Ipv4Addr::new(127, 0, 0, 2);
+    let a = Speaker::start(cfg(a_ip, 65001, b_ip, 65002, port))
+        .await
+        .unwrap();
+    let b = Speaker::start(cfg(b_ip, 65002, a_ip, 65001, port))
+        .await
+        .unwrap();
+    let mut events = b.subscribe();
+
+    let pa = wait_peer(&a, "A Established", |p| p.state == State::Established).await;
+    let pb = wait_peer(&b, "B Established", |p| p.state == State::Established).await;
+    assert!(
+        pa.capabilities.contains(&"four-octet-as".to_string()),
+        "{pa:?}"
+    );
+    assert_eq!(pb.hold_time, Some(9));
+
+    // A originates; B learns it as best path and gets an event.
+    let prefix = parse_prefix("10.20.0.0/24").unwrap();
+    a.originate(
+        prefix,
+        OriginAttrs {
+            med: Some(7),
+            ..OriginAttrs::default()
+        },
+    )
+    .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let e = events.recv().await.unwrap();
+            if e.prefix == "10.20.0.0/24" {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("best-path event");
+    let best = ev.best.expect("best path");
+    assert_eq!(best.as_path, vec![65001]);
+    assert_eq!(best.next_hop, Some(IpAddr::V4(a_ip)));
+    assert_eq!(best.med, 7);
+    let rib = b.rib().await.unwrap();
+    assert!(rib.iter().any(|e| e.prefix == "10.20.0.0/24"), "{rib:?}");
+    wait_peer(&a, "A advertised 1", |p| p.prefixes_advertised == 1).await;
+    wait_peer(&b, "B accepted 1", |p| p.prefixes_accepted == 1).await;
+
+    // Withdraw: B's event says unreachable.
+    a.withdraw(prefix).unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let e = events.recv().await.unwrap();
+            if e.prefix == "10.20.0.0/24" && e.best.is_none() {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("withdraw event");
+    assert!(ev.multipath.is_empty());
+
+    // Administrative shutdown with an RFC 8203 message: B sees it as its last error.
+    a.shutdown_peer(IpAddr::V4(b_ip), Some("maintenance until noon"))
+        .await
+        .unwrap();
+    let pb = wait_peer(&b, "B sees the shutdown", |p| {
+        p.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("maintenance until noon"))
+    })
+    .await;
+    assert_ne!(pb.state, State::Established);
+    let pa = wait_peer(&a, "A Idle", |p| p.state == State::Idle).await;
+    assert!(
+        pa.last_error.is_none(),
+        "a manual stop is not an error: {pa:?}"
+    );
+
+    // And back.
+    a.start_peer(IpAddr::V4(b_ip)).await.unwrap();
+    wait_peer(&a, "A Established again", |p| p.state == State::Established).await;
+    wait_peer(&b, "B Established again", |p| p.state == State::Established).await;
+
+    // Remove the peer at runtime: B sees Cease/Peer De-configured.
+    a.remove_peer(IpAddr::V4(b_ip)).await.unwrap();
+    wait_peer(&b, "B sees de-configuration", |p| {
+        p.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("Peer De-configured"))
+    })
+    .await;
+    assert!(a.peers().await.unwrap().is_empty());
+    assert!(a.remove_peer(IpAddr::V4(b_ip)).await.is_err());
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_remote_as_is_refused_with_bad_peer_as() {
+    let port = free_port();
+    let a_ip = Ipv4Addr::new(127, 0, 0, 3);
+    let b_ip = Ipv4Addr::new(127, 0, 0, 4);
+    // A expects AS 65099 but B is 65002.
+    let a = Speaker::start(cfg(a_ip, 65001, b_ip, 65099, port))
+        .await
+        .unwrap();
+    let b = Speaker::start(cfg(b_ip, 65002, a_ip, 65001, port))
+        .await
+        .unwrap();
+    let pb = wait_peer(&b, "B told Bad Peer AS", |p| {
+        p.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("Bad Peer AS"))
+    })
+    .await;
+    assert_ne!(pb.state, State::Established);
+    let pa = wait_peer(&a, "A sent Bad Peer AS", |p| p.last_error.is_some()).await;
+    assert!(pa.last_error.unwrap().contains("sent NOTIFICATION"));
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
