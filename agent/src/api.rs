@@ -95,6 +95,9 @@ pub struct Request {
 /// The result of ADD (and of CHECK/endpoints listings).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Endpoint {
+    /// The node (flatnetd `node.name`) the container runs on.
+    #[serde(default)]
+    pub node: String,
     pub container_id: String,
     pub ifname: String,
     pub netns: String,

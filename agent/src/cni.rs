@@ -463,6 +463,7 @@ mod tests {
     #[test]
     fn result_shapes_per_version() {
         let ep = Endpoint {
+            node: "n1".into(),
             container_id: "c".into(),
             ifname: "eth0".into(),
             netns: "/run/netns/x".into(),

@@ -53,8 +53,10 @@ pub struct Agent {
     routing: Box<dyn Routing>,
     started: Instant,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Handles with an ADD in flight: GC must not release them.
-    inflight: Mutex<HashSet<String>>,
+    /// ADDs hold it shared from allocation to record; GC holds it
+    /// exclusively, so GC never sees an allocation whose record is not
+    /// written yet (it would release an address an ADD is about to return).
+    gc_lock: tokio::sync::RwLock<()>,
     /// Blocks we already installed a blackhole route for.
     blackholes: Mutex<HashSet<String>>,
 }
@@ -79,6 +81,14 @@ fn ipam_err(e: IpamError) -> ApiError {
     ApiError::new(kind, e.to_string())
 }
 
+fn store_err(e: crate::store::StoreError) -> ApiError {
+    let kind = match &e {
+        crate::store::StoreError::Unavailable(_) => ErrorKind::DatastoreUnavailable,
+        _ => ErrorKind::Internal,
+    };
+    ApiError::new(kind, e.to_string())
+}
+
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorKind::Internal, e.to_string())
 }
@@ -93,29 +103,49 @@ async fn blocking<T: Send + 'static>(
         .map_err(ipam_err)
 }
 
-/// Builds the allocator over the datastore named by the config.
-pub async fn open_ipam(cfg: &Config) -> anyhow::Result<Arc<dyn AddressManager>> {
+/// Connects the datastore named by the config and builds the allocator
+/// over it; the store is returned too (endpoint records share it).
+pub async fn open_ipam(
+    cfg: &Config,
+) -> Result<(Arc<dyn AddressManager>, flatnet_ipam::AnyStore), IpamError> {
     let pools: Vec<_> = cfg
         .pools
         .iter()
         .map(|p| (p.cidr.0, p.block_prefix()))
         .collect();
-    let store = open_store(&cfg.datastore.url)
-        .await
-        .map_err(|e| anyhow::anyhow!("datastore {}: {e}", cfg.datastore.url))?;
-    Ok(Arc::new(
-        FlatnetIpam::open(store, &cfg.node.name, &pools)
-            .await
-            .map_err(|e| anyhow::anyhow!("datastore {}: {e}", cfg.datastore.url))?,
-    ))
+    let store = open_store(&cfg.datastore.url).await?;
+    let ipam = FlatnetIpam::open(store.clone(), &cfg.node.name, &pools).await?;
+    Ok((Arc::new(ipam), store))
 }
 
 impl Agent {
     pub async fn new(cfg: Config) -> anyhow::Result<Arc<Agent>> {
         let ipv6 = cfg.pools.iter().any(|p| p.cidr.0.is_ipv6());
         let dp = Dataplane::new(cfg.dataplane.mtu, ipv6).await?;
-        let ipam = open_ipam(&cfg).await?;
-        let store = EndpointStore::open(&cfg.dataplane.state_dir)?;
+        // The datastore may come up after us (etcd starting on the same
+        // boot): wait for it rather than exit, saying why.
+        let mut delay = Duration::from_millis(200);
+        let (ipam, ds) = loop {
+            match open_ipam(&cfg).await {
+                Ok(i) => break i,
+                Err(e @ (IpamError::Exhausted(_) | IpamError::Other(_))) => {
+                    anyhow::bail!("datastore {}: {e}", cfg.datastore.url)
+                }
+                Err(e) => {
+                    tracing::warn!(datastore = %cfg.datastore.url, error = %e, retry_in = ?delay, "datastore not ready");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        let store = EndpointStore::open(ds, &cfg.node.name)?;
+        let imported = store.import_legacy(&cfg.dataplane.state_dir).await;
+        if imported > 0 {
+            tracing::info!(
+                imported,
+                "moved endpoint records from state_dir into the datastore"
+            );
+        }
         Ok(Arc::new(Agent {
             cfg,
             dp,
@@ -125,7 +155,7 @@ impl Agent {
             routing: Box::new(NoRouting),
             started: Instant::now(),
             locks: Mutex::new(HashMap::new()),
-            inflight: Mutex::new(HashSet::new()),
+            gc_lock: tokio::sync::RwLock::new(()),
             blackholes: Mutex::new(HashSet::new()),
         }))
     }
@@ -152,7 +182,7 @@ impl Agent {
             Op::Check(a) => self.check(a).await.map(|_| Answer::Done),
             Op::Gc(a) => self.gc(a).await.map(Answer::Gc),
             Op::Status => Ok(Answer::Status(self.status().await)),
-            Op::Endpoints => self.endpoints().map(Answer::Endpoints),
+            Op::Endpoints => self.endpoints().await.map(Answer::Endpoints),
             Op::IpamShow => self.ipam_view().await.map(Answer::Ipam),
             Op::IpamCheck => self.ipam_check().await.map(Answer::IpamCheck),
         };
@@ -183,15 +213,19 @@ impl Agent {
         let r = &a.attachment;
         Self::validate_ref(&r.container_id, &r.ifname)?;
         let handle = r.handle();
+        // Lock order everywhere: gc_lock, then the attachment's lock.
+        let _gc = self.gc_lock.read().await;
         let lock = self.lock_for(&handle);
         let _g = lock.lock().await;
         crate::dataplane::open_netns(std::path::Path::new(&a.netns)).map_err(dp_err)?;
         // Repeated ADD: answer with what exists when it is still right.
-        if let Some(ep) = self
+        if let Some(stored) = self
             .store
             .get(&r.container_id, &r.ifname)
-            .map_err(internal)?
+            .await
+            .map_err(store_err)?
         {
+            let ep = stored.ep;
             let att = self.attachment(&ep.container_id, &ep.ifname, &ep.netns, ep.v4, ep.v6);
             if ep.netns == a.netns && self.dp.check(&att).await.is_ok() {
                 return Ok(ep);
@@ -199,22 +233,11 @@ impl Agent {
             // Stale or different: rebuild from scratch, keeping the address.
             self.dp.del(&ep.host_ifname).await.map_err(dp_err)?;
             self.store
-                .remove(&r.container_id, &r.ifname)
-                .map_err(internal)?;
+                .remove_at(&r.container_id, &r.ifname, stored.rev)
+                .await
+                .map_err(store_err)?;
         }
-        self.set_inflight(&handle, true);
-        let res = self.add_fresh(&a, &handle).await;
-        self.set_inflight(&handle, false);
-        res
-    }
-
-    fn set_inflight(&self, handle: &str, on: bool) {
-        let mut s = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        if on {
-            s.insert(handle.to_string());
-        } else {
-            s.remove(handle);
-        }
+        self.add_fresh(&a, &handle).await
     }
 
     fn attachment(
@@ -268,6 +291,7 @@ impl Agent {
             }
         };
         let ep = Endpoint {
+            node: self.cfg.node.name.clone(),
             container_id: r.container_id.clone(),
             ifname: r.ifname.clone(),
             netns: a.netns.clone(),
@@ -280,10 +304,10 @@ impl Agent {
             network: a.network.clone(),
         };
         let t_kernel = t1.elapsed();
-        if let Err(e) = self.store.put(&ep) {
+        if let Err(e) = self.store.put(&ep, None).await {
             let _ = self.dp.del(&ep.host_ifname).await;
             release(self).await;
-            return Err(internal(e));
+            return Err(store_err(e));
         }
         tracing::info!(
             handle = %handle, v4 = ?ep.v4, v6 = ?ep.v6, host_if = %ep.host_ifname, app = ?ep.app,
@@ -341,8 +365,9 @@ impl Agent {
 
     /// Removes kernel state, the allocation and the record; idempotent.
     async fn remove_attachment(&self, id: &str, ifname: &str) -> Result<(), ApiError> {
-        let host_if = match self.store.get(id, ifname).map_err(internal)? {
-            Some(ep) => ep.host_ifname,
+        let stored = self.store.get(id, ifname).await.map_err(store_err)?;
+        let host_if = match &stored {
+            Some(s) => s.ep.host_ifname.clone(),
             None => host_ifname(id, ifname),
         };
         let t0 = Instant::now();
@@ -351,9 +376,20 @@ impl Agent {
         let ipam = self.ipam.clone();
         let h = format!("{id}/{ifname}");
         let t1 = Instant::now();
-        blocking(move || ipam.release(&h)).await?;
+        // The kernel side is gone: the allocation and the record can go in
+        // either order (a crash between them leaves a record without veth or
+        // an allocation without record; restart reconciliation removes
+        // both), so do both at once.
+        let rec = async {
+            match &stored {
+                Some(s) => self.store.remove_at(id, ifname, s.rev).await,
+                None => Ok(()),
+            }
+        };
+        let (rel, rec) = tokio::join!(blocking(move || ipam.release(&h)), rec);
+        rel?;
+        rec.map_err(store_err)?;
         let t_ipam = t1.elapsed();
-        self.store.remove(id, ifname).map_err(internal)?;
         tracing::info!(
             container_id = %id, %ifname,
             kernel_ms = t_kernel.as_secs_f64() * 1e3, ipam_ms = t_ipam.as_secs_f64() * 1e3,
@@ -370,7 +406,9 @@ impl Agent {
         let ep = self
             .store
             .get(&r.container_id, &r.ifname)
-            .map_err(internal)?
+            .await
+            .map_err(store_err)?
+            .map(|s| s.ep)
             .ok_or_else(|| {
                 ApiError::new(
                     ErrorKind::NotFound,
@@ -399,10 +437,11 @@ impl Agent {
     }
 
     async fn gc(self: &Arc<Self>, a: GcArgs) -> Result<GcReport, ApiError> {
+        let _gc = self.gc_lock.write().await;
         let mut valid: HashSet<String> = a.valid.iter().map(|r| r.handle()).collect();
-        let (eps, _) = self.store.list().map_err(internal)?;
+        let (eps, _) = self.store.list().await.map_err(store_err)?;
         let mut removed = Vec::new();
-        for ep in eps {
+        for ep in eps.into_iter().map(|s| s.ep) {
             let h = format!("{}/{}", ep.container_id, ep.ifname);
             // Another network's attachment is not this GC's business.
             let other_net = a.network.is_some() && ep.network.is_some() && a.network != ep.network;
@@ -414,20 +453,10 @@ impl Agent {
             }
             let lock = self.lock_for(&h);
             let _g = lock.lock().await;
-            if self.inflight_contains(&h) {
-                continue;
-            }
             self.remove_attachment(&ep.container_id, &ep.ifname).await?;
             removed.push(h);
         }
-        let mut live = valid;
-        live.extend(
-            self.inflight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .cloned(),
-        );
+        let live = valid;
         let ipam = self.ipam.clone();
         let released = blocking(move || ipam.gc(&live)).await?;
         for h in released {
@@ -436,13 +465,6 @@ impl Agent {
             }
         }
         Ok(GcReport { removed })
-    }
-
-    fn inflight_contains(&self, h: &str) -> bool {
-        self.inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(h)
     }
 
     pub async fn status(&self) -> Status {
@@ -458,12 +480,14 @@ impl Agent {
             datastore: self.cfg.datastore.url.to_string(),
             datastore_reachable: reachable,
             routing: self.routing.describe(),
-            endpoints: self.store.list().map(|(e, _)| e.len()).unwrap_or(0),
+            endpoints: self.store.list().await.map(|(e, _)| e.len()).unwrap_or(0),
         }
     }
 
-    fn endpoints(&self) -> Result<Vec<Endpoint>, ApiError> {
-        Ok(self.store.list().map_err(internal)?.0)
+    /// This node's records, read from the datastore.
+    async fn endpoints(&self) -> Result<Vec<Endpoint>, ApiError> {
+        let (eps, _) = self.store.list().await.map_err(store_err)?;
+        Ok(eps.into_iter().map(|s| s.ep).collect())
     }
 
     async fn ipam_view(&self) -> Result<IpamView, ApiError> {
@@ -482,9 +506,9 @@ impl Agent {
         // Cross-check records against allocations.
         let ipam = self.ipam.clone();
         let allocs = blocking(move || ipam.allocations()).await?;
-        let (eps, bad) = self.store.list().map_err(internal)?;
+        let (eps, bad) = self.store.list().await.map_err(store_err)?;
         problems.extend(bad);
-        for ep in &eps {
+        for ep in eps.iter().map(|s| &s.ep) {
             for ip in [
                 ep.v4.map(std::net::IpAddr::V4),
                 ep.v6.map(std::net::IpAddr::V6),
@@ -505,7 +529,7 @@ impl Agent {
 
     /// Gauges are computed when scraped, not on every ADD.
     async fn refresh_gauges(&self) {
-        if let Ok((eps, _)) = self.store.list() {
+        if let Ok((eps, _)) = self.store.list().await {
             self.metrics.endpoints.set(eps.len() as i64);
         }
         let ipam = self.ipam.clone();
@@ -523,7 +547,8 @@ impl Agent {
     /// the host side, and remove what belongs to containers that are gone
     /// or to ADDs that never finished.
     pub async fn reconcile(self: &Arc<Self>) -> anyhow::Result<()> {
-        let (eps, bad) = self.store.list()?;
+        let (stored, bad) = self.store.list().await?;
+        let eps: Vec<Endpoint> = stored.iter().map(|s| s.ep.clone()).collect();
         for b in bad {
             tracing::warn!(record = %b, "unreadable endpoint record ignored");
             self.metrics.reconcile_errors.inc();
@@ -532,7 +557,7 @@ impl Agent {
         let link_names: HashSet<&str> = links.iter().map(|l| l.name.as_str()).collect();
         let mut live = HashSet::new();
         let (mut adopted, mut removed) = (0, 0);
-        for ep in &eps {
+        for (ep, rev) in eps.iter().zip(stored.iter().map(|s| s.rev)) {
             let h = format!("{}/{}", ep.container_id, ep.ifname);
             if link_names.contains(ep.host_ifname.as_str()) {
                 let att = self.attachment(&ep.container_id, &ep.ifname, &ep.netns, ep.v4, ep.v6);
@@ -548,7 +573,7 @@ impl Agent {
                             let mut ep2 = ep.clone();
                             ep2.host_mac = b.host_mac;
                             ep2.container_mac = b.container_mac;
-                            self.store.put(&ep2)?;
+                            self.store.put(&ep2, Some(rev)).await?;
                         }
                         Err(e) => {
                             tracing::error!(handle = %h, error = %e, "cannot rebuild endpoint; removing");
@@ -644,7 +669,13 @@ async fn serve_conn(agent: Arc<Agent>, stream: UnixStream) -> std::io::Result<()
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r).take(MAX_LINE as u64);
     let mut line = String::new();
-    r.read_line(&mut line).await?;
+    // A client that connects and says nothing must not pin a task forever.
+    match tokio::time::timeout(Duration::from_secs(30), r.read_line(&mut line)).await {
+        Ok(res) => {
+            res?;
+        }
+        Err(_) => return Ok(()),
+    }
     let result = match serde_json::from_str::<Request>(&line) {
         Err(e) => {
             // Tell an old/new client apart from garbage.

@@ -161,3 +161,82 @@ fn cni_status_reflects_flatnetd() {
     let (v, _) = host.cni("ADD", "x", &c.path(), "eth0", &host.conf("1.1.0"));
     assert_eq!(v["code"], 11, "{v}");
 }
+
+#[test]
+fn etcd_datastore_add_restart_del() {
+    flatnet_lab::require_root().unwrap();
+    let ns = Netns::new("he").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("etcd");
+    let _etcd = ns
+        .spawn(
+            ns.command("etcd")
+                .args(["--name", "t", "--data-dir"])
+                .arg(&data)
+                .args([
+                    "--listen-client-urls",
+                    "http://127.0.0.1:23790",
+                    "--advertise-client-urls",
+                    "http://127.0.0.1:23790",
+                    "--listen-peer-urls",
+                    "http://127.0.0.1:23800",
+                    "--initial-advertise-peer-urls",
+                    "http://127.0.0.1:23800",
+                    "--initial-cluster",
+                    "t=http://127.0.0.1:23800",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        )
+        .unwrap();
+    // flatnetd waits for a datastore that is not up yet (it retries).
+    let mut host = Host::start_in(ns, dir, "he", POOLS_V4, "etcd://127.0.0.1:23790");
+    let c = Netns::new("c").unwrap();
+    let r = host.add("e1", &c);
+    assert_eq!(
+        host.cli_json(&["status"])["datastore"],
+        "etcd://127.0.0.1:23790"
+    );
+    host.daemon
+        .as_mut()
+        .unwrap()
+        .terminate(std::time::Duration::from_secs(5));
+    host.start_daemon();
+    let mut conf = host.conf("1.1.0");
+    conf["prevResult"] = r.clone();
+    assert_eq!(host.cni("CHECK", "e1", &c.path(), "eth0", &conf).1, 0);
+    assert_eq!(host.allocations().len(), 1);
+    host.del("e1", &c.path());
+    host.assert_clean();
+}
+
+#[test]
+fn pool_that_disagrees_with_the_datastore_stops_startup() {
+    let mut host = Host::start("h", POOLS_V4);
+    host.daemon
+        .as_mut()
+        .unwrap()
+        .terminate(std::time::Duration::from_secs(5));
+    let cfg = host.dir.path().join("flatnetd.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("block_size = 26", "block_size = 28")).unwrap();
+    let log = host.dir.path().join("second.log");
+    let mut d = host
+        .ns
+        .spawn(
+            host.ns
+                .command(FLATNETD)
+                .arg("-c")
+                .arg(&cfg)
+                .stderr(std::fs::File::create(&log).unwrap()),
+        )
+        .unwrap();
+    flatnet_lab::wait_for(
+        "flatnetd to refuse",
+        std::time::Duration::from_secs(15),
+        || Ok((!d.is_running()).then_some(())),
+    )
+    .unwrap();
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(err.contains("pool 10.244.0.0-16 exists"), "{err}");
+}

@@ -361,3 +361,79 @@ fn restart_adopts_running_containers_and_cleans_gone_ones() {
     host.del("r3", &c3.path());
     host.assert_clean();
 }
+
+#[test]
+fn failure_after_the_veth_exists_rolls_everything_back() {
+    // Dual-stack host; the container refuses IPv6, so the ADD fails inside
+    // the container after the veth pair and the IPv4 address exist.
+    let host = Host::start("h", POOLS_DUAL);
+    let c = Netns::new("c").unwrap();
+    c.sysctl("net.ipv6.conf.all.disable_ipv6", "1").unwrap();
+    c.sysctl("net.ipv6.conf.default.disable_ipv6", "1").unwrap();
+    let (v, code) = host.cni("ADD", "rb", &c.path(), "eth0", &host.conf("1.1.0"));
+    assert_eq!((code, v["code"].as_u64()), (1, Some(100)), "{v}");
+    assert!(v["details"].as_str().unwrap().contains("/128"), "{v}");
+    assert!(
+        !has_link(&c, "eth0"),
+        "half-made interface left in the container"
+    );
+    host.assert_clean();
+    // The same container works once it accepts IPv6.
+    c.sysctl("net.ipv6.conf.all.disable_ipv6", "0").unwrap();
+    c.sysctl("net.ipv6.conf.default.disable_ipv6", "0").unwrap();
+    host.add("rb", &c);
+    host.del("rb", &c.path());
+    host.assert_clean();
+}
+
+#[test]
+fn gc_racing_adds_never_splits_records_from_allocations() {
+    let host = Host::start("h", POOLS_V4);
+    let cs: Vec<Netns> = (0..16).map(|_| Netns::new("c").unwrap()).collect();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let gc = s.spawn(|| {
+            let mut conf = host.conf("1.1.0");
+            conf["cni.dev/valid-attachments"] = json!([]);
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (out, code) = host.cni("GC", "", "", "", &conf);
+                assert_eq!(code, 0, "{out}");
+                n += 1;
+            }
+            n
+        });
+        let adds: Vec<_> = cs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let host = &host;
+                s.spawn(move || {
+                    host.cni(
+                        "ADD",
+                        &format!("r{i}"),
+                        &c.path(),
+                        "eth0",
+                        &host.conf("1.1.0"),
+                    )
+                })
+            })
+            .collect();
+        for a in adds {
+            let (v, code) = a.join().unwrap();
+            assert_eq!(code, 0, "{v}");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(gc.join().unwrap() > 0);
+    });
+    // Whatever GC removed, it removed whole: records, allocations and veths agree.
+    let check = host.cli_json(&["ipam", "check"]);
+    assert_eq!(check["ok"], true, "{check}");
+    let eps = host.cli_json(&["endpoints"]).as_array().unwrap().len();
+    assert_eq!(host.allocations().len(), eps);
+    assert_eq!(host.flatnet_links().len(), eps);
+    for (i, c) in cs.iter().enumerate() {
+        host.del(&format!("r{i}"), &c.path());
+    }
+    host.assert_clean();
+}

@@ -14,10 +14,7 @@ use std::time::Instant;
 
 use flatnet_bgp::policy::Policy;
 use flatnet_bgp::rib::{DecisionConfig, PeerId, PeerInfo, Rib, RibConfig};
-use flatnet_bgp::wire::{
-    AsPath, AttrValue, Community, DecodeContext, Ipv4Prefix, Message, Nlri4, Origin, PathAttribute,
-    pack_ipv4,
-};
+use flatnet_bgp::wire::{DecodeContext, Message};
 
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -56,66 +53,11 @@ fn status_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-const LOCAL_AS: u32 = 65000;
-const PEER_AS: u32 = 65010;
+mod rib_feed;
 
-/// The feed: pre-encoded UPDATE messages (as the wire would carry them).
-fn feed(n: u32, sets: u32) -> Vec<Vec<u8>> {
-    let ctx = DecodeContext {
-        four_octet_as: true,
-        ..DecodeContext::default()
-    };
-    // Runs of 1..=40 consecutive prefixes share one attribute set (one
-    // UPDATE per run, ~20 prefixes per UPDATE on average, as in a table dump).
-    let mut runs: Vec<(u32, Vec<Nlri4>)> = Vec::new();
-    let mut k = 0u32;
-    let mut r = 0u32;
-    while k < n {
-        let len = (r.wrapping_mul(2_654_435_761) >> 7) % 40 + 1;
-        let set = r.wrapping_mul(40_503) % sets;
-        let nlri = (k..(k + len).min(n))
-            .map(|k| {
-                Nlri4::new(if k % 10 < 3 {
-                    Ipv4Prefix::from_bits(0xC000_0000 + k, 32)
-                } else {
-                    Ipv4Prefix::from_bits(0x0100_0000 + (k << 8), 24)
-                })
-            })
-            .collect();
-        runs.push((set, nlri));
-        k += len;
-        r += 1;
-    }
-    let mut out = Vec::new();
-    for (s, nlri) in &runs {
-        let s = *s;
-        let path: Vec<u32> = [PEER_AS]
-            .into_iter()
-            .chain((0..(s % 5)).map(|i| 64700 + (s * 7 + i) % 200))
-            .chain([100_000 + s])
-            .collect();
-        let mut attrs = vec![
-            PathAttribute::new(AttrValue::Origin(if s % 3 == 0 {
-                Origin::Incomplete
-            } else {
-                Origin::Igp
-            })),
-            PathAttribute::new(AttrValue::AsPath(AsPath::sequence(path))),
-            PathAttribute::new(AttrValue::NextHop(Ipv4Addr::new(10, 1, 0, 2))),
-            PathAttribute::new(AttrValue::Med(s % 11)),
-        ];
-        if s % 2 == 0 {
-            attrs.push(PathAttribute::new(AttrValue::Communities(vec![
-                Community::new(65010, (s % 100) as u16),
-                Community::new(65010, 1000),
-            ])));
-        }
-        for u in pack_ipv4(&attrs, nlri, &ctx).unwrap() {
-            out.push(Message::Update(u).to_bytes(&ctx).unwrap());
-        }
-    }
-    out
-}
+use rib_feed::{PEER_AS, feed};
+
+const LOCAL_AS: u32 = 65000;
 
 fn peer(asn: u32, last: u8, import: bool) -> PeerInfo {
     let mut i = PeerInfo::new(
@@ -207,7 +149,7 @@ fn main() {
         .unwrap_or(if quick { 20_000 } else { 1_000_000 });
     let sets = 4_000.min(n / 10).max(1);
     let t = Instant::now();
-    let msgs = feed(n, sets);
+    let msgs = feed(n, sets, Ipv4Addr::new(10, 1, 0, 2));
     let bytes: usize = msgs.iter().map(Vec::len).sum();
     println!(
         "feed: {n} IPv4 prefixes (70% /24, 30% /32), {sets} attribute sets, {} UPDATEs, {:.1} MB, built in {:.2} s",

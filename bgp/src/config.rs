@@ -2,6 +2,46 @@
 //!
 //! Unknown keys are errors, and every error names file:line:column, because a
 //! typo in a peer's password key must not silently bring up an unsigned session.
+//!
+//! ```toml
+//! router_id = "10.0.0.2"
+//! asn = 65002
+//! listen = ["0.0.0.0:179", "[::]:179"]
+//! max_paths = 8                 # ECMP set size
+//! multipath_relax = true        # ECMP across ToRs in different ASes
+//!
+//! [[peer]]
+//! address = "fe80::1"           # or an IPv4/IPv6 address
+//! interface = "eth0"            # required for link-local peers
+//! remote_as = 65001
+//! password = "s3cret"           # TCP MD5 (RFC 2385)
+//! ttl_security = 1              # GTSM hops (RFC 5082)
+//! hold_time = 9                 # also: keepalive, connect_retry, delay_open, passive, port
+//! families = ["ipv4-unicast", "ipv6-unicast"]
+//! extended_next_hop = true      # IPv4 over an IPv6 session (RFC 8950)
+//! import_policy = "from-tor"    # or "accept" / "reject"; none on eBGP = RFC 8212
+//! export_policy = "accept"
+//! [peer.graceful_restart]
+//! restart_time = 120
+//! [[peer.max_prefix]]
+//! family = "ipv4-unicast"
+//! limit = 1000
+//! warning_percent = 75
+//! restart_interval = 30
+//!
+//! [[policy]]
+//! name = "from-tor"
+//! default = "reject"
+//! [[policy.rule]]
+//! prefix = "0.0.0.0/0"
+//! le = 32
+//! action = "accept"
+//! set_local_pref = 200          # also: set_med, prepend, add_communities, community (match)
+//!
+//! [[originate]]
+//! prefix = "10.244.3.0/26"
+//! communities = ["65000:1"]
+//! ```
 
 use std::collections::HashMap;
 use std::fmt;

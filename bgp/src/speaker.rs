@@ -18,7 +18,9 @@ use crate::fsm::{DownReason, Negotiated, State};
 use crate::policy::Policy;
 use crate::rib::{Attrs, Changes, DecisionConfig, PeerId, PeerInfo, Rib, RibConfig};
 use crate::session::{PeerCmd, PeerConfig, PeerEvent, socket, spawn_peer};
-use crate::wire::{Community, Family, LargeCommunity, MpNextHop, Notification, Origin, Prefix};
+use crate::wire::{
+    Community, Family, LargeCommunity, MpNextHop, Notification, Origin, Prefix, RouteRefresh,
+};
 
 /// Errors of the speaker API.
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +132,15 @@ pub struct RibEvent {
     pub multipath: Vec<PathInfo>,
 }
 
+/// Cheap summary for polling (O(peers), no RIB walk).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Prefixes in the Loc-RIB.
+    pub loc_rib_len: usize,
+    /// Every peer.
+    pub peers: Vec<PeerStatus>,
+}
+
 /// One peer's status.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PeerStatus {
@@ -170,6 +181,7 @@ enum CoreMsg {
     Withdraw(Prefix),
     Peers(oneshot::Sender<Vec<PeerStatus>>),
     Rib(oneshot::Sender<Vec<RibEntry>>),
+    Stats(oneshot::Sender<Stats>),
     SetPolicy(String, Policy),
     SetPeerPolicy {
         peer: IpAddr,
@@ -260,6 +272,7 @@ impl Speaker {
                 },
             }),
             pending: BTreeSet::new(),
+            eorr: Vec::new(),
             events: events.clone(),
             generation: gen_tx,
             peer_tx,
@@ -390,6 +403,11 @@ impl Speaker {
         self.ask(CoreMsg::Peers).await
     }
 
+    /// Loc-RIB size and peers, without walking the RIB.
+    pub async fn stats(&self) -> Result<Stats, SpeakerError> {
+        self.ask(CoreMsg::Stats).await
+    }
+
     /// The Loc-RIB.
     pub async fn rib(&self) -> Result<Vec<RibEntry>, SpeakerError> {
         self.ask(CoreMsg::Rib).await
@@ -450,6 +468,8 @@ struct Core {
     rib: Rib,
     /// Peers with UPDATEs waiting in the RIB.
     pending: BTreeSet<PeerId>,
+    /// EoRR to send after the next flush (RFC 7313).
+    eorr: Vec<(PeerId, Family)>,
     events: broadcast::Sender<RibEvent>,
     generation: watch::Sender<u64>,
     peer_tx: mpsc::UnboundedSender<PeerEvent>,
@@ -538,7 +558,10 @@ impl Core {
         for n in &ch.notices {
             tracing::warn!("{n}");
         }
-        for c in ch.loc_rib {
+        // Formatting events costs more than the RIB work on a full-table
+        // feed: only build them when someone listens.
+        let listening = self.events.receiver_count() > 0;
+        for c in ch.loc_rib.into_iter().filter(|_| listening) {
             let mp: Vec<PathInfo> = c
                 .multipath
                 .iter()
@@ -657,6 +680,12 @@ impl Core {
             }
             CoreMsg::Rib(r) => {
                 let _ = r.send(self.rib_entries());
+            }
+            CoreMsg::Stats(r) => {
+                let _ = r.send(Stats {
+                    loc_rib_len: self.rib.loc_rib_len(),
+                    peers: self.peer_status(),
+                });
             }
             CoreMsg::SetPolicy(name, pol) => {
                 self.policies.insert(name.clone(), pol);
@@ -893,7 +922,7 @@ impl Core {
                 let ch = self.rib.peer_down(id, &retain);
                 self.apply(ch);
             }
-            PeerEvent::Update(peer, u) => {
+            PeerEvent::Update(peer, u, _permit) => {
                 let Some(id) = self.peers.get(&peer).map(|p| p.id) else {
                     return;
                 };
@@ -918,11 +947,37 @@ impl Core {
                 }
             }
             PeerEvent::RouteRefresh(peer, family) => {
+                let Some(p) = self.peers.get(&peer) else {
+                    return;
+                };
+                let id = p.id;
+                tracing::info!(%peer, %family, "peer asked for a route refresh");
+                // RFC 7313: wrap the re-advertisement in BoRR .. EoRR.
+                let enhanced = p
+                    .negotiated
+                    .as_ref()
+                    .is_some_and(|n| n.enhanced_route_refresh);
+                if enhanced {
+                    let _ = p.tx.send(PeerCmd::Demarcation(family, RouteRefresh::BORR));
+                }
+                if let Ok(ch) = self.rib.resend(id, family) {
+                    self.apply(ch);
+                }
+                if enhanced {
+                    self.eorr.push((id, family));
+                }
+            }
+            PeerEvent::Demarcation(peer, family, subtype) => {
                 let Some(id) = self.peers.get(&peer).map(|p| p.id) else {
                     return;
                 };
-                tracing::info!(%peer, %family, "peer asked for a route refresh");
-                if let Ok(ch) = self.rib.resend(id, family) {
+                if subtype == RouteRefresh::BORR {
+                    // Everything not re-sent before EoRR is gone.
+                    let n = self.rib.mark_stale(id, family);
+                    tracing::debug!(%peer, %family, marked = n, "BoRR");
+                } else if subtype == RouteRefresh::EORR {
+                    let ch = self.rib.sweep_stale(id, family);
+                    tracing::debug!(%peer, %family, swept = ch.loc_rib.len(), "EoRR");
                     self.apply(ch);
                 }
             }
@@ -1088,6 +1143,11 @@ impl Core {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(peer = %ip, "no updates: {e}"),
+            }
+        }
+        for (id, family) in std::mem::take(&mut self.eorr) {
+            if let Some(p) = self.addr_of(id).and_then(|ip| self.peers.get(&ip)) {
+                let _ = p.tx.send(PeerCmd::Demarcation(family, RouteRefresh::EORR));
             }
         }
     }

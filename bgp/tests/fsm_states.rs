@@ -762,3 +762,120 @@ fn unexpected_messages_in_connect() {
     assert_eq!(g.state(), State::Idle);
     assert_eq!(sent_notification(&drain(&mut g)), Some((5, 0)));
 }
+
+#[test]
+fn open_confirm_timers_and_stop() {
+    let t = Instant::now();
+    let mut f = Fsm::new(cfg());
+    f.handle(Event::ManualStart, t);
+    f.handle(Event::TcpConnected, t);
+    f.handle(Event::Open(peer_open(9)), t);
+    drain(&mut f);
+    assert_eq!(f.state(), State::OpenConfirm);
+    // Keepalive timer fires in OpenConfirm too.
+    let ka = f.poll_timeout().unwrap();
+    f.handle_timeout(ka);
+    assert_eq!(f.state(), State::OpenConfirm);
+    assert_eq!(drain(&mut f), vec![Action::Send(Outgoing::Keepalive)]);
+    // No KEEPALIVE from the peer: hold expires in OpenConfirm.
+    f.handle_timeout(t + Duration::from_secs(9));
+    assert_eq!(f.state(), State::Idle);
+    assert_eq!(sent_notification(&drain(&mut f)), Some((4, 0)));
+    // ManualStop in OpenConfirm sends Cease/2.
+    let mut g = Fsm::new(cfg());
+    g.handle(Event::ManualStart, t);
+    g.handle(Event::TcpConnected, t);
+    g.handle(Event::Open(peer_open(9)), t);
+    drain(&mut g);
+    g.handle(Event::ManualStop(None), t);
+    assert_eq!(sent_notification(&drain(&mut g)), Some((6, 2)));
+    assert_eq!(g.state(), State::Idle);
+}
+
+#[test]
+fn open_sent_hold_timer_and_notification() {
+    let t = Instant::now();
+    let mut f = Fsm::new(cfg());
+    f.handle(Event::ManualStart, t);
+    f.handle(Event::TcpConnected, t);
+    drain(&mut f);
+    // No OPEN within the large hold time (240 s): Hold Timer Expired.
+    f.handle_timeout(t + Duration::from_secs(240));
+    assert_eq!(f.state(), State::Idle);
+    assert_eq!(sent_notification(&drain(&mut f)), Some((4, 0)));
+    // A NOTIFICATION in OpenSent (e.g. the peer rejects our OPEN) goes Idle without answering.
+    let mut g = Fsm::new(cfg());
+    g.handle(Event::ManualStart, t);
+    g.handle(Event::TcpConnected, t);
+    drain(&mut g);
+    let n = Notification::new(flatnet_bgp::wire::ErrorCode::OPEN_MESSAGE, 2, vec![]);
+    g.handle(Event::Notification(n.clone()), t);
+    assert_eq!(g.state(), State::Idle);
+    let a = drain(&mut g);
+    assert!(sent_notification(&a).is_none());
+    assert!(a.contains(&Action::Down {
+        reason: DownReason::NotificationReceived(n),
+        was_established: false
+    }));
+    assert!(
+        g.last_down()
+            .map(|d| d.to_string())
+            .unwrap_or_default()
+            .contains("Bad Peer AS")
+    );
+}
+
+#[test]
+fn delay_open_tcp_failure_goes_active() {
+    let t = Instant::now();
+    let mut c = cfg();
+    c.delay_open = Some(Duration::from_secs(5));
+    let mut f = Fsm::new(c);
+    f.handle(Event::ManualStart, t);
+    f.handle(Event::TcpConnected, t);
+    f.handle(Event::TcpFailed, t);
+    assert_eq!(f.state(), State::Active);
+    assert!(
+        f.poll_timeout().unwrap() < t + Duration::from_secs(5),
+        "ConnectRetry, not DelayOpen"
+    );
+    f.check_invariants().unwrap();
+}
+
+#[test]
+fn connect_retry_resets_after_established() {
+    let t = Instant::now();
+    let mut f = Fsm::new(cfg());
+    f.handle(Event::ManualStart, t);
+    // Three failed attempts back off to ~8 s.
+    let mut now = t;
+    for _ in 0..3 {
+        f.handle(Event::TcpFailed, now);
+        now = f.poll_timeout().unwrap();
+        f.handle_timeout(now);
+    }
+    f.handle(Event::TcpConnected, now);
+    f.handle(Event::Open(peer_open(9)), now);
+    f.handle(Event::Keepalive, now);
+    assert_eq!(f.state(), State::Established);
+    // Peer goes away: after the idle hold we are back to a 1 s ConnectRetry.
+    f.handle(Event::TcpFailed, now);
+    let restart = f.poll_timeout().unwrap();
+    f.handle_timeout(restart);
+    assert_eq!(f.state(), State::Connect);
+    let next = f.poll_timeout().unwrap();
+    assert!(
+        next - restart <= Duration::from_secs(1),
+        "{:?}",
+        next - restart
+    );
+}
+
+#[test]
+fn keepalive_sent_resets_on_update_sent() {
+    let (mut f, t) = established(cfg());
+    let first = f.poll_timeout().unwrap();
+    f.on_message_sent(t + Duration::from_secs(2));
+    let later = f.poll_timeout().unwrap();
+    assert!(later > first, "an UPDATE we sent counts as a keepalive");
+}

@@ -243,8 +243,12 @@ fn frr_max_prefix_cease_and_return() {
     let ours = Ours::start(&p.host, &our_cfg(extra, ""));
     // We send Cease/1 once FRR's 20 prefixes exceed the limit of 10.
     let peer = ours.wait("max-prefix Cease", T, |o| {
-        o.peer(TOR_V4)
-            .filter(|p| p["max_prefix_resets"].as_u64().unwrap_or(0) >= 1)
+        o.peer(TOR_V4).filter(|p| {
+            p["max_prefix_resets"].as_u64().unwrap_or(0) >= 1
+                && p["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("Maximum Number"))
+        })
     });
     let err = peer["last_error"].as_str().unwrap_or_default().to_string();
     assert!(err.contains("Maximum Number of Prefixes Reached"), "{err}");
@@ -539,4 +543,66 @@ export_policy = "accept"
         r.next_hops.contains(&std::net::IpAddr::V6(host_ll)),
         "{r:?} (want {host_ll})"
     );
+}
+
+fn gtsm_case(tag: &str, frr_hops: Option<u8>, our_hops: Option<u8>) -> bool {
+    let p = pair(tag);
+    let mut n = NeighborConfig::new(HOST_V4.parse().unwrap(), HOST_AS);
+    n.ttl_security = frr_hops;
+    let frr = Frr::start(&p.tor, frr_cfg(n)).unwrap();
+    let extra = our_hops
+        .map(|h| format!("ttl_security = {h}"))
+        .unwrap_or_default();
+    let ours = Ours::start(&p.host, &our_cfg(&extra, ""));
+    let up = frr
+        .wait_established(HOST_V4, Duration::from_secs(10))
+        .is_ok();
+    if up {
+        ours.wait_established(TOR_V4, T);
+    } else {
+        assert_ne!(ours.peer(TOR_V4).unwrap()["state"], "Established");
+    }
+    up
+}
+
+#[test]
+fn frr_gtsm_ttl_security_both_sides_comes_up() {
+    assert!(gtsm_case("fgtsm", Some(1), Some(1)));
+}
+
+#[test]
+fn frr_gtsm_peer_requires_ttl_255_we_send_default_ttl_never_established() {
+    assert!(!gtsm_case("fgtsmno", Some(1), None));
+}
+
+#[test]
+fn frr_soft_reset_in_on_the_peer_is_answered_without_reset() {
+    let p = pair("fsoft");
+    let mut n = NeighborConfig::new(HOST_V4.parse().unwrap(), HOST_AS);
+    n.graceful_restart = true;
+    let frr = Frr::start(&p.tor, frr_cfg(n)).unwrap();
+    let gr = "[peer.graceful_restart]\nrestart_time = 60\n";
+    let ours = Ours::start(&p.host, &our_cfg(gr, &originate(&["10.2.0.0/24"])));
+    frr.wait_established(HOST_V4, T)
+        .unwrap_or_else(|e| fail(e, &ours));
+    frr.wait_route("10.2.0.0/24", T)
+        .unwrap_or_else(|e| fail(e, &ours));
+    // FRR sends us a ROUTE-REFRESH; we answer with BoRR, the routes, EoRR.
+    frr.soft_in(HOST_V4).unwrap();
+    ours.wait("the refresh request reached us", T, |o| {
+        o.logs()
+            .contains("peer asked for a route refresh")
+            .then_some(())
+    });
+    frr.wait_route("10.2.0.0/24", T)
+        .unwrap_or_else(|e| fail(e, &ours));
+    let v = frr.vtysh_json("show bgp neighbors json").unwrap();
+    assert_eq!(v[HOST_V4]["connectionsEstablished"], 1, "no session reset");
+    assert!(
+        v[HOST_V4]["messageStats"]["routeRefreshSent"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    );
+    assert!(ours.peer(TOR_V4).unwrap()["last_error"].is_null());
 }

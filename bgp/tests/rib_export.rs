@@ -438,3 +438,28 @@ fn ipv6_routes_round_trip_through_mp_attributes() {
     assert!(us[0].mp_unreach().is_some());
     let _ = Nlri4::new(p4("10.0.0.0/8"));
 }
+
+#[test]
+fn same_originated_attrs_in_both_families_get_family_next_hops() {
+    use flatnet_bgp::wire::{Ipv6Prefix, MpNlri, Nlri6, Prefix};
+    let mut rib = rib();
+    let mut i = info(65020, "10.0.0.2", "10.1.0.2");
+    i.local_v6 = Some("2001:db8::1".parse().unwrap());
+    rib.peer_up(PeerId(2), i);
+    settle(&mut rib, 2);
+    let p6 = Ipv6Prefix::new("2001:db8:5::".parse().unwrap(), 48).unwrap();
+    rib.originate(pfx("10.244.0.0/26"), Attrs::default());
+    rib.originate(Prefix::V6(p6), Attrs::default());
+    let us = rib.take_updates(PeerId(2)).unwrap();
+    let v4 = us.iter().find(|u| !u.nlri.is_empty()).unwrap();
+    assert_eq!(v4.next_hop(), Some(ip("192.0.2.1")));
+    let v6 = us.iter().find_map(|u| u.mp_reach()).unwrap();
+    assert_eq!(v6.nlri, MpNlri::Ipv6(vec![Nlri6::new(p6)]));
+    assert_eq!(
+        v6.next_hop,
+        MpNextHop::Ipv6 {
+            global: "2001:db8::1".parse().unwrap(),
+            link_local: None
+        }
+    );
+}

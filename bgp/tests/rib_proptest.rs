@@ -141,24 +141,37 @@ fn run(c: &[Cand], order: &[usize], cfg: DecisionConfig) -> (Option<u32>, Vec<u3
     // A transient peer whose route is withdrawn again must leave no trace.
     up(&mut rib, 99, 65099, "10.0.0.0", "10.1.0.0");
     announce(&mut rib, 99, &R::path(&[65099]).lp(100), &[P]);
+    let mut last = None;
+    let mut note = |ch: flatnet_bgp::rib::Changes| {
+        if let Some(c) = ch.loc_rib.into_iter().last() {
+            last = Some(c);
+        }
+    };
     for &i in order {
         let x = &c[i];
         if x.decoy {
             // An earlier, different route from the same peer that gets replaced.
-            announce(
+            note(announce(
                 &mut rib,
                 i as u32,
                 &R::path(&[x.nas, 1, 2, 3, 4, 5]).med(7),
                 &[P],
-            );
+            ));
         }
-        announce(&mut rib, i as u32, &route(x), &[P]);
+        note(announce(&mut rib, i as u32, &route(x), &[P]));
         if i == order[0] {
-            withdraw(&mut rib, 99, &[P]);
+            note(withdraw(&mut rib, 99, &[P]));
         }
     }
     let best = rib.best(&pfx(P)).map(|p| p.peer.0);
     let mp: Vec<u32> = rib.multipath(&pfx(P)).iter().map(|p| p.peer.0).collect();
+    // The last reported change agrees with the queried state.
+    let last = last.expect("at least one Loc-RIB change");
+    assert_eq!(last.best.map(|p| p.peer.0), best);
+    assert_eq!(
+        last.multipath.iter().map(|p| p.peer.0).collect::<Vec<_>>(),
+        mp
+    );
     assert!(rib.routes(&pfx(P)).iter().all(|r| r.peer != PeerId(99)));
     (best, mp)
 }
@@ -184,7 +197,7 @@ fn cands() -> impl Strategy<Value = (Vec<Cand>, Vec<usize>, Vec<usize>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(1024))]
 
     #[test]
     fn best_and_multipath_match_reference_in_any_order(

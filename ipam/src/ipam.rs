@@ -10,13 +10,13 @@ use std::sync::{Arc, Mutex};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::cidr::Cidr;
-use crate::model::{AllocatedAddr, Allocation, Block, Clock, Handle, Keys, Pool, SystemClock};
+use crate::model::{
+    AllocatedAddr, Allocation, Block, Clock, Handle, Keys, MAX_BLOCK_BITS, Pool, SystemClock,
+};
 use crate::store::{Compare, Datastore, KeyValue, Op, Revision, StoreError, Txn};
 
 /// Conflicting rounds after which an operation gives up.
 const MAX_ATTEMPTS: u32 = 2000;
-/// Largest block we accept: keeps a block record a few hundred bytes.
-const MAX_BLOCK_BITS: u8 = 12;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
@@ -207,11 +207,37 @@ pub struct Ipam<S> {
 
 type BlockCache = HashMap<String, HashMap<String, (Revision, Block)>>;
 
-fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T, IpamError> {
-    serde_json::from_slice(&kv.value).map_err(|e| IpamError::BadRecord {
+/// Records come from a file or a network peer: decode them fallibly and
+/// check what the arithmetic relies on.
+trait Record: DeserializeOwned {
+    fn valid(&self) -> bool {
+        true
+    }
+}
+impl Record for Block {
+    fn valid(&self) -> bool {
+        self.is_valid()
+    }
+}
+impl Record for Pool {
+    fn valid(&self) -> bool {
+        self.is_valid()
+    }
+}
+impl Record for Allocation {}
+
+fn decode<T: Record>(kv: &KeyValue) -> Result<T, IpamError> {
+    let v: T = serde_json::from_slice(&kv.value).map_err(|e| IpamError::BadRecord {
         key: kv.key.clone(),
         reason: e.to_string(),
-    })
+    })?;
+    if !v.valid() {
+        return Err(IpamError::BadRecord {
+            key: kv.key.clone(),
+            reason: "values out of range".into(),
+        });
+    }
+    Ok(v)
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -1061,6 +1087,9 @@ impl<S: Datastore> Ipam<S> {
                         Block::new(x.block, &x.pool, None, self.now()),
                     ),
                 };
+                if !b.is_valid() {
+                    return Ok(());
+                }
                 if let Some(off) = b.cidr.offset_of(ip) {
                     b.set(off as u64);
                     b.empty_since_ms = None;

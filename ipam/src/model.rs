@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::cidr::Cidr;
 
+/// Largest block: 2^12 = 4096 addresses, so a block record stays a few
+/// hundred bytes.
+pub const MAX_BLOCK_BITS: u8 = 12;
+
 /// Milliseconds since the Unix epoch. Records are shared between processes
 /// and machines, so times are wall-clock, and always passed in (never read
 /// inside the model) so grace periods are testable without sleeping.
@@ -136,12 +140,21 @@ impl Pool {
     }
 
     pub fn block_size(&self) -> u64 {
-        1u64 << (self.cidr.bits() - self.block_prefix)
+        1u64.checked_shl(self.cidr.bits().saturating_sub(self.block_prefix) as u32)
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Whether a pool read from the store is usable (block size in range).
+    pub fn is_valid(&self) -> bool {
+        self.block_prefix >= self.cidr.prefix()
+            && self.block_prefix <= self.cidr.bits()
+            && self.cidr.bits() - self.block_prefix <= MAX_BLOCK_BITS
+            && (self.reserved_low as u64 + self.reserved_high as u64) < self.block_size()
     }
 
     /// Number of blocks in the pool (saturating).
     pub fn block_count(&self) -> u128 {
-        let n = (self.block_prefix - self.cidr.prefix()) as u32;
+        let n = self.block_prefix.saturating_sub(self.cidr.prefix()) as u32;
         if n >= 128 { u128::MAX } else { 1u128 << n }
     }
 }
@@ -164,7 +177,12 @@ pub struct Block {
 
 impl Block {
     pub fn new(cidr: Cidr, pool: &str, host: Option<String>, now: u64) -> Self {
-        let size = 1u64 << (cidr.bits() - cidr.prefix());
+        let host_bits = cidr.bits() - cidr.prefix();
+        let size = if host_bits <= MAX_BLOCK_BITS {
+            1u64 << host_bits
+        } else {
+            0
+        };
         Block {
             cidr,
             pool: pool.to_string(),
@@ -175,7 +193,14 @@ impl Block {
         }
     }
     pub fn size(&self) -> u64 {
-        1u64 << (self.cidr.bits() - self.cidr.prefix())
+        1u64.checked_shl((self.cidr.bits() - self.cidr.prefix()) as u32)
+            .unwrap_or(u64::MAX)
+    }
+    /// Whether a record read from the store is well-formed (bounded size,
+    /// bitmap of the right length), so nothing downstream can loop or panic.
+    pub fn is_valid(&self) -> bool {
+        let host_bits = self.cidr.bits() - self.cidr.prefix();
+        host_bits <= MAX_BLOCK_BITS && self.alloc.len() as u64 == self.size().div_ceil(64)
     }
     pub fn is_set(&self, off: u64) -> bool {
         self.alloc
@@ -210,9 +235,11 @@ impl Block {
         usable.saturating_sub(used_usable)
     }
     pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        (0..self.size())
-            .filter(|o| self.is_set(*o))
-            .filter_map(|o| self.cidr.nth(o as u128))
+        self.alloc.iter().enumerate().flat_map(move |(i, w)| {
+            (0..64u64)
+                .filter(move |b| w & (1 << b) != 0)
+                .filter_map(move |b| self.cidr.nth(i as u128 * 64 + b as u128))
+        })
     }
 }
 

@@ -492,7 +492,6 @@ fn file_store_compacts_and_watch_follows_across_compactions() {
         let b = FileStore::open_with(tmp.path(), opts).unwrap();
         let mut w = b.watch("/c/", 1).await.unwrap();
         let log = tmp.path().join("flatnet.log");
-        let mut inodes = BTreeSet::new();
         let mut model = BTreeMap::new();
         for i in 0..120u32 {
             let s = if i % 2 == 0 { &a } else { &b };
@@ -514,9 +513,6 @@ fn file_store_compacts_and_watch_follows_across_compactions() {
                 i as i64 + 1,
                 "revisions continue across compactions"
             );
-            inodes.insert(std::os::unix::fs::MetadataExt::ino(
-                &std::fs::metadata(&log).unwrap(),
-            ));
             // Keep pace with the watch: it must deliver exactly this change.
             if !expect_event {
                 continue;
@@ -538,11 +534,8 @@ fn file_store_compacts_and_watch_follows_across_compactions() {
                     .all(|e| e.kv.mod_revision == t.revision && e.kv.key == key)
             );
         }
-        assert!(
-            inodes.len() > 5,
-            "the log was compacted only {} times",
-            inodes.len() - 1
-        );
+        let n = a.compactions() + b.compactions();
+        assert!(n >= 5, "compactions: {n}");
         assert!(std::fs::metadata(&log).unwrap().len() < 4096);
         for s in [&a, &b, &FileStore::open(tmp.path()).unwrap()] {
             let l = s.list("/c/").await.unwrap();
@@ -556,5 +549,43 @@ fn file_store_compacts_and_watch_follows_across_compactions() {
         let mut late = a.watch("/c/", 1).await.unwrap();
         let first = late.next().await.unwrap().unwrap();
         assert!(matches!(first, WatchItem::Resync { revision } if revision <= 120 && revision > 1));
+    });
+}
+
+/// Records come from a file or the network: malformed ones are errors and
+/// check findings, never panics or endless loops.
+#[test]
+fn malformed_records_are_reported_not_trusted() {
+    let (ipam, _) = setup(Pool::new("p", cidr("10.0.0.0/24")));
+    rt().block_on(async {
+        let store = ipam.store();
+        let huge = r#"{"cidr":"::/0","pool":"p","host":"h1","alloc":[],"claimed_at_ms":0}"#;
+        let key = format!("{}bad", ipam.keys().pool_blocks("p"));
+        store
+            .txn(Txn::new().then(Op::put(&key, huge.as_bytes().to_vec())))
+            .await
+            .unwrap();
+        let err = ipam
+            .allocate(&AllocRequest::v4(h("c"), "h1"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IpamError::BadRecord { .. }), "{err}");
+        assert!(err.to_string().contains(&key), "{err}");
+        let issues = ipam.check(&hosts(&["h1"])).await.unwrap();
+        assert!(
+            issues
+                .iter()
+                .any(|i| matches!(i, Issue::Unreadable { key: k, .. } if *k == key)),
+            "{issues:?}"
+        );
+        let garbage = ipam.keys().handle("h1", &h("x"));
+        store
+            .txn(Txn::new().then(Op::put(&garbage, b"not json".to_vec())))
+            .await
+            .unwrap();
+        assert!(matches!(
+            ipam.get("h1", &h("x")).await.unwrap_err(),
+            IpamError::BadRecord { .. }
+        ));
     });
 }

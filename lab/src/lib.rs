@@ -8,6 +8,7 @@
 pub mod bird;
 pub mod captures;
 pub mod etcd;
+pub mod feed;
 pub mod frr;
 pub mod gobgp;
 pub mod netns;

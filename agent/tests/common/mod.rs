@@ -27,6 +27,13 @@ impl Host {
         flatnet_lab::require_root().unwrap();
         let ns = Netns::new(tag).unwrap();
         let dir = tempfile::tempdir().unwrap();
+        let url = format!("file:{}/datastore", dir.path().display());
+        Host::start_in(ns, dir, tag, pools, &url)
+    }
+
+    /// Like [`Host::start`] in a namespace the caller prepared (e.g. with
+    /// etcd running in it), with the given datastore URL.
+    pub fn start_in(ns: Netns, dir: tempfile::TempDir, tag: &str, pools: &str, url: &str) -> Host {
         let cfg = format!(
             r#"[node]
 name = "{tag}"
@@ -40,7 +47,7 @@ level = "debug"
 mtu = 1400
 state_dir = "{d}/state"
 [datastore]
-url = "file:{d}/datastore"
+url = "{url}"
 {pools}
 "#,
             d = dir.path().display()

@@ -26,6 +26,10 @@ struct Args {
     /// JSON state file rewritten atomically every second and on change.
     #[arg(long)]
     state_file: Option<PathBuf>,
+    /// Small JSON file (pid, Loc-RIB size, peers) rewritten like the state
+    /// file but without the RIB: cheap to poll at a million routes.
+    #[arg(long)]
+    stats_file: Option<PathBuf>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -67,6 +71,29 @@ async fn dump(speaker: &Speaker, cfg: &SpeakerConfig, path: &Path) {
             }
         }
         Err(e) => tracing::error!("state serialisation: {e}"),
+    }
+}
+
+async fn dump_stats(speaker: &Speaker, path: &Path) {
+    let Ok(st) = speaker.stats().await else {
+        return;
+    };
+    #[derive(serde::Serialize)]
+    struct Small<'a> {
+        pid: u32,
+        #[serde(flatten)]
+        stats: &'a flatnet_bgp::speaker::Stats,
+    }
+    match serde_json::to_vec(&Small {
+        pid: std::process::id(),
+        stats: &st,
+    }) {
+        Ok(b) => {
+            if let Err(e) = write_atomic(path, &b) {
+                tracing::error!("stats file {}: {e}", path.display());
+            }
+        }
+        Err(e) => tracing::error!("stats serialisation: {e}"),
     }
 }
 
@@ -196,8 +223,13 @@ async fn main() -> std::process::ExitCode {
                 pending = true;
             }
             _ = debounce.tick() => {
-                if pending && let Some(sf) = &args.state_file {
-                    dump(&speaker, &cfg, sf).await;
+                if pending {
+                    if let Some(sf) = &args.state_file {
+                        dump(&speaker, &cfg, sf).await;
+                    }
+                    if let Some(sf) = &args.stats_file {
+                        dump_stats(&speaker, sf).await;
+                    }
                     pending = false;
                 }
             }

@@ -73,7 +73,7 @@ fn keep_min<K: Ord>(s: &mut Vec<usize>, key: impl Fn(usize) -> K) {
 
 /// The tie-breaks after "eBGP over iBGP": lowest router id (ORIGINATOR_ID
 /// if present), shortest CLUSTER_LIST, lowest peer address, lowest peer id.
-fn tie_key(c: &Candidate<'_>) -> (Ipv4Addr, usize, IpAddr, u32) {
+pub fn tie_key(c: &Candidate<'_>) -> (Ipv4Addr, usize, IpAddr, u32) {
     (
         c.attrs.originator_id.unwrap_or(c.source.router_id),
         c.attrs.cluster_list.len(),

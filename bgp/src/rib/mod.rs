@@ -240,12 +240,14 @@ pub enum RibError {
 #[derive(Debug, Default)]
 struct Out<P> {
     sent: FxMap<P, Arc<Attrs>>,
-    dirty: FxMap<P, ()>,
+    /// Prefixes changed since the last `take_updates` (may repeat; deduplicated on drain).
+    dirty: Vec<P>,
     eor: bool,
 }
 
-/// Export cache key: (source attrs ptr, source peer, deciding term).
-type ExportKey = (usize, u32, Option<usize>);
+/// Export cache key: (source attrs ptr, source peer, deciding term, family
+/// is IPv6) — the next hop we set depends on the family.
+type ExportKey = (usize, u32, Option<usize>, bool);
 
 #[derive(Debug)]
 struct Peer {
@@ -338,6 +340,8 @@ pub struct Rib {
     cfg: RibConfig,
     interner: Interner,
     peers: BTreeMap<PeerId, Peer>,
+    /// Ids of the peers that are up (export targets), kept in step with `peers`.
+    up: Vec<PeerId>,
     local: Source,
     v4: Table<Ipv4Prefix>,
     v6: Table<Ipv6Prefix>,
@@ -358,6 +362,7 @@ impl Rib {
             cfg,
             interner: Interner::default(),
             peers: BTreeMap::new(),
+            up: Vec::new(),
             local,
             v4: Table::default(),
             v6: Table::default(),
@@ -426,6 +431,7 @@ impl Rib {
                 export_cache: FxMap::default(),
             },
         );
+        self.refresh_up();
         self.full_export::<Ipv4Prefix>(id, true, &mut ch);
         self.full_export::<Ipv6Prefix>(id, true, &mut ch);
         ch
@@ -445,6 +451,7 @@ impl Rib {
         p.counts4.advertised = 0;
         p.counts6.advertised = 0;
         p.export_cache.clear();
+        self.refresh_up();
         for fam in [Family::IPV4_UNICAST, Family::IPV6_UNICAST] {
             if retain_stale.contains(&fam) {
                 self.mark_stale(id, fam);
@@ -457,6 +464,15 @@ impl Rib {
         }
         self.interner.maybe_gc();
         ch
+    }
+
+    fn refresh_up(&mut self) {
+        self.up = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.up)
+            .map(|(k, _)| *k)
+            .collect();
     }
 
     fn count_routes(&self, id: PeerId) -> usize {
@@ -767,9 +783,9 @@ impl Rib {
             && let Some(p) = self.peers.get_mut(&id)
         {
             let c = p.counts::<P>();
-            c.received = c.received + usize::from(has) - usize::from(had);
-            c.accepted = c.accepted + usize::from(has_post) - usize::from(had_post);
-            c.stale -= usize::from(had_stale);
+            c.received = (c.received + usize::from(has)).saturating_sub(usize::from(had));
+            c.accepted = (c.accepted + usize::from(has_post)).saturating_sub(usize::from(had_post));
+            c.stale = c.stale.saturating_sub(usize::from(had_stale));
         }
         // If neither the old nor the new route is usable, nothing else changes.
         if !had_post && !has_post {
@@ -885,13 +901,8 @@ impl Rib {
         best: Option<(u32, Arc<Attrs>)>,
         ch: &mut Changes,
     ) {
-        let ids: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.up)
-            .map(|(k, _)| *k)
-            .collect();
-        for q in ids {
+        for k in 0..self.up.len() {
+            let Some(&q) = self.up.get(k) else { break };
             let out = match &best {
                 Some((src, a)) => self.export_attrs::<P>(q, prefix, *src, a),
                 None => None,
@@ -921,7 +932,12 @@ impl Rib {
                 o.sent.remove(&prefix);
             }
         }
-        o.dirty.insert(prefix, ());
+        o.dirty.push(prefix);
+        if o.dirty.len() > 2 * o.sent.len() + 4096 {
+            // A peer that does not drain while routes flap: keep the queue bounded.
+            o.dirty.sort_unstable();
+            o.dirty.dedup();
+        }
         let n = o.sent.len();
         peer.counts::<P>().advertised = n;
         ch.peers_with_updates.insert(q);
@@ -955,7 +971,12 @@ impl Rib {
         if verdict.is_some_and(|v| v.disposition == Disposition::Reject) {
             return None;
         }
-        let key = (ptr(a), src, verdict.and_then(|v| v.term));
+        let key = (
+            ptr(a),
+            src,
+            verdict.and_then(|v| v.term),
+            P::FAMILY == Family::IPV6_UNICAST,
+        );
         if let Some((_, out)) = peer.export_cache.get(&key) {
             return out.clone();
         }
@@ -1036,10 +1057,7 @@ impl Rib {
         };
         let o = P::out(peer);
         if resend {
-            let keys: Vec<P> = o.sent.keys().copied().collect();
-            for k in keys {
-                o.dirty.insert(k, ());
-            }
+            o.dirty.extend(o.sent.keys().copied());
             o.eor = true;
             ch.peers_with_updates.insert(q);
         }
@@ -1219,15 +1237,26 @@ impl Rib {
             Prefix::V6(p) => self.v6.get(p),
         };
         let Some(ps) = ps else { return Vec::new() };
-        let mut v: Vec<(bool, &Route)> = ps
+        let mut v: Vec<(bool, _, &Route)> = ps
             .as_slice()
             .iter()
             .filter(|r| r.flags & MULTIPATH != 0)
-            .map(|r| (r.flags & BEST == 0, r))
+            .filter_map(|r| {
+                let a = r.post.as_ref()?;
+                let s = self.source(r.peer)?;
+                Some((
+                    r.flags & BEST == 0,
+                    decision::tie_key(&Candidate {
+                        attrs: a,
+                        source: s,
+                    }),
+                    r,
+                ))
+            })
             .collect();
-        v.sort_by_key(|(nb, _)| *nb);
+        v.sort_by_key(|x| (x.0, x.1));
         v.into_iter()
-            .filter_map(|(_, r)| {
+            .filter_map(|(_, _, r)| {
                 r.post.as_ref().map(|a| Path {
                     peer: PeerId(r.peer),
                     attrs: Arc::clone(a),
@@ -1394,8 +1423,9 @@ type Groups<P> = Vec<(Arc<Attrs>, Vec<P>)>;
 /// Split a family's dirty set into withdrawals and announcement groups
 /// sharing one attribute set (sorted, so output is deterministic).
 fn drain<P: Fam>(o: &mut Out<P>) -> (Vec<P>, Groups<P>) {
-    let mut dirty: Vec<P> = o.dirty.drain().map(|(k, ())| k).collect();
+    let mut dirty = std::mem::take(&mut o.dirty);
     dirty.sort_unstable();
+    dirty.dedup();
     let mut wd = Vec::new();
     let mut groups: HashMap<usize, usize> = HashMap::new();
     let mut out: Groups<P> = Vec::new();

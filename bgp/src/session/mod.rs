@@ -175,6 +175,8 @@ pub enum PeerCmd {
     },
     /// Ask the peer to re-send its routes (RFC 2918).
     RouteRefresh(Family),
+    /// Send a ROUTE-REFRESH demarcation (RFC 7313 BoRR/EoRR) around a re-advertisement.
+    Demarcation(Family, u8),
     /// Stop (Cease/Peer De-configured) and end the task.
     Remove,
 }
@@ -202,12 +204,21 @@ pub enum PeerEvent {
         /// Whether routes were exchanged on it.
         was_established: bool,
     },
-    /// A well-formed UPDATE.
-    Update(IpAddr, Box<Update>),
+    /// A well-formed UPDATE. The permit bounds how many UPDATEs a peer has
+    /// in flight to the core: the peer task stops reading its socket while
+    /// none is free, so a fast peer meets TCP backpressure instead of
+    /// filling memory. Drop it once the UPDATE is applied.
+    Update(
+        IpAddr,
+        Box<Update>,
+        Option<tokio::sync::OwnedSemaphorePermit>,
+    ),
     /// RFC 7606 treat-as-withdraw: these prefixes must go.
     Withdraw(IpAddr, Box<crate::wire::TreatAsWithdraw>),
     /// The peer asked for a refresh of `family`.
     RouteRefresh(IpAddr, Family),
+    /// The peer starts (BoRR) or ends (EoRR) a re-advertisement of `family` (RFC 7313).
+    Demarcation(IpAddr, Family, u8),
     /// The peer task ended (removed).
     Gone(IpAddr),
 }
@@ -288,6 +299,8 @@ pub struct PeerTask {
     /// Events read from the wire, sent after the FSM's own actions so that
     /// `Up` always precedes the UPDATEs that arrived with the last KEEPALIVE.
     pending: Vec<PeerEvent>,
+    /// UPDATEs in flight to the core (see [`PeerEvent::Update`]).
+    inflight: std::sync::Arc<tokio::sync::Semaphore>,
     local_as: u32,
     router_id: std::net::Ipv4Addr,
 }
@@ -310,12 +323,16 @@ pub fn spawn_peer(
         connecting: None,
         reported: State::Idle,
         pending: Vec::new(),
+        inflight: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_UPDATES_IN_FLIGHT)),
         local_as,
         router_id,
     };
     tokio::spawn(task.run(rx));
     tx
 }
+
+/// UPDATEs one peer may have queued for the core before we stop reading.
+pub const MAX_UPDATES_IN_FLIGHT: usize = 512;
 
 enum Wake {
     Cmd(Option<PeerCmd>),
@@ -356,9 +373,13 @@ impl PeerTask {
                 }
             };
             let sec = self.secondary.as_mut().and_then(|s| s.conn.as_mut());
+            // Backpressure: with every permit in flight, wait for one instead of reading.
+            let can_read = self.inflight.available_permits() > 0;
+            let inflight = self.inflight.clone();
             let wake = tokio::select! {
                 c = cmds.recv() => Wake::Cmd(c),
-                r = read_some(self.primary.conn.as_mut()) => Wake::Read(true, r),
+                r = read_some(self.primary.conn.as_mut()), if can_read => Wake::Read(true, r),
+                _ = inflight.acquire(), if !can_read => Wake::Timer,
                 r = read_some(sec) => Wake::Read(false, r),
                 c = connecting => Wake::Connected(c),
                 () = timer => Wake::Timer,
@@ -436,6 +457,13 @@ impl PeerTask {
                 {
                     tracing::info!(peer = %self.cfg.address, %family, "sending ROUTE-REFRESH");
                     conn.send(&Message::RouteRefresh(RouteRefresh::request(family)));
+                }
+            }
+            PeerCmd::Demarcation(family, subtype) => {
+                if self.primary.fsm.state() == State::Established
+                    && let Some(conn) = &self.primary.conn
+                {
+                    conn.send(&Message::RouteRefresh(RouteRefresh { family, subtype }));
                 }
             }
             PeerCmd::Remove => {}
@@ -584,7 +612,9 @@ impl PeerTask {
                                 let est = slot.fsm.state() == State::Established;
                                 slot.fsm.handle(Event::Update, t);
                                 if est {
-                                    self.pending.push(PeerEvent::Update(peer, Box::new(u)));
+                                    let permit = self.inflight.clone().try_acquire_owned().ok();
+                                    self.pending
+                                        .push(PeerEvent::Update(peer, Box::new(u), permit));
                                 }
                             }
                             Message::RouteRefresh(rr) => {
@@ -592,6 +622,9 @@ impl PeerTask {
                                 slot.fsm.handle(Event::RouteRefresh, t);
                                 if est && rr.subtype == RouteRefresh::REQUEST {
                                     self.pending.push(PeerEvent::RouteRefresh(peer, rr.family));
+                                } else if est {
+                                    self.pending
+                                        .push(PeerEvent::Demarcation(peer, rr.family, rr.subtype));
                                 }
                             }
                         },
@@ -663,6 +696,9 @@ impl PeerTask {
             p_dir,
             existing,
         );
+        if res != Resolution::KeepBoth {
+            tracing::info!(peer = %self.cfg.address, existing = ?p_dir, ?res, "connection collision (RFC 4271 6.8)");
+        }
         match res {
             Resolution::KeepBoth => {}
             Resolution::CloseNew => {

@@ -295,3 +295,49 @@ pub fn apply_accepted(stream: &TcpStream, opts: &ConnectOptions) -> io::Result<(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[tokio::test]
+    async fn md5_and_gtsm_options_apply_on_loopback_sockets() {
+        let l = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let fd = l.as_raw_fd();
+        let peer = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9));
+        set_md5(fd, peer, Some(b"s3cret")).unwrap();
+        set_md5(fd, peer, None).unwrap();
+        // Removing a key that is not there is not an error.
+        set_md5(fd, peer, None).unwrap();
+        assert!(
+            set_md5(fd, peer, Some(&[b'x'; 81])).is_err(),
+            "keys are at most 80 octets"
+        );
+        set_gtsm(fd, false, 255).unwrap();
+        let l6 = listen("[::1]:0".parse().unwrap()).unwrap();
+        set_md5(l6.as_raw_fd(), peer, Some(b"k")).unwrap();
+        set_gtsm(l6.as_raw_fd(), true, 254).unwrap();
+    }
+
+    #[test]
+    fn min_ttl_from_hops() {
+        let o = |h| ConnectOptions {
+            ttl_security: Some(h),
+            ..ConnectOptions::default()
+        };
+        assert_eq!(o(1).min_ttl(), Some(255));
+        assert_eq!(o(2).min_ttl(), Some(254));
+        assert_eq!(ConnectOptions::default().min_ttl(), None);
+    }
+
+    #[test]
+    fn link_local_needs_an_interface() {
+        let ll: IpAddr = "fe80::1".parse().unwrap();
+        assert!(peer_socket_addr(ll, 179, None).is_err());
+        let a = peer_socket_addr(ll, 179, Some("lo")).unwrap();
+        let SocketAddr::V6(v6) = a else { panic!("{a}") };
+        assert_eq!(v6.scope_id(), if_index("lo").unwrap());
+        assert!(if_index("no-such-if0").is_err());
+    }
+}

@@ -441,8 +441,12 @@ pub fn scenario_max_prefix(kind: Kind, tag: &str) {
     let extra = "[[peer.max_prefix]]\nfamily = \"ipv4-unicast\"\nlimit = 10\nwarning_percent = 50\nrestart_interval = 3\n";
     let ours = Ours::start(&p.host, &our_cfg(extra, ""));
     let peer = ours.wait("max-prefix Cease", LONG, |o| {
-        o.peer(TOR_V4)
-            .filter(|p| p["max_prefix_resets"].as_u64().unwrap_or(0) >= 1)
+        o.peer(TOR_V4).filter(|p| {
+            p["max_prefix_resets"].as_u64().unwrap_or(0) >= 1
+                && p["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("Maximum Number"))
+        })
     });
     let err = peer["last_error"].as_str().unwrap_or_default().to_string();
     assert!(err.contains("Maximum Number of Prefixes Reached"), "{err}");

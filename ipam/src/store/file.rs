@@ -117,6 +117,7 @@ pub struct FileStore {
     inner: Mutex<Inner>,
     crash: Option<(CrashPoint, u64)>,
     writes: AtomicU64,
+    compactions: AtomicU64,
     opts: FileStoreOptions,
 }
 
@@ -173,6 +174,7 @@ impl FileStore {
             }),
             crash: None,
             writes: AtomicU64::new(0),
+            compactions: AtomicU64::new(0),
             opts,
         };
         {
@@ -382,7 +384,13 @@ impl FileStore {
         g.log = f;
         g.offset = snap.len() as u64;
         g.base = snap.len() as u64;
+        self.compactions.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// How many times this handle compacted the log (for tests and metrics).
+    pub fn compactions(&self) -> u64 {
+        self.compactions.load(Ordering::Relaxed)
     }
 
     /// Current store revision (after replaying what others wrote).

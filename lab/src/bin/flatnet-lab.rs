@@ -259,9 +259,9 @@ block_size = 122
     }
 
     step("starting the flatnet BGP speaker on each host, advertising its blocks to both ToRs");
-    for host in hosts.iter_mut() {
+    for (hi, host) in hosts.iter_mut().enumerate() {
         let blocks = host_blocks(&flatnet, host)?;
-        let conf = speaker_config(host, &blocks);
+        let conf = speaker_config(host, hi, &blocks);
         let path = work.join(&format!("{}-bgpd.toml", host.name));
         std::fs::write(&path, conf)?;
         let log = std::fs::File::create(work.join(&format!("{}-bgpd.log", host.name)))?;
@@ -484,19 +484,24 @@ fn collect_blocks(v: &serde_json::Value, out: &mut Vec<String>) {
     }
 }
 
-fn speaker_config(host: &Host, blocks: &[String]) -> String {
+fn speaker_config(host: &Host, host_index: usize, blocks: &[String]) -> String {
     let mut s = format!("router_id = \"{}\"\nasn = {}\n\n", host.router_id, host.asn);
     for (t, (_, tor_ip)) in host.uplinks.iter().enumerate() {
+        // IPv6 blocks travel over the IPv4 session (MP-BGP) with this host's
+        // global address on that link as next hop.
         s.push_str(&format!(
-            "[[peer]]\naddress = \"{tor_ip}\"\nasn = {}\nexport = \"blocks\"\nimport = \"all\"\n\n",
-            TOR_AS[t]
+            "[[peer]]\naddress = \"{tor_ip}\"\nremote_as = {}\nfamilies = [\"ipv4-unicast\", \"ipv6-unicast\"]\n\
+             next_hop_ipv6 = \"fd00:255:{}:{host_index}::2\"\nimport_policy = \"fabric\"\nexport_policy = \"blocks\"\n\n",
+            TOR_AS[t],
+            t + 1
         ));
     }
     for b in blocks {
         s.push_str(&format!("[[originate]]\nprefix = \"{b}\"\n\n"));
     }
+    // RFC 8212: eBGP sends and accepts nothing without explicit policies.
     s.push_str("[[policy]]\nname = \"blocks\"\ndefault = \"accept\"\n\n");
-    s.push_str("[[policy]]\nname = \"all\"\ndefault = \"accept\"\n");
+    s.push_str("[[policy]]\nname = \"fabric\"\ndefault = \"accept\"\n");
     s
 }
 
