@@ -59,6 +59,26 @@ pub struct Agent {
     gc_lock: tokio::sync::RwLock<()>,
     /// Blocks we already installed a blackhole route for.
     blackholes: Mutex<HashSet<String>>,
+    /// Host veths (index, name) a DEL made inert, deleted in the background:
+    /// a veth deletion waits for RCU grace periods (tens of ms), and a DEL
+    /// need not.
+    reap: tokio::sync::mpsc::UnboundedSender<(u32, String)>,
+}
+
+/// Deletes the veths DELs left behind, all queued ones in one kernel batch. A crash before they are gone leaves unrecorded flatnet veths,
+/// which the restart reconciliation removes.
+async fn reaper(dp: Dataplane, mut rx: tokio::sync::mpsc::UnboundedReceiver<(u32, String)>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(x) = rx.try_recv() {
+            batch.push(x);
+        }
+        let indexes = batch.iter().map(|(i, _)| *i).collect();
+        if let Err(e) = dp.del_indexes(indexes).await {
+            let names: Vec<&str> = batch.iter().map(|(_, n)| n.as_str()).collect();
+            tracing::warn!(links = ?names, error = %e, "deleting detached veths failed");
+        }
+    }
 }
 
 fn dp_err(e: DpError) -> ApiError {
@@ -146,9 +166,12 @@ impl Agent {
                 "moved endpoint records from state_dir into the datastore"
             );
         }
+        let (reap, reap_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(reaper(dp.clone(), reap_rx));
         Ok(Arc::new(Agent {
             cfg,
             dp,
+            reap,
             ipam,
             store,
             metrics: Metrics::new(),
@@ -359,19 +382,40 @@ impl Agent {
         let handle = r.handle();
         let lock = self.lock_for(&handle);
         let _g = lock.lock().await;
-        self.remove_attachment(&r.container_id, &r.ifname).await?;
+        self.remove_attachment(&r.container_id, &r.ifname, true)
+            .await?;
         Ok(())
     }
 
     /// Removes kernel state, the allocation and the record; idempotent.
-    async fn remove_attachment(&self, id: &str, ifname: &str) -> Result<(), ApiError> {
+    /// With `defer_veth` (DEL) a recorded attachment is made inert (host
+    /// routes gone) and its veth is deleted by the reaper after the answer;
+    /// otherwise (GC, restart, no record) the veth is deleted before.
+    async fn remove_attachment(
+        &self,
+        id: &str,
+        ifname: &str,
+        defer_veth: bool,
+    ) -> Result<(), ApiError> {
         let stored = self.store.get(id, ifname).await.map_err(store_err)?;
         let host_if = match &stored {
             Some(s) => s.ep.host_ifname.clone(),
             None => host_ifname(id, ifname),
         };
         let t0 = Instant::now();
-        self.dp.del(&host_if).await.map_err(dp_err)?;
+        match &stored {
+            Some(s) if defer_veth => {
+                let idx = self
+                    .dp
+                    .detach(&host_if, s.ep.v4, s.ep.v6)
+                    .await
+                    .map_err(dp_err)?;
+                if let Some(i) = idx {
+                    let _ = self.reap.send((i, host_if.clone()));
+                }
+            }
+            _ => self.dp.del(&host_if).await.map_err(dp_err)?,
+        }
         let t_kernel = t0.elapsed();
         let ipam = self.ipam.clone();
         let h = format!("{id}/{ifname}");
@@ -453,7 +497,8 @@ impl Agent {
             }
             let lock = self.lock_for(&h);
             let _g = lock.lock().await;
-            self.remove_attachment(&ep.container_id, &ep.ifname).await?;
+            self.remove_attachment(&ep.container_id, &ep.ifname, false)
+                .await?;
             removed.push(h);
         }
         let live = valid;
@@ -578,7 +623,9 @@ impl Agent {
                         Err(e) => {
                             tracing::error!(handle = %h, error = %e, "cannot rebuild endpoint; removing");
                             self.metrics.reconcile_errors.inc();
-                            let _ = self.remove_attachment(&ep.container_id, &ep.ifname).await;
+                            let _ = self
+                                .remove_attachment(&ep.container_id, &ep.ifname, false)
+                                .await;
                             removed += 1;
                             continue;
                         }
@@ -588,7 +635,10 @@ impl Agent {
                 adopted += 1;
             } else {
                 // The veth dies with its namespace: the container is gone.
-                if let Err(e) = self.remove_attachment(&ep.container_id, &ep.ifname).await {
+                if let Err(e) = self
+                    .remove_attachment(&ep.container_id, &ep.ifname, false)
+                    .await
+                {
                     tracing::error!(handle = %h, error = %e, "reconcile: remove failed");
                     self.metrics.reconcile_errors.inc();
                 }

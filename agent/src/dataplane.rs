@@ -603,6 +603,95 @@ impl Dataplane {
         self.del_link(host_if).await.map(|_| ())
     }
 
+    /// Makes an attachment inert without waiting for the veth deletion's
+    /// RCU grace periods: removes the host routes to its addresses (the
+    /// kernel answers at once), so nothing reaches the container any more
+    /// and, by the reverse-path anti-spoofing rule, nothing it sends is
+    /// accepted. Returns the host end's index for [`Dataplane::del_index`]
+    /// (`None` when the veth is already gone, e.g. with its namespace).
+    pub async fn detach(
+        &self,
+        host_if: &str,
+        v4: Option<Ipv4Addr>,
+        v6: Option<Ipv6Addr>,
+    ) -> Result<Option<u32>, DpError> {
+        let Some(l) = get_link(&self.handle, host_if).await? else {
+            return Ok(None);
+        };
+        let index = l.header.index;
+        let mut msgs = Vec::new();
+        if let Some(v4) = v4 {
+            msgs.push(
+                RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(v4, 32)
+                    .output_interface(index)
+                    .protocol(RouteProtocol::Other(RTPROT_FLATNET))
+                    .build(),
+            );
+        }
+        if let Some(v6) = v6 {
+            msgs.push(
+                RouteMessageBuilder::<Ipv6Addr>::new()
+                    .destination_prefix(v6, 128)
+                    .output_interface(index)
+                    .protocol(RouteProtocol::Other(RTPROT_FLATNET))
+                    .build(),
+            );
+        }
+        for m in msgs {
+            match self.handle.route().del(m).execute().await {
+                Ok(()) => {}
+                Err(e) if matches!(errno(&e), Some(ESRCH) | Some(ENOENT) | Some(ENODEV)) => {}
+                Err(e) => return Err(nl(format!("delete host route via {host_if}"))(e)),
+            }
+        }
+        Ok(Some(index))
+    }
+
+    /// Deletes links by index (each veth pair goes with its host end);
+    /// links already gone are fine. By index, not name: a new ADD of the
+    /// same attachment may have re-created the name meanwhile. Several links
+    /// are deleted in one kernel batch (tagged with a fresh device group,
+    /// then one group delete): the RCU waits of a deletion are paid once per
+    /// batch and the rtnl lock is taken once, not once per veth.
+    pub async fn del_indexes(&self, indexes: Vec<u32>) -> Result<(), DpError> {
+        static NEXT_GROUP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        self.on_own_socket(move |dp| async move {
+            let h = &dp.handle;
+            let gone = |e: &rtnetlink::Error| errno(e) == Some(ENODEV);
+            if let [index] = indexes[..] {
+                return match h.link().del(index).execute().await {
+                    Err(e) if !gone(&e) => Err(nl(format!("delete link #{index}"))(e)),
+                    _ => Ok(()),
+                };
+            }
+            // Groups 0x464c0000.. ("FL"): only flatnet's detached veths carry them.
+            let group = 0x464c_0000
+                | (NEXT_GROUP.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xffff);
+            let mut tagged = 0;
+            for &index in &indexes {
+                let msg = LinkUnspec::new_with_index(index).link_group(group).build();
+                match h.link().set(msg).execute().await {
+                    Ok(()) => tagged += 1,
+                    Err(e) if gone(&e) => {}
+                    Err(e) => return Err(nl(format!("tag link #{index}"))(e)),
+                }
+            }
+            if tagged == 0 {
+                return Ok(());
+            }
+            let mut req = h.link().del(0);
+            req.message_mut()
+                .attributes
+                .push(LinkAttribute::Group(group));
+            match req.execute().await {
+                Err(e) if !gone(&e) => Err(nl(format!("delete link group {group:#x}"))(e)),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
     /// Verifies the attachment against the kernel; the error says what is
     /// missing.
     pub async fn check(&self, a: &Attachment) -> Result<(), DpError> {
@@ -820,11 +909,13 @@ async fn configure_container(
             .await
             .map_err(nl(format!("add {v4}/32")))?;
     }
-    h.link()
-        .set(LinkUnspec::new_with_index(idx).up().build())
-        .execute()
-        .await
-        .map_err(nl(format!("set {ifname} up")))?;
+    if !l.header.flags.contains(LinkFlags::Up) {
+        h.link()
+            .set(LinkUnspec::new_with_index(idx).up().build())
+            .execute()
+            .await
+            .map_err(nl(format!("set {ifname} up")))?;
+    }
     if v4.is_some() {
         h.neighbours()
             .add(idx, IpAddr::V4(GATEWAY_V4))

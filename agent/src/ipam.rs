@@ -11,7 +11,7 @@ use flatnet_ipam::{AllocRequest, AnyStore, Handle, Ipam, Pool};
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum IpamError {
     #[error("{0}")]
     Exhausted(String),
@@ -107,7 +107,17 @@ pub struct FlatnetIpam {
     host: String,
     ipv6: bool,
     rt: tokio::runtime::Handle,
+    /// This host's allocations and releases all write its own blocks, so
+    /// concurrent ones collide on the same compare-and-swap and retry
+    /// (re-reading behind each other's fsync). One at a time, each commits
+    /// first try.
+    writes: std::sync::Mutex<()>,
+    /// Releases waiting for the next commit: whoever takes `writes` next
+    /// releases all of them in one transaction (group commit for DELs).
+    pending_releases: std::sync::Mutex<Vec<PendingRelease>>,
 }
+
+type PendingRelease = (Handle, std::sync::mpsc::Sender<Result<bool, IpamError>>);
 
 impl FlatnetIpam {
     /// Connects the datastore and makes sure the configured pools exist
@@ -149,6 +159,8 @@ impl FlatnetIpam {
             host: host.to_string(),
             ipv6: pools.iter().any(|(c, _)| c.is_ipv6()),
             rt: tokio::runtime::Handle::current(),
+            writes: std::sync::Mutex::new(()),
+            pending_releases: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -162,7 +174,10 @@ impl AddressManager for FlatnetIpam {
         let mut req = AllocRequest::v4(split_handle(handle)?, self.host.clone());
         req.ipv6 = self.ipv6;
         req.app = app.map(String::from);
-        let a = self.run(self.ipam.allocate(&req)).map_err(map_err)?;
+        let a = {
+            let _w = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+            self.run(self.ipam.allocate(&req)).map_err(map_err)?
+        };
         let mut out = Allocated {
             addrs: Assigned { v4: None, v6: None },
             own_blocks: Vec::new(),
@@ -181,10 +196,39 @@ impl AddressManager for FlatnetIpam {
 
     fn release(&self, handle: &str) -> Result<bool, IpamError> {
         let h = split_handle(handle)?;
-        let r = self
-            .run(self.ipam.release(&self.host, &h))
-            .map_err(map_err)?;
-        Ok(r.is_some())
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.pending_releases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((h, tx));
+        {
+            let _w = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+            let batch = std::mem::take(
+                &mut *self
+                    .pending_releases
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+            );
+            // Empty when an earlier holder already committed ours.
+            if !batch.is_empty() {
+                let handles: Vec<Handle> = batch.iter().map(|(h, _)| h.clone()).collect();
+                match self.run(self.ipam.release_many(&self.host, &handles)) {
+                    Ok(released) => {
+                        for (h, tx) in batch {
+                            let _ = tx.send(Ok(released.iter().any(|a| a.handle == h)));
+                        }
+                    }
+                    Err(e) => {
+                        let e = map_err(e);
+                        for (_, tx) in batch {
+                            let _ = tx.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        rx.recv()
+            .map_err(|_| IpamError::Other("release batch lost".into()))?
     }
 
     fn gc(&self, live: &HashSet<String>) -> Result<Vec<String>, IpamError> {
@@ -322,6 +366,19 @@ mod tests {
             assert_eq!(m2.gc(&live).unwrap(), vec!["c2/eth0".to_string()]);
             assert!(m2.release("c1/eth0").unwrap());
             assert!(!m2.release("c1/eth0").unwrap());
+            // Concurrent releases are committed in batches, each answered.
+            for i in 0..8 {
+                m2.allocate(&format!("b{i}/eth0"), None).unwrap();
+            }
+            std::thread::scope(|s| {
+                let hs: Vec<_> = (0..8)
+                    .map(|i| {
+                        let m = &m2;
+                        s.spawn(move || m.release(&format!("b{i}/eth0")).unwrap())
+                    })
+                    .collect();
+                assert!(hs.into_iter().all(|h| h.join().unwrap()));
+            });
             assert!(m2.allocations().unwrap().is_empty());
             assert!(m2.check().unwrap().is_empty());
             assert!(m2.reachable());

@@ -132,8 +132,14 @@ fn add_gives_addresses_routes_sysctls_then_del_leaves_nothing() {
     assert_eq!(host.flatnet_links().len(), 1);
     assert_eq!(host.allocations().len(), 2);
 
-    // DEL removes everything; a second DEL succeeds too.
+    // DEL removes everything; a second DEL succeeds too. When DEL answers,
+    // the attachment is already inert: no host route, no allocation, no
+    // record (the veth pair is reaped right after).
     host.del("cid-1", &c.path());
+    assert_eq!(host.flatnet_routes("-4"), Vec::<Value>::new());
+    assert_eq!(host.flatnet_routes("-6"), Vec::<Value>::new());
+    assert_eq!(host.allocations(), Vec::<Value>::new());
+    assert_eq!(host.ds_endpoints(), vec![]);
     host.assert_clean();
     let links = ns_ip_json(&c, &["link", "show"]);
     assert!(

@@ -7,40 +7,18 @@
 //! Run: `cargo bench -p flatnet-bgp --bench rib` (FLATNET_RIB_BENCH_N to change the size).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use flatnet_bgp::policy::Policy;
 use flatnet_bgp::rib::{DecisionConfig, PeerId, PeerInfo, Rib, RibConfig};
 use flatnet_bgp::wire::{DecodeContext, Message};
 
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts bytes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size(), Ordering::Relaxed);
-        // SAFETY: same layout contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        // SAFETY: `p` was allocated by `System` with `l`.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        LIVE.fetch_add(n, Ordering::Relaxed);
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        // SAFETY: `p` was allocated by `System` with `l`.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+#[path = "../tests/rib_common/mod.rs"]
+mod rib_common;
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: rib_common::Counting = rib_common::Counting;
 
 fn status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -79,7 +57,7 @@ fn run(msgs: &[Vec<u8>], n: u32, with_out_peer: bool) {
         four_octet_as: true,
         ..DecodeContext::default()
     };
-    let live0 = LIVE.load(Ordering::Relaxed);
+    let live0 = rib_common::live_bytes();
     let rss0 = status_kb("VmRSS:");
     let mut rib = Rib::new(RibConfig {
         local_as: LOCAL_AS,
@@ -114,7 +92,7 @@ fn run(msgs: &[Vec<u8>], n: u32, with_out_peer: bool) {
         }
         t_out = t.elapsed();
     }
-    let live = LIVE.load(Ordering::Relaxed) - live0;
+    let live = rib_common::live_bytes() - live0;
     let rss = status_kb("VmRSS:").saturating_sub(rss0);
     let label = if with_out_peer {
         "feed + 1 eBGP out peer"

@@ -847,19 +847,12 @@ impl Core {
     }
 
     fn originate(&mut self, prefix: Prefix, a: OriginAttrs) {
-        // Placeholder next hop per family (replaced by next-hop-self on export):
-        // keeps IPv4 and IPv6 originations from sharing one interned Arc, which
-        // the RIB's export cache currently keys on (see /tmp/rib-api.md request).
-        let placeholder = match prefix {
-            Prefix::V4(_) => MpNextHop::Ipv4(Ipv4Addr::UNSPECIFIED),
-            Prefix::V6(_) => MpNextHop::Ipv6 {
-                global: std::net::Ipv6Addr::UNSPECIFIED,
-                link_local: None,
-            },
-        };
         let attrs = Attrs {
             origin: Origin::Igp,
-            next_hop: Some(placeholder),
+            // None = self: next-hop-self per family on export (the RIB's
+            // export cache is keyed by family, so IPv4 and IPv6 originations
+            // may share one interned set).
+            next_hop: None,
             med: a.med,
             local_pref: a.local_pref,
             communities: a.communities,
@@ -975,9 +968,23 @@ impl Core {
                     // Everything not re-sent before EoRR is gone.
                     let n = self.rib.mark_stale(id, family);
                     tracing::debug!(%peer, %family, marked = n, "BoRR");
+                    // RFC 7313 4: a peer that never sends EoRR must not pin
+                    // stale routes forever: sweep them after the stale time
+                    // (on_tick), unless an earlier deadline is pending.
+                    if let Some(p) = self.peers.get_mut(&peer)
+                        && p.stale_deadline.is_none()
+                    {
+                        let stale_time = p
+                            .cfg
+                            .graceful_restart
+                            .as_ref()
+                            .map_or(Duration::from_secs(360), |g| g.stale_time);
+                        p.stale_deadline = Some(Instant::now() + stale_time);
+                    }
                 } else if subtype == RouteRefresh::EORR {
                     let ch = self.rib.sweep_stale(id, family);
                     tracing::debug!(%peer, %family, swept = ch.loc_rib.len(), "EoRR");
+                    self.after_eor(peer);
                     self.apply(ch);
                 }
             }
@@ -1115,7 +1122,7 @@ impl Core {
             .map(|(ip, p)| (*ip, p.id))
             .collect();
         for (ip, id) in expired {
-            tracing::warn!(peer = %ip, "graceful restart: timer expired, sweeping stale routes");
+            tracing::warn!(peer = %ip, "stale timer expired (graceful restart or enhanced route refresh without EoRR): sweeping stale routes");
             if let Some(p) = self.peers.get_mut(&ip) {
                 p.stale_deadline = None;
             }

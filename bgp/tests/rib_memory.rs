@@ -5,35 +5,9 @@
 
 mod rib_common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use flatnet_bgp::rib::PeerId;
 use flatnet_bgp::wire::{Ipv4Prefix, Nlri4};
 use rib_common::*;
-
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts bytes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size(), Ordering::Relaxed);
-        // SAFETY: same layout contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        // SAFETY: `p` was allocated by `System` with `l`.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        LIVE.fetch_add(n, Ordering::Relaxed);
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        // SAFETY: `p` was allocated by `System` with `l`.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
 
 #[global_allocator]
 static A: Counting = Counting;
@@ -52,7 +26,7 @@ fn interned_table_costs_under_100_bytes_per_route() {
                 .nh("10.1.0.1")
         })
         .collect();
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live_bytes();
     let mut i = 0u32;
     while i < N {
         let set = &routes[(i / 60 % SETS) as usize];
@@ -76,7 +50,7 @@ fn interned_table_costs_under_100_bytes_per_route() {
         sets, SETS as usize,
         "one interned set per distinct attribute set"
     );
-    let per_route = (LIVE.load(Ordering::Relaxed) - before) as f64 / f64::from(N);
+    let per_route = (live_bytes() - before) as f64 / f64::from(N);
     println!(
         "bytes per route: {per_route:.1} (size_of Paths = {})",
         std::mem::size_of::<flatnet_bgp::rib::table::Paths>()

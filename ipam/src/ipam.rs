@@ -705,6 +705,74 @@ impl<S: Datastore> Ipam<S> {
         Err(IpamError::Contention(MAX_ATTEMPTS))
     }
 
+    /// Releases several handles of one host in one transaction (an agent
+    /// batching concurrent DELs): one commit instead of one per handle,
+    /// which would all collide on the host's block. Unknown handles are
+    /// skipped (idempotent); returns the allocations released.
+    pub async fn release_many(
+        &self,
+        host: &str,
+        handles: &[Handle],
+    ) -> Result<Vec<Allocation>, IpamError> {
+        let handles: BTreeSet<&Handle> = handles.iter().collect();
+        for _ in 0..MAX_ATTEMPTS {
+            let now = self.now();
+            let mut txn = Txn::new();
+            // Block key -> (revision read, block, whether a bit was cleared).
+            let mut blocks: BTreeMap<String, (Revision, Option<Block>, bool)> = BTreeMap::new();
+            let mut released = Vec::new();
+            for h in &handles {
+                let Some(kv) = self.store.get(&self.keys.handle(host, h)).await? else {
+                    continue;
+                };
+                let alloc: Allocation = decode(&kv)?;
+                txn = txn
+                    .when(Compare::unchanged(&kv.key, kv.mod_revision))
+                    .then(Op::delete(&kv.key));
+                for a in &alloc.addrs {
+                    let bkey = self.keys.block(&a.pool, &a.block);
+                    if !blocks.contains_key(&bkey) {
+                        let entry = match self.store.get(&bkey).await? {
+                            Some(bkv) => (bkv.mod_revision, Some(decode::<Block>(&bkv)?), false),
+                            None => (0, None, false),
+                        };
+                        blocks.insert(bkey.clone(), entry);
+                    }
+                    if let Some((_, Some(b), changed)) = blocks.get_mut(&bkey)
+                        && let Some(off) = b.cidr.offset_of(a.ip)
+                        && b.is_set(off as u64)
+                    {
+                        b.clear(off as u64);
+                        *changed = true;
+                    }
+                }
+                released.push(alloc);
+            }
+            if released.is_empty() {
+                return Ok(released);
+            }
+            for (bkey, (rev, b, changed)) in blocks {
+                txn = txn.when(Compare::unchanged(&bkey, rev));
+                let Some(mut b) = b.filter(|_| changed) else {
+                    continue;
+                };
+                if b.used() == 0 {
+                    if b.host.is_none() {
+                        txn = txn.then(Op::delete(&bkey));
+                        continue;
+                    }
+                    b.empty_since_ms = Some(now);
+                }
+                txn = txn.then(Op::put(&bkey, encode(&b)));
+            }
+            if self.store.txn(txn).await?.succeeded {
+                return Ok(released);
+            }
+            tokio::task::yield_now().await;
+        }
+        Err(IpamError::Contention(MAX_ATTEMPTS))
+    }
+
     /// One attempt to delete an allocation record (or, with `keep`, to
     /// rewrite it with only those addresses) and clear its bits.
     async fn release_record(

@@ -1061,8 +1061,20 @@ pub fn run_one(kind: Kind, feed: &Arc<Feed>, opts: &RunOptions) -> Result<RunRes
         .map(|(n, p)| (n, proc_kib(p, "VmHWM").unwrap_or(0)))
         .collect();
     drop(feeder);
+    let label = match (kind, &opts.flatnet) {
+        (Kind::Flatnet, Some(FlatnetCmd::Program { program, args })) => format!(
+            "flatnet ({}{})",
+            program
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            args.first().map(|a| format!(" {a}")).unwrap_or_default()
+        ),
+        _ => kind.label().to_string(),
+    };
     Ok(RunResult {
         kind,
+        label,
         seconds: done.duration_since(t0).as_secs_f64(),
         send_seconds: sent.map(|s| s.duration_since(t0).as_secs_f64()),
         prefixes: count,

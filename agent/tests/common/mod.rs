@@ -199,12 +199,34 @@ url = "{url}"
             .clone()
     }
 
+    /// Endpoint records (key, JSON) under `/flatnet/endpoints/`, read
+    /// straight from the host's file datastore through the store API.
+    pub fn ds_endpoints(&self) -> Vec<(String, Value)> {
+        use flatnet_ipam::Datastore;
+        let store = flatnet_ipam::FileStore::open(self.dir.path().join("datastore")).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let l = rt
+            .block_on(store.list(flatnet_agent::store::ENDPOINTS_PREFIX))
+            .unwrap();
+        l.kvs
+            .iter()
+            .map(|kv| (kv.key.clone(), serde_json::from_slice(&kv.value).unwrap()))
+            .collect()
+    }
+
     /// Asserts the host carries nothing for any container.
     pub fn assert_clean(&self) {
-        assert_eq!(
-            self.flatnet_links(),
-            Vec::<String>::new(),
-            "veths left behind"
+        // DEL answers once the attachment is inert (routes, address, record
+        // gone); the veth pair is reaped right after, off the DEL's path.
+        let gone = wait_for("veths reaped", Duration::from_secs(10), || {
+            Ok(self.flatnet_links().is_empty().then_some(()))
+        });
+        assert!(
+            gone.is_ok(),
+            "veths left behind: {:?}",
+            self.flatnet_links()
         );
         assert_eq!(
             self.flatnet_routes("-4"),
@@ -230,6 +252,11 @@ url = "{url}"
             self.cli_json(&["endpoints"]),
             json!([]),
             "endpoint records left"
+        );
+        assert_eq!(
+            self.ds_endpoints(),
+            vec![],
+            "endpoint records left in the datastore"
         );
     }
 }

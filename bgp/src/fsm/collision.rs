@@ -5,7 +5,8 @@
 use std::net::Ipv4Addr;
 
 /// Who opened a TCP connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "speaker", derive(serde::Serialize))]
 pub enum Direction {
     /// We connected to the peer.
     Outbound,

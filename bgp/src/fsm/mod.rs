@@ -30,7 +30,8 @@ pub use negotiate::{LocalCapabilities, LocalGracefulRestart, Negotiated};
 use timers::{Jitter, backoff};
 
 /// The six states of RFC 4271 section 8.2.2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "speaker", derive(serde::Serialize))]
 pub enum State {
     Idle,
     Connect,

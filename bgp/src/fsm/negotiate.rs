@@ -124,7 +124,8 @@ impl LocalCapabilities {
 }
 
 /// The peer's graceful restart announcement, as far as we (the helper) care.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "speaker", derive(serde::Serialize))]
 pub struct PeerGracefulRestart {
     /// How long to keep its routes as stale after the session drops.
     pub restart_time: u16,
@@ -140,7 +141,8 @@ pub struct PeerGracefulRestart {
 pub type FamilyName = String;
 
 /// Add-path directions for one family after negotiation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "speaker", derive(serde::Serialize))]
 pub struct AddPathNegotiated {
     /// We may send several paths (we announced send, peer announced receive).
     pub send: bool,

@@ -345,6 +345,9 @@ pub struct Rib {
     local: Source,
     v4: Table<Ipv4Prefix>,
     v6: Table<Ipv6Prefix>,
+    /// Prefixes with a best path (both families), kept by `decide` so
+    /// [`Rib::loc_rib_len`] is O(1) (stats are polled often).
+    best_count: usize,
 }
 
 impl Rib {
@@ -366,6 +369,7 @@ impl Rib {
             local,
             v4: Table::default(),
             v6: Table::default(),
+            best_count: 0,
         }
     }
 
@@ -741,44 +745,50 @@ impl Rib {
         new: Option<(Arc<Attrs>, Option<Arc<Attrs>>)>,
         ch: &mut Changes,
     ) {
+        // What the peer holds afterwards, known before `new` moves into the table.
+        let (has, has_post) = new
+            .as_ref()
+            .map_or((false, false), |(_, post)| (true, post.is_some()));
         let table = P::table(self);
-        let old_snap = snapshot(table.get(&prefix));
-        let old = match new {
-            Some((pre, post)) => {
+        // One lookup for the common cases (new prefix, replace, partial removal).
+        let (old_snap, old) = match (table.get_mut(&prefix), new) {
+            (Some(ps), Some((pre, post))) => {
+                let snap = snapshot(Some(ps));
                 let r = Route {
                     pre,
                     post,
                     peer: id.0,
                     flags: 0,
                 };
-                match table.get_mut(&prefix) {
-                    Some(ps) => ps.upsert(r),
-                    None => {
-                        table.insert(prefix, Paths::One(r));
-                        None
-                    }
+                (snap, ps.upsert(r))
+            }
+            (None, Some((pre, post))) => {
+                let r = Route {
+                    pre,
+                    post,
+                    peer: id.0,
+                    flags: 0,
+                };
+                table.insert(prefix, Paths::One(r));
+                (snapshot(None), None)
+            }
+            (None, None) => return,
+            (Some(ps), None) => {
+                let snap = snapshot(Some(ps));
+                match ps.remove(id.0) {
+                    Removal::NotFound => return,
+                    Removal::Removed(r) => (snap, Some(r)),
+                    Removal::Last => match table.remove(&prefix) {
+                        Some(Paths::One(r)) => (snap, Some(r)),
+                        _ => (snap, None),
+                    },
                 }
             }
-            None => match table.get_mut(&prefix) {
-                None => return,
-                Some(ps) => match ps.remove(id.0) {
-                    Removal::NotFound => return,
-                    Removal::Removed(r) => Some(r),
-                    Removal::Last => match table.remove(&prefix) {
-                        Some(Paths::One(r)) => Some(r),
-                        _ => None,
-                    },
-                },
-            },
         };
         // counters
         let (had_post, had_stale, had) = old.as_ref().map_or((false, false, false), |r| {
             (r.post.is_some(), r.flags & STALE != 0, true)
         });
-        let (has, has_post) = match P::table_ref(self).get(&prefix).and_then(|ps| ps.get(id.0)) {
-            Some(r) => (true, r.post.is_some()),
-            None => (false, false),
-        };
         if id != PeerId::LOCAL
             && let Some(p) = self.peers.get_mut(&id)
         {
@@ -801,6 +811,7 @@ impl Rib {
         let sel = {
             let Some(ps) = P::table_ref(self).get(&prefix) else {
                 if old.best.is_some() {
+                    self.best_count = self.best_count.saturating_sub(1);
                     ch.loc_rib.push(LocRibChange {
                         prefix: prefix.to_prefix(),
                         best: None,
@@ -887,6 +898,11 @@ impl Rib {
             best,
             multipath,
         });
+        match (old.best.is_some(), new.best.is_some()) {
+            (false, true) => self.best_count += 1,
+            (true, false) => self.best_count = self.best_count.saturating_sub(1),
+            _ => {}
+        }
         if best_changed {
             self.export_prefix(prefix, export, ch);
         }
@@ -1318,18 +1334,7 @@ impl Rib {
 
     /// Number of prefixes with a best path.
     pub fn loc_rib_len(&self) -> usize {
-        let n = |t: &dyn Fn() -> usize| t();
-        n(&|| {
-            self.v4
-                .values()
-                .filter(|ps| ps.as_slice().iter().any(|r| r.flags & BEST != 0))
-                .count()
-        }) + n(&|| {
-            self.v6
-                .values()
-                .filter(|ps| ps.as_slice().iter().any(|r| r.flags & BEST != 0))
-                .count()
-        })
+        self.best_count
     }
 
     /// Adj-RIB-In before import policy for a peer, sorted.
@@ -1407,7 +1412,7 @@ fn collect<P: Fam, T>(
     keep: impl Fn(&Route) -> bool,
     f: impl Fn(&Route) -> Option<T>,
 ) {
-    for (k, ps) in t {
+    for (k, ps) in t.iter() {
         for r in ps.as_slice() {
             if keep(r)
                 && let Some(x) = f(r)

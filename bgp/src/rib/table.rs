@@ -165,5 +165,89 @@ impl RibPrefix for Ipv6Prefix {
     }
 }
 
-/// All routes of one family.
-pub type Table<P> = FxMap<P, Paths>;
+/// Shards per table (a power of two).
+const SHARDS: usize = 16;
+
+/// All routes of one family: a hash map split into [`SHARDS`] maps by a
+/// few hash bits. A full table grows one shard at a time, so a resize holds
+/// the old and new buckets of 1/16 of the table at once rather than the
+/// whole table's (which was a quarter of the peak RSS at a million routes).
+#[derive(Debug, Clone)]
+pub struct Table<P> {
+    shards: Box<[FxMap<P, Paths>]>,
+    len: usize,
+}
+
+impl<P: RibPrefix> Default for Table<P> {
+    fn default() -> Self {
+        Table {
+            shards: (0..SHARDS).map(|_| FxMap::default()).collect(),
+            len: 0,
+        }
+    }
+}
+
+impl<P: RibPrefix> Table<P> {
+    /// The shard of `k`: bits 32.. of its hash, which neither hashbrown's
+    /// bucket index (low bits) nor its control byte (top 7 bits) uses at
+    /// realistic sizes, so every shard keeps a full-entropy hash.
+    fn shard(k: &P) -> usize {
+        let mut h = FxHasher::default();
+        k.hash(&mut h);
+        (h.finish() >> 32) as usize & (SHARDS - 1)
+    }
+
+    /// The routes for `k`.
+    pub fn get(&self, k: &P) -> Option<&Paths> {
+        self.shards.get(Self::shard(k))?.get(k)
+    }
+
+    /// The routes for `k`, mutable.
+    pub fn get_mut(&mut self, k: &P) -> Option<&mut Paths> {
+        self.shards.get_mut(Self::shard(k))?.get_mut(k)
+    }
+
+    /// Insert or replace the entry for `k`; returns the old one.
+    pub fn insert(&mut self, k: P, v: Paths) -> Option<Paths> {
+        let shard = self.shards.get_mut(Self::shard(&k))?;
+        let old = shard.insert(k, v);
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    /// Remove the entry for `k`.
+    pub fn remove(&mut self, k: &P) -> Option<Paths> {
+        let old = self.shards.get_mut(Self::shard(k))?.remove(k);
+        if old.is_some() {
+            self.len -= 1;
+        }
+        old
+    }
+
+    /// Number of prefixes with at least one route.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// No prefixes at all.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// All entries (shard by shard; unordered).
+    pub fn iter(&self) -> impl Iterator<Item = (&P, &Paths)> {
+        self.shards.iter().flat_map(|s| s.iter())
+    }
+
+    /// All route sets.
+    pub fn values(&self) -> impl Iterator<Item = &Paths> {
+        self.shards.iter().flat_map(|s| s.values())
+    }
+
+    /// All route sets, mutable.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Paths> {
+        self.shards.iter_mut().flat_map(|s| s.values_mut())
+    }
+}

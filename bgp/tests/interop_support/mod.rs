@@ -230,7 +230,9 @@ pub fn thousand(n: usize) -> Vec<String> {
 }
 
 /// Prefixes `router` learned (not originated) in IPv4 unicast.
-pub fn learned_v4<R: flatnet_lab::Router>(router: &R) -> std::collections::BTreeSet<String> {
+pub fn learned_v4<R: flatnet_lab::Router + ?Sized>(
+    router: &R,
+) -> std::collections::BTreeSet<String> {
     router
         .rib(flatnet_lab::Family::Ipv4Unicast)
         .unwrap_or_default()
@@ -252,17 +254,38 @@ pub fn tor_cfg(originate: &[&str]) -> flatnet_lab::RouterConfig {
     c
 }
 
-/// IPv4 + IPv6 on one session: both sides Established, the peer's own view
-/// of the capabilities, and routes both ways in both families.
-pub fn check_caps_and_routes<R: flatnet_lab::Router>(
+/// What [`check_caps_and_routes`] saw, for assertions specific to one router.
+pub struct CapsAndRoutes<'n> {
+    pub ours: Ours<'n>,
+    /// The peer's own view of the session.
+    pub st: flatnet_lab::NeighborStatus,
+    /// Our peer entry once Established, and its capabilities.
+    pub peer: Value,
+    pub caps: Vec<String>,
+    /// Our 10.2.0.0/24 and 2001:db8:2::/48 in the peer's RIB.
+    pub r: flatnet_lab::RibEntry,
+    pub r6: flatnet_lab::RibEntry,
+    /// The peer's 2001:db8:1::/48 in our Loc-RIB.
+    pub p6: Value,
+}
+
+/// IPv4 + IPv6 on one session: starts our speaker in `ns` originating
+/// 10.2.0.0/24 and 2001:db8:2::/48; both sides Established, the peer's own
+/// view of the capabilities, and routes both ways in both families (the
+/// router originates 10.1.0.0/24 and 2001:db8:1::/48).
+pub fn check_caps_and_routes<'n, R: flatnet_lab::Router + ?Sized>(
     router: &R,
-    ours: &Ours<'_>,
+    ns: &'n Netns,
     expect_ext_msg: bool,
-) {
+) -> CapsAndRoutes<'n> {
+    let ours = Ours::start(
+        ns,
+        &our_cfg("", &originate(&["10.2.0.0/24", "2001:db8:2::/48"])),
+    );
     let t = Duration::from_secs(30);
     let st = router
         .wait_established(HOST_V4, t)
-        .unwrap_or_else(|e| fail(e, ours));
+        .unwrap_or_else(|e| fail(e, &ours));
     assert!(st.caps.four_octet_as, "{} view: {st:?}", router.kind());
     assert!(st.caps.route_refresh, "{} view: {st:?}", router.kind());
     assert!(
@@ -288,41 +311,58 @@ pub fn check_caps_and_routes<R: flatnet_lab::Router>(
     }
     let r = router
         .wait_route("10.2.0.0/24", t)
-        .unwrap_or_else(|e| fail(e, ours));
+        .unwrap_or_else(|e| fail(e, &ours));
     assert_eq!(r.as_path, vec![HOST_AS]);
     let r6 = router
         .wait_route("2001:db8:2::/48", t)
-        .unwrap_or_else(|e| fail(e, ours));
+        .unwrap_or_else(|e| fail(e, &ours));
     assert_eq!(r6.as_path, vec![HOST_AS]);
-    ours.wait("10.1.0.0/24 in our Loc-RIB", t, |o| {
-        o.paths("10.1.0.0/24").into_iter().next()
+    ours.wait("10.1.0.0/24 best in our Loc-RIB", t, |o| {
+        o.paths("10.1.0.0/24")
+            .into_iter()
+            .find(|x| x["best"] == true)
     });
     let p6 = ours.wait("2001:db8:1::/48 in our Loc-RIB", t, |o| {
         o.paths("2001:db8:1::/48").into_iter().next()
     });
     assert_eq!(p6["as_path"], serde_json::json!([TOR_AS]));
+    CapsAndRoutes {
+        ours,
+        st,
+        peer,
+        caps,
+        r,
+        r6,
+        p6,
+    }
 }
 
-/// Announce 1,000 prefixes, withdraw half: the peer's RIB shows exactly the rest.
-pub fn check_thousand_withdraw_half<R: flatnet_lab::Router>(
+/// Starts our speaker in `ns` announcing 1,000 prefixes, then withdraws
+/// half: the peer's RIB shows exactly the rest.
+pub fn check_thousand_withdraw_half<'n, R: flatnet_lab::Router + ?Sized>(
     router: &R,
-    ours: &Ours<'_>,
-    all: &[String],
-) {
+    ns: &'n Netns,
+) -> Ours<'n> {
+    let all = thousand(1000);
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    let ours = Ours::start(ns, &our_cfg("", &originate(&refs)));
     let t = Duration::from_secs(60);
+    router
+        .wait_established(HOST_V4, t)
+        .unwrap_or_else(|e| fail(e, &ours));
     let want: std::collections::BTreeSet<String> = all.iter().cloned().collect();
     wait_for("peer has our 1000 prefixes", t, || {
         Ok((learned_v4(router) == want).then_some(()))
     })
-    .unwrap_or_else(|e| fail(e, ours));
-    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    .unwrap_or_else(|e| fail(e, &ours));
     let keep: Vec<&str> = refs.iter().step_by(2).copied().collect();
     ours.reload(&our_cfg("", &originate(&keep)));
     let half: std::collections::BTreeSet<String> = keep.iter().map(|s| s.to_string()).collect();
     wait_for("peer has exactly the 500 remaining", t, || {
         Ok((learned_v4(router) == half).then_some(()))
     })
-    .unwrap_or_else(|e| fail(e, ours));
+    .unwrap_or_else(|e| fail(e, &ours));
+    ours
 }
 
 /// Which real router a generic scenario runs against.
@@ -431,15 +471,22 @@ families = ["ipv4-unicast"]
     assert_eq!(nh, vec!["10.0.1.1", "10.0.2.1"]);
 }
 
-/// Max-prefix: the peer sends 20 > 10; we send Cease/1, come back after the
-/// interval, and stay up once the peer sends few enough.
-pub fn scenario_max_prefix(kind: Kind, tag: &str) {
-    let p = pair(tag);
+/// The ToR config of the max-prefix scenario: 20 prefixes 10.50.{0..20}.0/24.
+pub fn max_prefix_tor_cfg() -> flatnet_lab::RouterConfig {
     let all: Vec<String> = (0..20).map(|i| format!("10.50.{i}.0/24")).collect();
-    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    let mut r = start_router(kind, &p.tor, tor_cfg(&refs));
+    tor_cfg(&all.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Max-prefix: the peer sends 20 > 10; we send Cease/1 (then `after_cease`
+/// runs), come back after the interval, and stay up once the peer sends few
+/// enough. Returns how long we took to come back after the peer's withdrawals.
+pub fn check_max_prefix<R: flatnet_lab::Router + ?Sized>(
+    r: &mut R,
+    ns: &Netns,
+    after_cease: impl FnOnce(&R, &Ours<'_>),
+) -> Duration {
     let extra = "[[peer.max_prefix]]\nfamily = \"ipv4-unicast\"\nlimit = 10\nwarning_percent = 50\nrestart_interval = 3\n";
-    let ours = Ours::start(&p.host, &our_cfg(extra, ""));
+    let ours = Ours::start(ns, &our_cfg(extra, ""));
     let peer = ours.wait("max-prefix Cease", LONG, |o| {
         o.peer(TOR_V4).filter(|p| {
             p["max_prefix_resets"].as_u64().unwrap_or(0) >= 1
@@ -450,18 +497,35 @@ pub fn scenario_max_prefix(kind: Kind, tag: &str) {
     });
     let err = peer["last_error"].as_str().unwrap_or_default().to_string();
     assert!(err.contains("Maximum Number of Prefixes Reached"), "{err}");
+    after_cease(r, &ours);
+    // The routes are gone from our RIB while the session is down.
     ours.wait("routes flushed", LONG, |o| {
         (!o.rib_prefixes().iter().any(|p| p.starts_with("10.50."))).then_some(())
     });
-    for pfx in refs.iter().take(15) {
-        r.withdraw(pfx).unwrap();
+    for i in 0..15 {
+        r.withdraw(&format!("10.50.{i}.0/24")).unwrap();
     }
-    ours.wait("back with 5 prefixes", Duration::from_secs(60), |o| {
+    let back = std::time::Instant::now();
+    let peer = ours.wait("back with 5 prefixes", Duration::from_secs(60), |o| {
         o.peer(TOR_V4)
             .filter(|p| p["state"] == "Established" && p["prefixes_accepted"] == 5)
     });
+    let back = back.elapsed();
     r.wait_established(HOST_V4, LONG)
         .unwrap_or_else(|e| fail(e, &ours));
+    assert_eq!(
+        ours.peer(TOR_V4).unwrap()["max_prefix_resets"],
+        peer["max_prefix_resets"],
+        "stays up"
+    );
+    back
+}
+
+/// [`check_max_prefix`] against a fresh router of `kind`.
+pub fn scenario_max_prefix(kind: Kind, tag: &str) {
+    let p = pair(tag);
+    let mut r = start_router(kind, &p.tor, max_prefix_tor_cfg());
+    check_max_prefix(&mut *r, &p.host, |_, _| {});
 }
 
 /// GR, helper role: SIGKILL the peer; we keep its routes stale, then sweep
@@ -483,12 +547,17 @@ pub fn scenario_gr_helper(kind: Kind, tag: &str) {
     });
     let killed = std::time::Instant::now();
     r.kill9().unwrap();
-    ours.wait("route marked stale", LONG, |o| {
+    let path = ours.wait("route marked stale", LONG, |o| {
         o.paths("10.1.0.0/24")
             .into_iter()
             .find(|p| p["stale"] == true)
     });
-    assert!(killed.elapsed() < Duration::from_secs(5));
+    assert_eq!(path["source"], TOR_V4);
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "stale before the restart time"
+    );
+    // Swept after the peer's restart time (5 s) since it does not come back.
     ours.wait("stale route swept", LONG, |o| {
         o.paths("10.1.0.0/24").is_empty().then_some(())
     });
@@ -499,10 +568,20 @@ pub fn scenario_gr_helper(kind: Kind, tag: &str) {
     );
 }
 
+/// What [`scenario_gr_restarting`] saw beyond its own assertions.
+pub struct GrRestart {
+    /// The peer showed our routes as stale while we were gone.
+    pub saw_stale: bool,
+    /// Our speaker's logs, both runs.
+    pub logs: String,
+}
+
 /// GR, restarting speaker: SIGKILL ours and start again; the peer never
-/// withdraws our routes (polled continuously).
-pub fn scenario_gr_restarting(kind: Kind, tag: &str) {
+/// withdraws our routes (polled continuously) and clears their stale flags
+/// after our End-of-RIB.
+pub fn scenario_gr_restarting(kind: Kind, tag: &str) -> GrRestart {
     use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
     let p = pair(tag);
     let mut cfg = tor_cfg(&[]);
     cfg.neighbors[0].graceful_restart = true;
@@ -522,57 +601,90 @@ pub fn scenario_gr_restarting(kind: Kind, tag: &str) {
         .unwrap_or_else(|e| fail(e, &ours));
     r.wait_route("10.2.1.0/24", LONG)
         .unwrap_or_else(|e| fail(e, &ours));
+    // The peer noticed we are gone: it shows our routes stale (FRR, GoBGP)
+    // or, for BIRD, which does not show stale flags, its session left Established.
+    let shows_stale = kind != Kind::Bird;
+    let noticed = AtomicBool::new(false);
     let done = AtomicBool::new(false);
-    let mut polls = 0;
+    let mut polls = 0usize;
     let mut missing = Vec::new();
+    let mut saw_stale = false;
     std::thread::scope(|s| {
-        let h = s.spawn(|| {
+        let restarter = s.spawn(|| {
             ours.kill9();
-            // Stay down long enough for the peer to notice (its hold/keepalive are 3/9 s).
-            std::thread::sleep(Duration::from_millis(1500));
-            ours.restart();
+            // Stay down until the peer noticed (or 10 s), so the window in
+            // which it could withdraw our routes is observable.
+            let t0 = Instant::now();
+            while !noticed.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            ours.restart(); // start again with the state file present
             ours.wait_established(TOR_V4, LONG);
             done.store(true, Ordering::SeqCst);
         });
-        let deadline = std::time::Instant::now() + LONG;
-        let mut settled: Option<std::time::Instant> = None;
+        let deadline = Instant::now() + LONG;
+        let mut clear_since: Option<Instant> = None;
         loop {
             let rib = r.rib(flatnet_lab::Family::Ipv4Unicast).unwrap_or_default();
             polls += 1;
+            let ours_routes: Vec<_> = rib
+                .iter()
+                .filter(|e| e.prefix.starts_with("10.2."))
+                .collect();
             for pfx in ["10.2.0.0/24", "10.2.1.0/24"] {
-                if !rib.iter().any(|e| e.prefix == pfx && e.learned) {
+                if !ours_routes.iter().any(|e| e.prefix == pfx && e.learned) {
                     missing.push(pfx.to_string());
                 }
             }
-            if done.load(Ordering::SeqCst) {
-                let t = *settled.get_or_insert_with(std::time::Instant::now);
-                if t.elapsed() > Duration::from_secs(2)
-                    && rib
-                        .iter()
-                        .filter(|e| e.prefix.starts_with("10.2."))
-                        .all(|e| !e.stale)
-                {
+            if ours_routes.iter().any(|e| e.stale) {
+                saw_stale = true;
+                noticed.store(true, Ordering::SeqCst);
+            }
+            if !shows_stale
+                && !noticed.load(Ordering::SeqCst)
+                && r.neighbor(HOST_V4)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|n| !n.established())
+            {
+                noticed.store(true, Ordering::SeqCst);
+            }
+            // Done once we are back and the stale flags cleared (our End-of-RIB).
+            let clear = done.load(Ordering::SeqCst)
+                && ours_routes.len() == 2
+                && ours_routes.iter().all(|e| !e.stale);
+            if clear {
+                let t = *clear_since.get_or_insert_with(Instant::now);
+                if t.elapsed() > Duration::from_secs(2) {
                     break;
                 }
             }
-            assert!(std::time::Instant::now() < deadline, "never settled");
+            assert!(Instant::now() < deadline, "stale flags never cleared");
             std::thread::sleep(Duration::from_millis(20));
         }
-        h.join().unwrap();
+        restarter.join().unwrap();
     });
-    assert!(polls > 5);
+    assert!(polls > 5, "the poller ran");
     assert!(
         missing.is_empty(),
         "{} withdrew our routes during the restart: {missing:?}",
         r.kind()
     );
+    GrRestart {
+        saw_stale,
+        logs: ours.logs(),
+    }
 }
 
-/// Route refresh: an import policy change brings newly accepted routes
-/// without resetting the session.
-pub fn scenario_route_refresh(kind: Kind, tag: &str) {
-    let p = pair(tag);
-    let r = start_router(kind, &p.tor, tor_cfg(&["10.1.0.0/24", "10.7.0.0/24"]));
+/// Route refresh: starts our speaker in `ns` with an import policy that
+/// rejects the peer's 10.7.0.0/24, then accepts it: the route arrives
+/// through ROUTE-REFRESH without resetting the session (then `after` runs).
+/// The router originates 10.1.0.0/24 and 10.7.0.0/24.
+pub fn check_route_refresh<R: flatnet_lab::Router + ?Sized>(
+    r: &R,
+    ns: &Netns,
+    after: impl FnOnce(&R, &Ours<'_>),
+) {
     let policy = |accept_7: bool| {
         format!(
             "[[policy]]\nname = \"in\"\ndefault = \"reject\"\n[[policy.rule]]\nprefix = \"10.1.0.0/16\"\nle = 24\naction = \"accept\"\n{}",
@@ -583,6 +695,8 @@ pub fn scenario_route_refresh(kind: Kind, tag: &str) {
             }
         )
     };
+    // FRR 8.4 ignores a ROUTE-REFRESH that arrives before it sent End-of-RIB,
+    // and sends End-of-RIB only to peers that announced graceful restart.
     let cfg = |accept_7: bool| {
         our_cfg(
             "[peer.graceful_restart]\nrestart_time = 60\n",
@@ -590,7 +704,7 @@ pub fn scenario_route_refresh(kind: Kind, tag: &str) {
         )
         .replace("import_policy = \"accept\"", "import_policy = \"in\"")
     };
-    let ours = Ours::start(&p.host, &cfg(false));
+    let ours = Ours::start(ns, &cfg(false));
     ours.wait_established(TOR_V4, LONG);
     ours.wait("10.1.0.0/24 accepted", LONG, |o| {
         o.paths("10.1.0.0/24").into_iter().next()
@@ -618,4 +732,12 @@ pub fn scenario_route_refresh(kind: Kind, tag: &str) {
         "we asked for a refresh"
     );
     assert!(r.wait_established(HOST_V4, Duration::from_secs(1)).is_ok());
+    after(r, &ours);
+}
+
+/// [`check_route_refresh`] against a fresh router of `kind`.
+pub fn scenario_route_refresh(kind: Kind, tag: &str) {
+    let p = pair(tag);
+    let r = start_router(kind, &p.tor, tor_cfg(&["10.1.0.0/24", "10.7.0.0/24"]));
+    check_route_refresh(&*r, &p.host, |_, _| {});
 }

@@ -1,7 +1,10 @@
-//! Shared helpers for the rib_* tests: a RIB, peers, and UPDATE builders.
+//! Shared helpers for the rib_* tests (and the rib bench, via `#[path]`): a
+//! RIB, peers, UPDATE builders, and a live-bytes counting allocator.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flatnet_bgp::policy::Policy;
 use flatnet_bgp::rib::{Changes, DecisionConfig, PeerId, PeerInfo, Rib, RibConfig};
@@ -181,4 +184,36 @@ pub fn multipath_peers(rib: &Rib, p: &str) -> Vec<u32> {
     let mut v: Vec<u32> = rib.multipath(&pfx(p)).iter().map(|x| x.peer.0).collect();
     v.sort_unstable();
     v
+}
+
+/// A global allocator that counts live heap bytes, for the bytes-per-route
+/// figures of the rib_memory test and the rib bench. Opt in per binary with
+/// `#[global_allocator] static A: Counting = Counting;`.
+pub struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes allocated through [`Counting`] and not yet freed.
+pub fn live_bytes() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+// SAFETY: forwards to the system allocator unchanged; only counts bytes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size(), Ordering::Relaxed);
+        // SAFETY: same layout contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        // SAFETY: `p` was allocated by `System` with `l`.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        LIVE.fetch_add(n, Ordering::Relaxed);
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        // SAFETY: `p` was allocated by `System` with `l`.
+        unsafe { System.realloc(p, l, n) }
+    }
 }

@@ -50,10 +50,15 @@ struct Args {
     /// Repetitions per receiver; the run with the median time is reported.
     #[arg(long, default_value_t = 1)]
     runs: usize,
-    /// Program for flatnet's row taking `--config TOML --stats-file JSON`;
-    /// default: this binary's `flatnet-receiver` mode.
+    /// Program for flatnet's row taking `--config TOML --stats-file JSON`.
+    /// Default: `flatnet-bgpd` next to this binary (same target dir) if it
+    /// exists, else this binary's `flatnet-receiver` mode.
     #[arg(long)]
     flatnet_program: Option<PathBuf>,
+    /// Run flatnet's row with this binary's `flatnet-receiver` mode (the
+    /// same Speaker, stats every 10 ms) even if flatnet-bgpd is there.
+    #[arg(long)]
+    flatnet_embedded: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,13 +118,19 @@ fn bench(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
         feed.wire.len() as f64 / (1024.0 * 1024.0),
         t.elapsed().as_secs_f64()
     );
+    let exe = std::env::current_exe()?;
+    let bgpd = exe.with_file_name("flatnet-bgpd");
     let flatnet = match &args.flatnet_program {
         Some(p) => FlatnetCmd::Program {
             program: p.clone(),
             args: Vec::new(),
         },
+        None if bgpd.exists() && !args.flatnet_embedded => FlatnetCmd::Program {
+            program: bgpd,
+            args: Vec::new(),
+        },
         None => FlatnetCmd::Program {
-            program: std::env::current_exe()?,
+            program: exe,
             args: vec!["flatnet-receiver".into()],
         },
     };
