@@ -19,7 +19,9 @@ fn release_many_frees_every_listed_handle_in_one_commit() {
         ipam.create_pool(Pool::new("p", "10.0.0.0/24".parse().unwrap()))
             .await
             .unwrap();
-        let hs: Vec<Handle> = (0..4).map(|i| Handle::new(format!("c{i}"), "eth0")).collect();
+        let hs: Vec<Handle> = (0..4)
+            .map(|i| Handle::new(format!("c{i}"), "eth0"))
+            .collect();
         let mut allocs = Vec::new();
         for h in &hs {
             allocs.push(
@@ -38,7 +40,11 @@ fn release_many_frees_every_listed_handle_in_one_commit() {
         ];
         let released = ipam.release_many("h1", &batch).await.unwrap();
         assert_eq!(released, vec![allocs[0].clone(), allocs[2].clone()]);
-        assert_eq!(ipam.store().list("/t/").await.unwrap().revision, rev + 1, "one transaction");
+        assert_eq!(
+            ipam.store().list("/t/").await.unwrap().revision,
+            rev + 1,
+            "one transaction"
+        );
         let left: BTreeSet<String> = ipam
             .host_allocations("h1")
             .await
@@ -56,6 +62,11 @@ fn release_many_frees_every_listed_handle_in_one_commit() {
         let live: BTreeSet<String> = ["h1".to_string()].into();
         assert!(ipam.check(&live).await.unwrap().is_empty());
         // Idempotent: releasing them again does nothing.
-        assert!(ipam.release_many("h1", &batch[1..]).await.unwrap().is_empty());
+        assert!(
+            ipam.release_many("h1", &batch[1..])
+                .await
+                .unwrap()
+                .is_empty()
+        );
     });
 }
