@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags};
-use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
 use netlink_packet_route::neighbour::NeighbourState;
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -191,6 +193,15 @@ fn link_alias(m: &LinkMessage) -> Option<String> {
     m.attributes.iter().find_map(|a| match a {
         LinkAttribute::IfAlias(s) => Some(s.clone()),
         _ => None,
+    })
+}
+
+fn link_is_veth(m: &LinkMessage) -> bool {
+    m.attributes.iter().any(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos
+            .iter()
+            .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth))),
+        _ => false,
     })
 }
 
@@ -473,20 +484,6 @@ impl Dataplane {
     ) -> Result<Built, DpError> {
         let host_if = a.host_ifname();
         let ns = open_netns(&a.netns)?;
-        // A host veth with our deterministic name but no finished record is a
-        // leftover of an interrupted ADD for this very attachment.
-        if let Some(old) = get_link(&self.handle, &host_if).await? {
-            let want = a.alias();
-            if link_alias(&old).is_some_and(|al| al != want) {
-                // Two attachments hashing to one name: refuse rather than
-                // delete another container's interface.
-                return Err(DpError::Io(format!(
-                    "host interface name {host_if} is already used by {:?}",
-                    link_alias(&old)
-                )));
-            }
-            self.del_link(&host_if).await?;
-        }
         let peer = LinkUnspec::new_with_name(&a.ifname)
             .mtu(self.mtu)
             .setns_by_fd(ns.as_raw_fd())
@@ -497,12 +494,23 @@ impl Dataplane {
             .up()
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .build();
-        match self.handle.link().add(msg).execute().await {
-            Ok(()) => {}
-            Err(e) if errno(&e) == Some(EEXIST) => {
-                return Err(DpError::IfnameTaken(a.ifname.clone()));
+        // EEXIST does not say which side collided. A host end of ours (a DEL's
+        // veth still waiting for the reaper, or a crash leftover) is dead
+        // weight: delete it and try once more. Only a clash inside the
+        // container is "interface name taken".
+        let mut retried = false;
+        loop {
+            match self.handle.link().add(msg.clone()).execute().await {
+                Ok(()) => break,
+                Err(e) if errno(&e) == Some(EEXIST) => {
+                    if !retried && self.remove_stale_host_end(a, &host_if).await? {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(self.diagnose_eexist(a, &host_if).await);
+                }
+                Err(e) => return Err(nl(format!("create veth {host_if}"))(e)),
             }
-            Err(e) => return Err(nl(format!("create veth {host_if}"))(e)),
         }
         drop(ns);
         *created = Some(host_if.clone());
@@ -577,6 +585,60 @@ impl Dataplane {
             host_mac: mac_string(&host_mac),
             container_mac,
         })
+    }
+
+    /// Deletes the host-side link named `host_if` when it is a dead veth of
+    /// this very attachment; `Ok(false)` when there is none (or it is not
+    /// ours to delete). No live record can own it: the alias names this
+    /// attachment, whose record the daemon has checked or removed under the
+    /// attachment's lock before building, so it is a veth a DEL detached
+    /// (queued for the reaper, which deletes by index and tolerates it being
+    /// gone) or an interrupted ADD / crash left behind.
+    async fn remove_stale_host_end(&self, a: &Attachment, host_if: &str) -> Result<bool, DpError> {
+        let Some(old) = get_link(&self.handle, host_if).await? else {
+            return Ok(false);
+        };
+        if !link_is_veth(&old) || link_alias(&old).is_some_and(|al| al != a.alias()) {
+            return Ok(false);
+        }
+        tracing::debug!(%host_if, index = old.header.index, "deleting stale host veth before re-creating it");
+        match self.handle.link().del(old.header.index).execute().await {
+            Ok(()) => Ok(true),
+            // The reaper got there first: the name is free now.
+            Err(e) if errno(&e) == Some(ENODEV) => Ok(true),
+            Err(e) => Err(nl(format!("delete stale veth {host_if}"))(e)),
+        }
+    }
+
+    /// Names the side an EEXIST came from (after any stale host end of ours
+    /// was removed): the container's ifname, or a host link we must not touch.
+    async fn diagnose_eexist(&self, a: &Attachment, host_if: &str) -> DpError {
+        let ifname = a.ifname.clone();
+        let in_container = in_netns(&a.netns, move |h| async move {
+            Ok(get_link(&h, &ifname).await?.is_some())
+        })
+        .await;
+        match in_container {
+            Ok(true) => return DpError::IfnameTaken(a.ifname.clone()),
+            Ok(false) => {}
+            Err(e) => return e,
+        }
+        match get_link(&self.handle, host_if).await {
+            Ok(Some(l)) => DpError::Io(format!(
+                "host interface name {host_if} is already used by {} (alias {:?})",
+                if link_is_veth(&l) {
+                    "a veth"
+                } else {
+                    "a non-veth link"
+                },
+                link_alias(&l)
+            )),
+            Ok(None) => DpError::Io(format!(
+                "creating veth {host_if} / {} failed with EEXIST, but neither name exists now",
+                a.ifname
+            )),
+            Err(e) => e,
+        }
     }
 
     async fn del_link(&self, name: &str) -> Result<bool, DpError> {

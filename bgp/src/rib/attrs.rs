@@ -191,16 +191,28 @@ impl Attrs {
 pub struct Interner {
     set: HashSet<Arc<Attrs>>,
     gc_at: usize,
+    /// The set interned last: consecutive UPDATEs of a feed usually share
+    /// one, and comparing is cheaper than hashing the whole set.
+    last: Option<Arc<Attrs>>,
 }
 
 impl Interner {
     /// The shared copy of `a` (inserted if new).
     pub fn intern(&mut self, a: Attrs) -> Arc<Attrs> {
-        if let Some(x) = self.set.get(&a) {
-            return Arc::clone(x);
+        if let Some(l) = &self.last
+            && **l == a
+        {
+            return Arc::clone(l);
         }
-        let x = Arc::new(a);
-        self.set.insert(Arc::clone(&x));
+        let x = match self.set.get(&a) {
+            Some(x) => Arc::clone(x),
+            None => {
+                let x = Arc::new(a);
+                self.set.insert(Arc::clone(&x));
+                x
+            }
+        };
+        self.last = Some(Arc::clone(&x));
         x
     }
 
@@ -214,6 +226,7 @@ impl Interner {
 
     /// Drop every set only the table holds.
     pub fn gc(&mut self) {
+        self.last = None;
         self.set.retain(|a| Arc::strong_count(a) > 1);
         self.gc_at = self.set.len() * 2;
     }

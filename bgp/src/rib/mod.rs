@@ -582,10 +582,18 @@ impl Rib {
         let looped = base.as_path_contains(local_as) || base.as_path_contains(self.cfg.local_as);
         if !u.nlri.is_empty() {
             let nh = u.next_hop().map(MpNextHop::Ipv4);
-            let pre = self.interner.intern(Attrs {
-                next_hop: nh,
-                ..base.clone()
-            });
+            // Copy the set only when MP_REACH_NLRI needs it too.
+            let attrs = match reach {
+                Some(_) => Attrs {
+                    next_hop: nh,
+                    ..base.clone()
+                },
+                None => Attrs {
+                    next_hop: nh,
+                    ..std::mem::take(&mut base)
+                },
+            };
+            let pre = self.interner.intern(attrs);
             let mut cache = Vec::new();
             for n in &u.nlri {
                 self.announce::<Ipv4Prefix>(id, n.prefix, &pre, looped, &mut cache, &mut ch);
