@@ -117,13 +117,28 @@ pub struct Status {
     pub node: String,
     pub version: String,
     pub uptime_seconds: u64,
-    /// flatnetd is up and its datastore answers. (BGP readiness joins this
-    /// when the routing issue lands.)
+    /// flatnetd is up, its datastore answers and, when BGP peers are
+    /// configured, at least one session is Established.
     pub ready: bool,
+    /// Why not ready (absent when ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub datastore: String,
     pub datastore_reachable: bool,
     pub routing: String,
     pub endpoints: usize,
+    /// Configured BGP peers and their session state (empty: no BGP).
+    #[serde(default)]
+    pub peers: Vec<PeerState>,
+}
+
+/// One BGP peer as STATUS shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerState {
+    pub address: std::net::IpAddr,
+    pub asn: u32,
+    /// RFC 4271 FSM state name (`Idle` .. `Established`).
+    pub state: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -350,10 +350,12 @@ fn run_inner(
             Ok(Answer::Status(s)) => Err(CniError::new(
                 code::NOT_AVAILABLE,
                 "flatnet is not ready",
-                format!(
-                    "datastore {} reachable: {}",
-                    s.datastore, s.datastore_reachable
-                ),
+                s.reason.unwrap_or_else(|| {
+                    format!(
+                        "datastore {} reachable: {}",
+                        s.datastore, s.datastore_reachable
+                    )
+                }),
             )),
             Ok(other) => Err(unexpected(&other)),
             Err(e) => Err(CniError::new(

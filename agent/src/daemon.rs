@@ -1,9 +1,9 @@
 //! flatnetd's core: serves the control API, turns ADD/DEL/CHECK/GC into
 //! IPAM calls and kernel programming, and reconciles after a restart.
 //!
-//! Routing (advertising this host's blocks over BGP) is a later issue: the
-//! seam is [`Routing`], which today only reports "not configured"; readiness
-//! is "flatnetd up and its datastore reachable".
+//! With `[[bgp.peer]]`s configured an embedded BGP speaker advertises this
+//! host's blocks ([`crate::routing`]); readiness is "flatnetd up, datastore
+//! reachable and (with peers) at least one session Established".
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -21,28 +21,8 @@ use crate::config::Config;
 use crate::dataplane::{Attachment, Dataplane, DpError, host_ifname};
 use crate::ipam::{AddressManager, FlatnetIpam, IpamError, open_store};
 use crate::metrics::Metrics;
+use crate::routing::BgpRouting;
 use crate::store::EndpointStore;
-
-/// What the routing part (BGP speaker) will plug into. Today: nothing to
-/// advertise with, so STATUS says so and readiness does not wait for it.
-pub trait Routing: Send + Sync {
-    /// A short human description of routing health.
-    fn describe(&self) -> String;
-    /// Whether routing is established (not consulted for readiness yet).
-    fn established(&self) -> bool;
-}
-
-/// Placeholder until the BGP speaker lands.
-pub struct NoRouting;
-
-impl Routing for NoRouting {
-    fn describe(&self) -> String {
-        "not configured (BGP speaker not yet integrated)".into()
-    }
-    fn established(&self) -> bool {
-        false
-    }
-}
 
 pub struct Agent {
     cfg: Config,
@@ -50,7 +30,8 @@ pub struct Agent {
     ipam: Arc<dyn AddressManager>,
     store: EndpointStore,
     metrics: Metrics,
-    routing: Box<dyn Routing>,
+    /// The BGP speaker, when peers are configured.
+    bgp: Option<Arc<BgpRouting>>,
     started: Instant,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// ADDs hold it shared from allocation to record; GC holds it
@@ -168,6 +149,10 @@ impl Agent {
         }
         let (reap, reap_rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(reaper(dp.clone(), reap_rx));
+        let bgp = BgpRouting::start(&cfg).await?;
+        if let Some(b) = &bgp {
+            tokio::spawn(b.clone().run(ipam.clone()));
+        }
         Ok(Arc::new(Agent {
             cfg,
             dp,
@@ -175,7 +160,7 @@ impl Agent {
             ipam,
             store,
             metrics: Metrics::new(),
-            routing: Box::new(NoRouting),
+            bgp,
             started: Instant::now(),
             locks: Mutex::new(HashMap::new()),
             gc_lock: tokio::sync::RwLock::new(()),
@@ -210,6 +195,10 @@ impl Agent {
             Op::IpamCheck => self.ipam_check().await.map(Answer::IpamCheck),
         };
         if !name.is_empty() {
+            // ADD may have claimed a block, DEL/GC released one.
+            if let Some(b) = &self.bgp {
+                b.nudge();
+            }
             self.metrics
                 .observe(name, r.is_ok(), t.elapsed().as_secs_f64());
         }
@@ -517,15 +506,41 @@ impl Agent {
         let reachable = tokio::task::spawn_blocking(move || ipam.reachable())
             .await
             .unwrap_or(false);
+        let (routing, peers, bgp_reason) = match &self.bgp {
+            None => (
+                "not configured (no [[bgp.peer]])".to_string(),
+                Vec::new(),
+                None,
+            ),
+            Some(b) => {
+                let peers = b.peers();
+                let up = peers.iter().filter(|p| p.state == "Established").count();
+                (
+                    format!("bgp: {up}/{} peers established", peers.len()),
+                    peers,
+                    b.not_ready(),
+                )
+            }
+        };
+        let reason = if !reachable {
+            Some(format!(
+                "datastore {} not reachable",
+                self.cfg.datastore.url
+            ))
+        } else {
+            bgp_reason
+        };
         Status {
             node: self.cfg.node.name.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_seconds: self.started.elapsed().as_secs(),
-            ready: reachable,
+            ready: reason.is_none(),
+            reason,
             datastore: self.cfg.datastore.url.to_string(),
             datastore_reachable: reachable,
-            routing: self.routing.describe(),
+            routing,
             endpoints: self.store.list().await.map(|(e, _)| e.len()).unwrap_or(0),
+            peers,
         }
     }
 

@@ -8,4 +8,5 @@ pub mod daemon;
 pub mod dataplane;
 pub mod ipam;
 pub mod metrics;
+pub mod routing;
 pub mod store;

@@ -173,7 +173,6 @@ pub struct PeerStatus {
 }
 
 enum CoreMsg {
-    Peer(PeerEvent),
     Accepted(TcpStream, SocketAddr),
     AddPeer(Box<PeerConfig>, oneshot::Sender<Result<(), SpeakerError>>),
     RemovePeer(IpAddr, oneshot::Sender<Result<(), SpeakerError>>),
@@ -242,17 +241,9 @@ impl Speaker {
                 }
             });
         }
-        let (peer_tx, mut peer_rx) = mpsc::unbounded_channel();
-        {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                while let Some(e) = peer_rx.recv().await {
-                    if tx.send(CoreMsg::Peer(e)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
+        // Peer tasks talk to the core on their own channel, read in batches
+        // by the core itself: no relay task, no extra wakeup per UPDATE.
+        let (peer_tx, peer_rx) = mpsc::unbounded_channel();
         let mut core = Core {
             asn: cfg.asn,
             router_id: cfg.router_id,
@@ -276,6 +267,8 @@ impl Speaker {
             events: events.clone(),
             generation: gen_tx,
             peer_tx,
+            deferring: false,
+            dirty: false,
         };
         for p in cfg.peers {
             if let Err(e) = core.add_peer(p) {
@@ -285,7 +278,7 @@ impl Speaker {
         for (p, a) in cfg.originate {
             core.originate(p, a);
         }
-        tokio::spawn(core.run(rx));
+        tokio::spawn(core.run(rx, peer_rx));
         Ok(Speaker {
             tx,
             events,
@@ -473,6 +466,10 @@ struct Core {
     events: broadcast::Sender<RibEvent>,
     generation: watch::Sender<u64>,
     peer_tx: mpsc::UnboundedSender<PeerEvent>,
+    /// Applying a batch of peer events: `apply` defers the generation bump.
+    deferring: bool,
+    /// The RIB changed during the deferred batch.
+    dirty: bool,
 }
 
 fn normalize(ip: IpAddr) -> IpAddr {
@@ -508,23 +505,55 @@ fn family_from_name(n: &str) -> Option<Family> {
 const FAMILIES: [Family; 2] = [Family::IPV4_UNICAST, Family::IPV6_UNICAST];
 
 impl Core {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<CoreMsg>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<CoreMsg>,
+        mut peer_rx: mpsc::UnboundedReceiver<PeerEvent>,
+    ) {
+        const BATCH: usize = 4096;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut batch = Vec::new();
+        let mut events = Vec::new();
         loop {
-            let msg = tokio::select! {
-                m = rx.recv() => m,
-                _ = tick.tick() => { self.on_tick(); self.flush(); continue; }
+            tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => batch.push(m),
+                    None => break,
+                },
+                // The core holds a sender itself, so this never reports closed.
+                _ = peer_rx.recv_many(&mut events, BATCH) => {}
+                _ = tick.tick() => {
+                    self.report_if_listening();
+                    self.on_tick();
+                    self.flush();
+                    continue;
+                }
             };
-            let Some(msg) = msg else { break };
-            let mut batch = vec![msg];
-            while batch.len() < 4096 {
+            self.report_if_listening();
+            while batch.len() < BATCH {
                 match rx.try_recv() {
                     Ok(m) => batch.push(m),
                     Err(_) => break,
                 }
             }
+            // Whatever else is queued, applied before one flush: per-peer
+            // order is kept (one channel per direction, FIFO).
+            while events.len() < BATCH {
+                match peer_rx.try_recv() {
+                    Ok(e) => events.push(e),
+                    Err(_) => break,
+                }
+            }
+            self.deferring = true;
+            for e in events.drain(..) {
+                self.peer_event(e);
+            }
+            self.deferring = false;
+            if std::mem::take(&mut self.dirty) {
+                self.bump();
+            }
             let mut stop = None;
-            for m in batch {
+            for m in batch.drain(..) {
                 if let CoreMsg::Shutdown(r) = m {
                     stop = Some(r);
                     continue;
@@ -542,6 +571,13 @@ impl Core {
                 break;
             }
         }
+    }
+
+    /// Loc-RIB changes become events only for subscribers: skip building
+    /// them (one per changed prefix) while nobody listens.
+    fn report_if_listening(&mut self) {
+        let listening = self.events.receiver_count() > 0;
+        self.rib.set_report_loc_rib(listening);
     }
 
     fn bump(&self) {
@@ -581,7 +617,14 @@ impl Core {
         for (id, fam) in ch.route_refresh_needed {
             self.send_refresh(id, fam);
         }
-        self.bump();
+        // While a batch of peer events is applied, announce once at its end
+        // (see `run`) rather than once per UPDATE; API calls announce at
+        // once, before their reply.
+        if self.deferring {
+            self.dirty = true;
+        } else {
+            self.bump();
+        }
     }
 
     fn send_refresh(&mut self, id: PeerId, fam: Family) {
@@ -652,7 +695,6 @@ impl Core {
 
     fn handle(&mut self, m: CoreMsg) {
         match m {
-            CoreMsg::Peer(e) => self.peer_event(e),
             CoreMsg::Accepted(stream, addr) => {
                 let ip = normalize(addr.ip());
                 match self.peers.get(&ip) {

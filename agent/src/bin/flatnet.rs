@@ -104,9 +104,8 @@ fn main() -> ExitCode {
             .unwrap_or_default()
     } else {
         match &answer {
-            Answer::Status(s) => table(
-                &["FIELD", "VALUE"],
-                &[
+            Answer::Status(s) => {
+                let mut rows = vec![
                     vec!["node".into(), s.node.clone()],
                     vec!["version".into(), s.version.clone()],
                     vec!["ready".into(), s.ready.to_string()],
@@ -118,8 +117,25 @@ fn main() -> ExitCode {
                     ],
                     vec!["routing".into(), s.routing.clone()],
                     vec!["endpoints".into(), s.endpoints.to_string()],
-                ],
-            ),
+                ];
+                if let Some(r) = &s.reason {
+                    rows.insert(3, vec!["reason".into(), r.clone()]);
+                }
+                let mut out = table(&["FIELD", "VALUE"], &rows);
+                if !s.peers.is_empty() {
+                    out.push('\n');
+                    out.push_str(&table(
+                        &["PEER", "AS", "STATE"],
+                        &s.peers
+                            .iter()
+                            .map(|p| {
+                                vec![p.address.to_string(), p.asn.to_string(), p.state.clone()]
+                            })
+                            .collect::<Vec<_>>(),
+                    ));
+                }
+                out
+            }
             Answer::Endpoints(eps) => table(
                 &["CONTAINER", "IFNAME", "IPV4", "IPV6", "HOST-IF", "APP"],
                 &eps.iter()

@@ -34,9 +34,24 @@ impl Host {
     /// Like [`Host::start`] in a namespace the caller prepared (e.g. with
     /// etcd running in it), with the given datastore URL.
     pub fn start_in(ns: Netns, dir: tempfile::TempDir, tag: &str, pools: &str, url: &str) -> Host {
+        Host::start_with(ns, dir, tag, "", pools, url)
+    }
+
+    /// Like [`Host::start_in`] with extra `[node]` keys (`node_extra`, e.g.
+    /// router_id/asn) and `rest` appended (pools, `[[bgp.peer]]`s).
+    pub fn start_with(
+        ns: Netns,
+        dir: tempfile::TempDir,
+        tag: &str,
+        node_extra: &str,
+        rest: &str,
+        url: &str,
+    ) -> Host {
+        let pools = rest;
         let cfg = format!(
             r#"[node]
 name = "{tag}"
+{node_extra}
 [api]
 socket = "{d}/flatnetd.sock"
 [metrics]

@@ -334,6 +334,15 @@ fn snapshot(p: Option<&Paths>) -> Snapshot {
     s
 }
 
+/// See `Rib::last_in`. Valid for one session of `peer` (cleared on up/down).
+#[derive(Debug)]
+struct LastIn {
+    peer: PeerId,
+    attributes: Vec<crate::wire::PathAttribute>,
+    pre: Arc<Attrs>,
+    looped: bool,
+}
+
 /// The RIB: all tables, peers and the attribute interner.
 #[derive(Debug)]
 pub struct Rib {
@@ -348,6 +357,12 @@ pub struct Rib {
     /// Prefixes with a best path (both families), kept by `decide` so
     /// [`Rib::loc_rib_len`] is O(1) (stats are polled often).
     best_count: usize,
+    /// See [`Rib::set_report_loc_rib`].
+    report_loc_rib: bool,
+    /// The last plain IPv4 UPDATE's attributes and their interned set:
+    /// feeds send runs of UPDATEs with one set, and comparing the wire
+    /// attributes skips rebuilding, hashing and dropping the set per UPDATE.
+    last_in: Option<LastIn>,
 }
 
 impl Rib {
@@ -370,7 +385,16 @@ impl Rib {
             v4: Table::default(),
             v6: Table::default(),
             best_count: 0,
+            report_loc_rib: true,
+            last_in: None,
         }
+    }
+
+    /// Whether [`Changes::loc_rib`] is filled (default: yes). A caller
+    /// with nobody to tell turns it off to save building one entry per
+    /// changed prefix; decisions and exports are the same either way.
+    pub fn set_report_loc_rib(&mut self, on: bool) {
+        self.report_loc_rib = on;
     }
 
     /// The configuration.
@@ -396,6 +420,7 @@ impl Rib {
     /// every negotiated family). Stale routes kept from before stay until
     /// refreshed or swept.
     pub fn peer_up(&mut self, id: PeerId, info: PeerInfo) -> Changes {
+        self.last_in = None;
         let mut ch = Changes::default();
         if let Err(r) = info.import_policy() {
             ch.notices.push(r);
@@ -445,6 +470,7 @@ impl Rib {
     /// (graceful restart, helper role) are kept and marked stale; all other
     /// routes of the peer are removed. Adj-RIB-Out is dropped.
     pub fn peer_down(&mut self, id: PeerId, retain_stale: &[Family]) -> Changes {
+        self.last_in = None;
         let mut ch = Changes::default();
         let Some(p) = self.peers.get_mut(&id) else {
             return ch;
@@ -573,6 +599,20 @@ impl Rib {
         if u.nlri.is_empty() && reach.is_none_or(|m| m.nlri.is_empty()) {
             return Ok(ch);
         }
+        if reach.is_none()
+            && let Some(l) = &self.last_in
+            && l.peer == id
+            && l.attributes == u.attributes
+        {
+            let (pre, looped) = (Arc::clone(&l.pre), l.looped);
+            let mut cache = Vec::new();
+            for n in &u.nlri {
+                self.announce::<Ipv4Prefix>(id, n.prefix, &pre, looped, &mut cache, &mut ch);
+            }
+            // Import policy may have interned modified sets.
+            self.interner.maybe_gc();
+            return Ok(ch);
+        }
         let (as_path, aggregator) = u.effective_as_path(&decode);
         let mut base = Attrs::from_received(u.path_attributes(), as_path, aggregator, None);
         if ebgp {
@@ -594,6 +634,14 @@ impl Rib {
                 },
             };
             let pre = self.interner.intern(attrs);
+            if reach.is_none() {
+                self.last_in = Some(LastIn {
+                    peer: id,
+                    attributes: u.attributes.clone(),
+                    pre: Arc::clone(&pre),
+                    looped,
+                });
+            }
             let mut cache = Vec::new();
             for n in &u.nlri {
                 self.announce::<Ipv4Prefix>(id, n.prefix, &pre, looped, &mut cache, &mut ch);
@@ -816,15 +864,18 @@ impl Rib {
     /// or multipath set differs from `old`.
     fn decide<P: Fam>(&mut self, prefix: P, old: Snapshot, ch: &mut Changes) {
         let dcfg = self.cfg.decision;
+        let report = self.report_loc_rib;
         let sel = {
             let Some(ps) = P::table_ref(self).get(&prefix) else {
                 if old.best.is_some() {
                     self.best_count = self.best_count.saturating_sub(1);
-                    ch.loc_rib.push(LocRibChange {
-                        prefix: prefix.to_prefix(),
-                        best: None,
-                        multipath: Vec::new(),
-                    });
+                    if self.report_loc_rib {
+                        ch.loc_rib.push(LocRibChange {
+                            prefix: prefix.to_prefix(),
+                            best: None,
+                            multipath: Vec::new(),
+                        });
+                    }
                     self.export_prefix(prefix, None, ch);
                 }
                 return;
@@ -885,27 +936,29 @@ impl Rib {
             })
         };
         let best_route = routes.iter().find(|r| r.flags & BEST != 0);
-        let best = best_route.and_then(path);
-        let mut multipath: Vec<Path> = Vec::with_capacity(1);
-        if let Some(b) = &best {
-            multipath.push(b.clone());
-            if let Some((_, multi)) = &sel {
-                multipath.extend(
-                    multi
-                        .iter()
-                        .filter_map(|&m| routes.get(m))
-                        .filter(|r| r.flags & BEST == 0)
-                        .filter_map(path),
-                );
+        if report {
+            let best = best_route.and_then(path);
+            let mut multipath: Vec<Path> = Vec::with_capacity(1);
+            if let Some(b) = &best {
+                multipath.push(b.clone());
+                if let Some((_, multi)) = &sel {
+                    multipath.extend(
+                        multi
+                            .iter()
+                            .filter_map(|&m| routes.get(m))
+                            .filter(|r| r.flags & BEST == 0)
+                            .filter_map(path),
+                    );
+                }
             }
+            ch.loc_rib.push(LocRibChange {
+                prefix: prefix.to_prefix(),
+                best,
+                multipath,
+            });
         }
         let best_changed = new.best != old.best;
         let export = best_route.and_then(|r| r.post.clone().map(|a| (r.peer, a)));
-        ch.loc_rib.push(LocRibChange {
-            prefix: prefix.to_prefix(),
-            best,
-            multipath,
-        });
         match (old.best.is_some(), new.best.is_some()) {
             (false, true) => self.best_count += 1,
             (true, false) => self.best_count = self.best_count.saturating_sub(1),

@@ -272,13 +272,22 @@ struct Slot {
     conn: Option<Conn>,
 }
 
+/// Bytes read from a socket at once.
+const READ_CHUNK: usize = 65536;
+
 async fn read_some(conn: Option<&mut Conn>) -> io::Result<usize> {
     match conn {
         Some(c) => {
             if c.buf.capacity() - c.buf.len() < 4096 {
-                c.buf.reserve(65536);
+                c.buf.reserve(READ_CHUNK);
             }
-            c.rd.read_buf(&mut c.buf).await
+            // At most one chunk per read, however large the buffer grew: a
+            // read decodes into UPDATEs in flight, so this bounds how far a
+            // fast peer overshoots the in-flight limit (and the memory).
+            (&mut c.rd)
+                .take(READ_CHUNK as u64)
+                .read_buf(&mut c.buf)
+                .await
         }
         None => std::future::pending().await,
     }
@@ -334,6 +343,9 @@ pub fn spawn_peer(
 /// UPDATEs one peer may have queued for the core before we stop reading.
 pub const MAX_UPDATES_IN_FLIGHT: usize = 512;
 
+/// Free permits needed before the socket is read again.
+const READ_RESUME: u32 = (MAX_UPDATES_IN_FLIGHT / 2) as u32;
+
 enum Wake {
     Cmd(Option<PeerCmd>),
     Read(bool, io::Result<usize>),
@@ -374,12 +386,15 @@ impl PeerTask {
             };
             let sec = self.secondary.as_mut().and_then(|s| s.conn.as_mut());
             // Backpressure: with every permit in flight, wait for one instead of reading.
-            let can_read = self.inflight.available_permits() > 0;
+            // Resume only once half the permits are back: one read decodes
+            // many UPDATEs, so resuming at the first free permit would read a
+            // whole chunk per UPDATE applied and let the queue grow unbounded.
+            let can_read = self.inflight.available_permits() >= READ_RESUME as usize;
             let inflight = self.inflight.clone();
             let wake = tokio::select! {
                 c = cmds.recv() => Wake::Cmd(c),
                 r = read_some(self.primary.conn.as_mut()), if can_read => Wake::Read(true, r),
-                _ = inflight.acquire(), if !can_read => Wake::Timer,
+                _ = inflight.acquire_many(READ_RESUME), if !can_read => Wake::Timer,
                 r = read_some(sec) => Wake::Read(false, r),
                 c = connecting => Wake::Connected(c),
                 () = timer => Wake::Timer,
