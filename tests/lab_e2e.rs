@@ -1,5 +1,5 @@
 //! End to end: the lab (the README's main job) comes up — two FRR ToRs, two
-//! hosts running flatnetd and the flatnet speaker, containers added through
+//! hosts running flatnetd (with its embedded BGP speaker), containers added through
 //! the real flatnet-cni — and every container reaches every other over IPv4
 //! and IPv6 through the ToRs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -302,6 +302,10 @@ pub struct BgpPeer {
     pub asn: u32,
     #[serde(default = "default_bgp_port")]
     pub port: u16,
+    /// Next hop for IPv6 blocks sent over an IPv4 session (MP-BGP needs an
+    /// IPv6 next hop): this host's global IPv6 address on the link to the peer.
+    #[serde(default)]
+    pub next_hop_ipv6: Option<std::net::Ipv6Addr>,
 }
 
 fn default_bgp_port() -> u16 {

@@ -79,6 +79,7 @@ impl BgpRouting {
             .map(|p| {
                 let mut c = PeerConfig::new(p.address, p.asn);
                 c.port = p.port;
+                c.next_hop_ipv6 = p.next_hop_ipv6;
                 c.import_policy = Some(IMPORT.into());
                 c.export_policy = Some(EXPORT.into());
                 c

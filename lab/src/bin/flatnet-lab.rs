@@ -1,7 +1,7 @@
 //! `flatnet-lab`: the main job. Builds a small leaf of the fabric in network
 //! namespaces on this machine — two FRR ToRs, two hosts running `flatnetd`
-//! (containers attached through the real `flatnet-cni` plugin) and the flatnet
-//! BGP speaker advertising each host's blocks to both ToRs — then shows the
+//! (containers attached through the real `flatnet-cni` plugin) whose embedded
+//! BGP speaker advertises each host's blocks to both ToRs — then shows the
 //! sessions, the ToRs' routes and a reachability matrix between containers,
 //! and removes everything.
 
@@ -24,7 +24,7 @@ use flatnet_lab::{
     about = "Bring up a flatnet lab (2 ToRs, 2 hosts, containers), show reachability, tear it down"
 )]
 struct Args {
-    /// Directory holding flatnetd, flatnet, flatnet-cni and flatnet-bgpd
+    /// Directory holding flatnetd, flatnet and flatnet-cni
     /// (default: the directory of this executable).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -43,11 +43,8 @@ struct Host<'a> {
     name: String,
     ns: &'a Netns,
     uplinks: [(String, String); 2], // (host addr, tor addr) per ToR
-    asn: u32,
-    router_id: String,
     socket: PathBuf,
     _flatnetd: Daemon,
-    speaker: Option<Daemon>,
 }
 
 struct Container {
@@ -88,7 +85,7 @@ fn need(bin: &Path, name: &str) -> Result<PathBuf, LabError> {
     let p = bin.join(name);
     if !p.exists() {
         return Err(LabError::Other(format!(
-            "{} not found; build it first: cargo build -p flatnet-agent -p flatnet-bgp --bins",
+            "{} not found; build it first: cargo build -p flatnet-agent -p flatnet-lab --bins",
             p.display()
         )));
     }
@@ -106,7 +103,6 @@ fn run(args: &Args) -> Result<bool, LabError> {
     let flatnetd = need(&bin, "flatnetd")?;
     let flatnet = need(&bin, "flatnet")?;
     let cni = need(&bin, "flatnet-cni")?;
-    let bgpd = need(&bin, "flatnet-bgpd")?;
     let work = WorkDir::new("lab")?;
     let t0 = Instant::now();
 
@@ -170,7 +166,7 @@ fn run(args: &Args) -> Result<bool, LabError> {
         frrs.push(Frr::start(tor, cfg)?);
     }
 
-    step("starting flatnetd on both hosts (one shared file datastore)");
+    step("starting flatnetd on both hosts (one shared file datastore, BGP to both ToRs)");
     let store = work.join("datastore");
     std::fs::create_dir_all(&store)?;
     let mut hosts: Vec<Host> = Vec::new();
@@ -206,7 +202,21 @@ block_size = 26
 [[pool]]
 cidr = "fd00:244::/56"
 block_size = 122
+
+[[bgp.peer]]
+address = "{tor1}"
+asn = {tor1_as}
+next_hop_ipv6 = "fd00:255:1:{i}::2"
+
+[[bgp.peer]]
+address = "{tor2}"
+asn = {tor2_as}
+next_hop_ipv6 = "fd00:255:2:{i}::2"
 "#,
+            tor1 = uplinks[i][0].1,
+            tor2 = uplinks[i][1].1,
+            tor1_as = TOR_AS[0],
+            tor2_as = TOR_AS[1],
             asn = HOST_AS_BASE + i as u32,
             socket = socket.display(),
             state = state.display(),
@@ -231,11 +241,8 @@ block_size = 122
             name,
             ns: h,
             uplinks: uplinks[i].clone(),
-            asn: HOST_AS_BASE + i as u32,
-            router_id,
             socket,
             _flatnetd: d,
-            speaker: None,
         });
     }
 
@@ -256,25 +263,6 @@ block_size = 122
                 addrs,
             });
         }
-    }
-
-    step("starting the flatnet BGP speaker on each host, advertising its blocks to both ToRs");
-    for (hi, host) in hosts.iter_mut().enumerate() {
-        let blocks = host_blocks(&flatnet, host)?;
-        let conf = speaker_config(host, hi, &blocks);
-        let path = work.join(&format!("{}-bgpd.toml", host.name));
-        std::fs::write(&path, conf)?;
-        let log = std::fs::File::create(work.join(&format!("{}-bgpd.log", host.name)))?;
-        host.speaker = Some(
-            host.ns.spawn(
-                host.ns
-                    .command(&bgpd)
-                    .arg("--config")
-                    .arg(&path)
-                    .stdout(log.try_clone()?)
-                    .stderr(log),
-            )?,
-        );
     }
 
     step("waiting for BGP sessions and routes on the ToRs");
@@ -482,27 +470,6 @@ fn collect_blocks(v: &serde_json::Value, out: &mut Vec<String>) {
         serde_json::Value::Array(a) => a.iter().for_each(|x| collect_blocks(x, out)),
         _ => {}
     }
-}
-
-fn speaker_config(host: &Host, host_index: usize, blocks: &[String]) -> String {
-    let mut s = format!("router_id = \"{}\"\nasn = {}\n\n", host.router_id, host.asn);
-    for (t, (_, tor_ip)) in host.uplinks.iter().enumerate() {
-        // IPv6 blocks travel over the IPv4 session (MP-BGP) with this host's
-        // global address on that link as next hop.
-        s.push_str(&format!(
-            "[[peer]]\naddress = \"{tor_ip}\"\nremote_as = {}\nfamilies = [\"ipv4-unicast\", \"ipv6-unicast\"]\n\
-             next_hop_ipv6 = \"fd00:255:{}:{host_index}::2\"\nimport_policy = \"fabric\"\nexport_policy = \"blocks\"\n\n",
-            TOR_AS[t],
-            t + 1
-        ));
-    }
-    for b in blocks {
-        s.push_str(&format!("[[originate]]\nprefix = \"{b}\"\n\n"));
-    }
-    // RFC 8212: eBGP sends and accepts nothing without explicit policies.
-    s.push_str("[[policy]]\nname = \"blocks\"\ndefault = \"accept\"\n\n");
-    s.push_str("[[policy]]\nname = \"fabric\"\ndefault = \"accept\"\n");
-    s
 }
 
 fn ping(from: &Netns, dst: IpAddr) -> bool {
