@@ -1029,6 +1029,9 @@ impl Rib {
         src: u32,
         a: &Arc<Attrs>,
     ) -> Option<Arc<Attrs>> {
+        if src == q.0 {
+            return None; // never back to the peer it came from (checked first: no lookups)
+        }
         let s = *self.source(src)?;
         let peer = self.peers.get(&q)?;
         if !peer.up || !peer.info.families.contains(&P::FAMILY) || src == q.0 {
