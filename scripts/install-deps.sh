@@ -33,7 +33,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     trap '[ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # With recommends: podman, as tested, needs some of them (runtime helpers).
+    apt-get install -y -qq "${missing[@]}"
 fi
 
 # cargo-fuzz drives the codec fuzz smoke run (on stable via RUSTC_BOOTSTRAP).
