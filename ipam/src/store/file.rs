@@ -314,17 +314,8 @@ impl FileStore {
                 .and_then(|_| g.log.sync_data())
                 .map_err(io_err(&self.log_path))?;
         }
-        if !g.state.holds(&txn.compares) {
-            return Ok(TxnOutcome {
-                succeeded: false,
-                revision: g.state.revision,
-            });
-        }
-        if txn.ops.is_empty() {
-            return Ok(TxnOutcome {
-                succeeded: true,
-                revision: g.state.revision,
-            });
+        if let Some(out) = g.state.settled(txn) {
+            return Ok(out);
         }
         let rev = g.state.revision + 1;
         let rec = encode_record(rev, &txn.ops);

@@ -48,17 +48,8 @@ impl MemStore {
             check_key(op.key())?;
         }
         let mut g = self.lock();
-        if !g.state.holds(&txn.compares) {
-            return Ok(TxnOutcome {
-                succeeded: false,
-                revision: g.state.revision,
-            });
-        }
-        if txn.ops.is_empty() {
-            return Ok(TxnOutcome {
-                succeeded: true,
-                revision: g.state.revision,
-            });
+        if let Some(out) = g.state.settled(txn) {
+            return Ok(out);
         }
         let rev = g.state.revision + 1;
         let events = g.state.apply_owned(rev, txn.ops.clone(), true);

@@ -285,6 +285,25 @@ pub(crate) struct KvState {
 }
 
 impl KvState {
+    /// The outcome of a transaction that writes nothing, decided before any
+    /// write: its compares fail, or it has no operations. `None`: it
+    /// commits at the next revision.
+    pub(crate) fn settled(&self, txn: &Txn) -> Option<TxnOutcome> {
+        if !self.holds(&txn.compares) {
+            return Some(TxnOutcome {
+                succeeded: false,
+                revision: self.revision,
+            });
+        }
+        if txn.ops.is_empty() {
+            return Some(TxnOutcome {
+                succeeded: true,
+                revision: self.revision,
+            });
+        }
+        None
+    }
+
     pub(crate) fn holds(&self, compares: &[Compare]) -> bool {
         compares.iter().all(|c| match c {
             Compare::Revision { key, revision } => {
