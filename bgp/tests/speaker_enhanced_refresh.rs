@@ -5,8 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -19,45 +18,39 @@ use flatnet_bgp::wire::{
     AsPath, AttrValue, Capability, DecodeContext, Family, Ipv4Prefix, Message, Nlri4, Open, Origin,
     PathAttribute, RouteRefresh, Update,
 };
+use flatnet_lab::scripted::ScriptedPeer;
 
 const PEER_AS: u32 = 65020;
 
-fn read_msg(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut h = [0u8; 19];
-    s.read_exact(&mut h)?;
-    let len = usize::from(u16::from_be_bytes([h[16], h[17]]));
-    let mut m = h.to_vec();
-    m.resize(len.max(19), 0);
-    s.read_exact(&mut m[19..])?;
-    Ok(m)
-}
-
-fn send(s: &mut TcpStream, m: &Message) {
-    let ctx = DecodeContext {
+fn ctx() -> DecodeContext {
+    DecodeContext {
         four_octet_as: true,
         ..DecodeContext::default()
-    };
-    s.write_all(&m.to_bytes(&ctx).unwrap()).unwrap();
+    }
 }
 
 /// The scripted peer: OPEN, two routes, then BoRR on `borr` and never EoRR;
 /// keepalives every second until `stop`.
 fn scripted_peer(l: TcpListener, borr: mpsc::Receiver<()>, stop: Arc<AtomicBool>) {
-    let (mut s, _) = l.accept().unwrap();
-    read_msg(&mut s).unwrap(); // its OPEN
+    let (s, _) = l.accept().unwrap();
+    let mut s = ScriptedPeer::new(s, ctx());
+    s.read_msg().unwrap(); // its OPEN
     let caps = vec![
         Capability::Multiprotocol(Family::IPV4_UNICAST),
         Capability::RouteRefresh,
         Capability::EnhancedRouteRefresh,
         Capability::FourOctetAs(PEER_AS),
     ];
-    send(
-        &mut s,
-        &Message::Open(Open::new(PEER_AS, 9, Ipv4Addr::new(10, 0, 0, 3), caps)),
-    );
-    send(&mut s, &Message::Keepalive);
+    s.send(&Message::Open(Open::new(
+        PEER_AS,
+        9,
+        Ipv4Addr::new(10, 0, 0, 3),
+        caps,
+    )))
+    .unwrap();
+    s.send(&Message::Keepalive).unwrap();
     // Like a real peer: UPDATEs only once Established (its KEEPALIVE seen).
-    while read_msg(&mut s).unwrap()[18] != 4 {}
+    while !matches!(s.read_msg().unwrap(), Message::Keepalive) {}
     let update = Update {
         withdrawn: Vec::new(),
         attributes: vec![
@@ -70,31 +63,26 @@ fn scripted_peer(l: TcpListener, borr: mpsc::Receiver<()>, stop: Arc<AtomicBool>
             .map(|a| Nlri4::new(Ipv4Prefix::new(a.parse().unwrap(), 24).unwrap()))
             .collect(),
     };
-    send(&mut s, &Message::Update(update));
-    s.set_read_timeout(Some(Duration::from_millis(200)))
+    s.send(&Message::Update(update)).unwrap();
+    s.stream()
+        .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let mut last_ka = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if borr.try_recv().is_ok() {
-            send(
-                &mut s,
-                &Message::RouteRefresh(RouteRefresh {
-                    family: Family::IPV4_UNICAST,
-                    subtype: RouteRefresh::BORR,
-                }),
-            );
+            s.send(&Message::RouteRefresh(RouteRefresh {
+                family: Family::IPV4_UNICAST,
+                subtype: RouteRefresh::BORR,
+            }))
+            .unwrap();
         }
         if last_ka.elapsed() >= Duration::from_secs(1) {
-            send(&mut s, &Message::Keepalive);
+            s.send(&Message::Keepalive).unwrap();
             last_ka = std::time::Instant::now();
         }
-        match read_msg(&mut s) {
+        match s.read_msg() {
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if e.is_timeout() => {}
             Err(_) => return,
         }
     }

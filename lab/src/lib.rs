@@ -14,6 +14,7 @@ pub mod gobgp;
 pub mod netns;
 pub mod pcap;
 pub mod router;
+pub mod scripted;
 
 pub use netns::{Daemon, Netns, require_root, run, veth, wait_for};
 pub use router::{
