@@ -11,17 +11,17 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::router::{
-    BgpState, Capabilities, Family, NeighborStatus, RibEntry, Route, Router, RouterConfig, WorkDir,
-    log_stdio, parse_as_path, parse_ip, stdout_string,
+    BgpState, Capabilities, Family, NeighborStatus, RibEntry, Route, Router, RouterConfig,
+    RouterDaemons, WorkDir, log_stdio, parse_as_path, parse_ip, stdout_string,
 };
-use crate::{Daemon, LabError, Netns, wait_for};
+use crate::{Daemons, LabError, Netns, wait_for};
 
 /// A running BIRD in a lab namespace.
 pub struct Bird<'a> {
     ns: &'a Netns,
     dir: WorkDir,
     cfg: RouterConfig,
-    daemon: Option<Daemon>,
+    daemons: Daemons,
 }
 
 impl<'a> Bird<'a> {
@@ -32,7 +32,7 @@ impl<'a> Bird<'a> {
             ns,
             dir,
             cfg,
-            daemon: None,
+            daemons: Daemons::default(),
         };
         b.launch()?;
         Ok(b)
@@ -49,30 +49,6 @@ impl<'a> Bird<'a> {
     fn write_config(&self) -> Result<(), LabError> {
         let log = self.dir.file("bird.log");
         std::fs::write(self.dir.join("bird.conf"), render(&self.cfg, &log))?;
-        Ok(())
-    }
-
-    fn launch(&mut self) -> Result<(), LabError> {
-        self.write_config()?;
-        let _ = std::fs::remove_file(self.ctl());
-        let d = self.ns.spawn(
-            self.ns
-                .command("bird")
-                .arg("-f")
-                .arg("-c")
-                .arg(self.dir.file("bird.conf"))
-                .arg("-s")
-                .arg(self.ctl())
-                .arg("-P")
-                .arg(self.dir.file("bird.pid"))
-                .stdout(log_stdio(&self.dir, "bird.out")?)
-                .stderr(log_stdio(&self.dir, "bird.out")?),
-        )?;
-        self.daemon = Some(d);
-        wait_for("bird control socket", Duration::from_secs(10), || {
-            Ok(self.birdc(&["show", "status"]).ok().map(|_| ()))
-        })
-        .map_err(|e| LabError::Other(format!("{e}\nbird: {}", self.dir.read("bird.out"))))?;
         Ok(())
     }
 
@@ -133,6 +109,36 @@ impl<'a> Bird<'a> {
     }
 }
 
+impl RouterDaemons for Bird<'_> {
+    fn daemons(&mut self) -> &mut Daemons {
+        &mut self.daemons
+    }
+
+    fn launch(&mut self) -> Result<(), LabError> {
+        self.write_config()?;
+        let _ = std::fs::remove_file(self.ctl());
+        let d = self.ns.spawn(
+            self.ns
+                .command("bird")
+                .arg("-f")
+                .arg("-c")
+                .arg(self.dir.file("bird.conf"))
+                .arg("-s")
+                .arg(self.ctl())
+                .arg("-P")
+                .arg(self.dir.file("bird.pid"))
+                .stdout(log_stdio(&self.dir, "bird.out")?)
+                .stderr(log_stdio(&self.dir, "bird.out")?),
+        )?;
+        self.daemons.push(d);
+        wait_for("bird control socket", Duration::from_secs(10), || {
+            Ok(self.birdc(&["show", "status"]).ok().map(|_| ()))
+        })
+        .map_err(|e| LabError::Other(format!("{e}\nbird: {}", self.dir.read("bird.out"))))?;
+        Ok(())
+    }
+}
+
 impl Router for Bird<'_> {
     fn kind(&self) -> &'static str {
         "bird"
@@ -158,25 +164,6 @@ impl Router for Bird<'_> {
         Ok(parse_routes(
             &self.birdc(&["show", "route", "table", table, "all"])?,
         ))
-    }
-
-    fn stop(&mut self) -> Result<(), LabError> {
-        if let Some(mut d) = self.daemon.take() {
-            d.terminate(Duration::from_secs(5));
-        }
-        Ok(())
-    }
-
-    fn kill9(&mut self) -> Result<(), LabError> {
-        if let Some(mut d) = self.daemon.take() {
-            d.kill9();
-        }
-        Ok(())
-    }
-
-    fn restart(&mut self) -> Result<(), LabError> {
-        self.stop()?;
-        self.launch()
     }
 
     fn announce(&mut self, route: Route) -> Result<(), LabError> {

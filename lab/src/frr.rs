@@ -14,9 +14,9 @@ use serde_json::Value;
 
 use crate::router::{
     BgpState, Capabilities, Family, NeighborConfig, NeighborStatus, RibEntry, Route, Router,
-    RouterConfig, WorkDir, log_stdio, parse_as_path, parse_ip, stdout_string,
+    RouterConfig, RouterDaemons, WorkDir, log_stdio, parse_as_path, parse_ip, stdout_string,
 };
-use crate::{Daemon, LabError, Netns, wait_for};
+use crate::{Daemons, LabError, Netns, wait_for};
 
 const ZEBRA: &str = "/usr/lib/frr/zebra";
 const BGPD: &str = "/usr/lib/frr/bgpd";
@@ -26,8 +26,8 @@ pub struct Frr<'a> {
     ns: &'a Netns,
     dir: WorkDir,
     cfg: RouterConfig,
-    zebra: Option<Daemon>,
-    bgpd: Option<Daemon>,
+    /// zebra, then bgpd.
+    daemons: Daemons,
 }
 
 impl<'a> Frr<'a> {
@@ -40,8 +40,7 @@ impl<'a> Frr<'a> {
             ns,
             dir,
             cfg,
-            zebra: None,
-            bgpd: None,
+            daemons: Daemons::default(),
         };
         f.launch()?;
         Ok(f)
@@ -49,58 +48,6 @@ impl<'a> Frr<'a> {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
-    }
-
-    fn launch(&mut self) -> Result<(), LabError> {
-        let d = self.dir.file("");
-        let d = d.trim_end_matches('/').to_string();
-        std::fs::write(
-            self.dir.join("zebra.conf"),
-            format!("hostname zebra\nlog file {d}/zebra.log\n"),
-        )?;
-        std::fs::write(self.dir.join("bgpd.conf"), render_bgpd(&self.cfg, &d))?;
-        std::fs::write(self.dir.join("vtysh.conf"), "")?;
-        for name in ["zebra.conf", "bgpd.conf", "vtysh.conf"] {
-            chown_frr(&self.dir.join(name))?;
-        }
-        for stale in ["zserv.api", "zebra.vty", "bgpd.vty"] {
-            let _ = std::fs::remove_file(self.dir.join(stale));
-        }
-        let zserv = format!("{d}/zserv.api");
-        let zebra = self.ns.spawn(
-            self.ns
-                .command(ZEBRA)
-                .args(["-u", "frr", "-g", "frr", "-f"])
-                .arg(format!("{d}/zebra.conf"))
-                .arg("-i")
-                .arg(format!("{d}/zebra.pid"))
-                .args(["--vty_socket", &d, "-z", &zserv])
-                .stdout(log_stdio(&self.dir, "zebra.out")?)
-                .stderr(log_stdio(&self.dir, "zebra.out")?),
-        )?;
-        self.zebra = Some(zebra);
-        let zpath = self.dir.join("zserv.api");
-        wait_for("zebra zserv socket", Duration::from_secs(10), || {
-            Ok(zpath.exists().then_some(()))
-        })
-        .map_err(|e| self.with_logs(e))?;
-        let bgpd = self.ns.spawn(
-            self.ns
-                .command(BGPD)
-                .args(["-u", "frr", "-g", "frr", "-f"])
-                .arg(format!("{d}/bgpd.conf"))
-                .arg("-i")
-                .arg(format!("{d}/bgpd.pid"))
-                .args(["--vty_socket", &d, "-z", &zserv])
-                .stdout(log_stdio(&self.dir, "bgpd.out")?)
-                .stderr(log_stdio(&self.dir, "bgpd.out")?),
-        )?;
-        self.bgpd = Some(bgpd);
-        wait_for("bgpd vty", Duration::from_secs(10), || {
-            Ok(self.vtysh(&["show bgp summary json"]).ok().map(|_| ()))
-        })
-        .map_err(|e| self.with_logs(e))?;
-        Ok(())
     }
 
     fn with_logs(&self, e: LabError) -> LabError {
@@ -161,9 +108,63 @@ impl<'a> Frr<'a> {
         self.vtysh(&[&format!("clear bgp {peer} soft in")])?;
         Ok(())
     }
+}
 
-    fn pids_running(&mut self) -> bool {
-        self.bgpd.as_mut().is_some_and(|d| d.is_running())
+impl RouterDaemons for Frr<'_> {
+    fn daemons(&mut self) -> &mut Daemons {
+        &mut self.daemons
+    }
+
+    fn launch(&mut self) -> Result<(), LabError> {
+        let d = self.dir.file("");
+        let d = d.trim_end_matches('/').to_string();
+        std::fs::write(
+            self.dir.join("zebra.conf"),
+            format!("hostname zebra\nlog file {d}/zebra.log\n"),
+        )?;
+        std::fs::write(self.dir.join("bgpd.conf"), render_bgpd(&self.cfg, &d))?;
+        std::fs::write(self.dir.join("vtysh.conf"), "")?;
+        for name in ["zebra.conf", "bgpd.conf", "vtysh.conf"] {
+            chown_frr(&self.dir.join(name))?;
+        }
+        for stale in ["zserv.api", "zebra.vty", "bgpd.vty"] {
+            let _ = std::fs::remove_file(self.dir.join(stale));
+        }
+        let zserv = format!("{d}/zserv.api");
+        let zebra = self.ns.spawn(
+            self.ns
+                .command(ZEBRA)
+                .args(["-u", "frr", "-g", "frr", "-f"])
+                .arg(format!("{d}/zebra.conf"))
+                .arg("-i")
+                .arg(format!("{d}/zebra.pid"))
+                .args(["--vty_socket", &d, "-z", &zserv])
+                .stdout(log_stdio(&self.dir, "zebra.out")?)
+                .stderr(log_stdio(&self.dir, "zebra.out")?),
+        )?;
+        self.daemons.push(zebra);
+        let zpath = self.dir.join("zserv.api");
+        wait_for("zebra zserv socket", Duration::from_secs(10), || {
+            Ok(zpath.exists().then_some(()))
+        })
+        .map_err(|e| self.with_logs(e))?;
+        let bgpd = self.ns.spawn(
+            self.ns
+                .command(BGPD)
+                .args(["-u", "frr", "-g", "frr", "-f"])
+                .arg(format!("{d}/bgpd.conf"))
+                .arg("-i")
+                .arg(format!("{d}/bgpd.pid"))
+                .args(["--vty_socket", &d, "-z", &zserv])
+                .stdout(log_stdio(&self.dir, "bgpd.out")?)
+                .stderr(log_stdio(&self.dir, "bgpd.out")?),
+        )?;
+        self.daemons.push(bgpd);
+        wait_for("bgpd vty", Duration::from_secs(10), || {
+            Ok(self.vtysh(&["show bgp summary json"]).ok().map(|_| ()))
+        })
+        .map_err(|e| self.with_logs(e))?;
+        Ok(())
     }
 }
 
@@ -188,33 +189,6 @@ impl Router for Frr<'_> {
         };
         let v = self.vtysh_json(cmd)?;
         Ok(parse_rib(&v))
-    }
-
-    fn stop(&mut self) -> Result<(), LabError> {
-        if let Some(mut d) = self.bgpd.take() {
-            d.terminate(Duration::from_secs(5));
-        }
-        if let Some(mut d) = self.zebra.take() {
-            d.terminate(Duration::from_secs(5));
-        }
-        Ok(())
-    }
-
-    fn kill9(&mut self) -> Result<(), LabError> {
-        if let Some(mut d) = self.bgpd.take() {
-            d.kill9();
-        }
-        if let Some(mut d) = self.zebra.take() {
-            d.kill9();
-        }
-        Ok(())
-    }
-
-    fn restart(&mut self) -> Result<(), LabError> {
-        if self.pids_running() {
-            self.stop()?;
-        }
-        self.launch()
     }
 
     fn announce(&mut self, route: Route) -> Result<(), LabError> {

@@ -13,17 +13,17 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::router::{
-    BgpState, Capabilities, Family, NeighborStatus, RibEntry, Route, Router, RouterConfig, WorkDir,
-    log_stdio, parse_ip, stdout_string,
+    BgpState, Capabilities, Family, NeighborStatus, RibEntry, Route, Router, RouterConfig,
+    RouterDaemons, WorkDir, log_stdio, parse_ip, stdout_string,
 };
-use crate::{Daemon, LabError, Netns, wait_for};
+use crate::{Daemons, LabError, Netns, wait_for};
 
 /// A running gobgpd in a lab namespace.
 pub struct Gobgp<'a> {
     ns: &'a Netns,
     dir: WorkDir,
     cfg: RouterConfig,
-    daemon: Option<Daemon>,
+    daemons: Daemons,
 }
 
 impl<'a> Gobgp<'a> {
@@ -42,7 +42,7 @@ impl<'a> Gobgp<'a> {
             ns,
             dir,
             cfg,
-            daemon: None,
+            daemons: Daemons::default(),
         };
         g.launch()?;
         Ok(g)
@@ -54,31 +54,6 @@ impl<'a> Gobgp<'a> {
 
     fn sock(&self) -> String {
         self.dir.file("api.sock")
-    }
-
-    fn launch(&mut self) -> Result<(), LabError> {
-        std::fs::write(self.dir.join("gobgpd.toml"), render(&self.cfg))?;
-        // gobgpd leaves its socket behind on exit and refuses to bind then.
-        let _ = std::fs::remove_file(self.sock());
-        let d = self.ns.spawn(
-            self.ns
-                .command("gobgpd")
-                .arg("-f")
-                .arg(self.dir.file("gobgpd.toml"))
-                .arg("--api-hosts")
-                .arg(format!("unix://{}", self.sock()))
-                .args(["-p", "--pprof-disable"])
-                .stdout(log_stdio(&self.dir, "gobgpd.log")?)
-                .stderr(log_stdio(&self.dir, "gobgpd.log")?),
-        )?;
-        self.daemon = Some(d);
-        wait_for("gobgpd API", Duration::from_secs(10), || {
-            Ok(self.cli(&["global"]).ok().map(|_| ()))
-        })
-        .map_err(|e| LabError::Other(format!("{e}\ngobgpd: {}", self.dir.read("gobgpd.log"))))?;
-        let routes = self.cfg.routes.clone();
-        self.add_routes(&routes)?;
-        Ok(())
     }
 
     /// Runs `gobgp --target unix://... ARGS`.
@@ -105,10 +80,7 @@ impl<'a> Gobgp<'a> {
     }
 
     fn add_route(&self, r: &Route) -> Result<(), LabError> {
-        let fam = match r.family() {
-            Family::Ipv4Unicast => "ipv4",
-            Family::Ipv6Unicast => "ipv6",
-        };
+        let fam = afi(r.family());
         let mut args: Vec<String> = vec![
             "global".into(),
             "rib".into(),
@@ -152,18 +124,26 @@ impl<'a> Gobgp<'a> {
         Ok(())
     }
 
-    /// Adds routes with parallel gobgp calls: each is a process start
-    /// (~20 ms), too slow one by one for a thousand routes.
+    /// Adds routes with parallel gobgp calls.
     fn add_routes(&self, routes: &[Route]) -> Result<(), LabError> {
-        for chunk in routes.chunks(16) {
+        self.in_parallel(routes, "add", Self::add_route)
+    }
+
+    /// Runs `f` on every item, 16 gobgp calls at a time: each is a process
+    /// start (~20 ms), too slow one by one for a thousand routes.
+    fn in_parallel<T: Sync>(
+        &self,
+        items: &[T],
+        what: &str,
+        f: impl Fn(&Self, &T) -> Result<(), LabError> + Sync,
+    ) -> Result<(), LabError> {
+        let f = &f;
+        for chunk in items.chunks(16) {
             std::thread::scope(|s| -> Result<(), LabError> {
-                let handles: Vec<_> = chunk
-                    .iter()
-                    .map(|r| s.spawn(move || self.add_route(r)))
-                    .collect();
+                let handles: Vec<_> = chunk.iter().map(|x| s.spawn(move || f(self, x))).collect();
                 for h in handles {
                     h.join()
-                        .map_err(|_| LabError::Other("gobgp add thread panicked".into()))??;
+                        .map_err(|_| LabError::Other(format!("gobgp {what} thread panicked")))??;
                 }
                 Ok(())
             })?;
@@ -172,10 +152,7 @@ impl<'a> Gobgp<'a> {
     }
 
     fn del_route(&self, prefix: &str) -> Result<(), LabError> {
-        let fam = match Family::of_prefix(prefix) {
-            Family::Ipv4Unicast => "ipv4",
-            Family::Ipv6Unicast => "ipv6",
-        };
+        let fam = afi(Family::of_prefix(prefix));
         self.cli(&["global", "rib", "del", "-a", fam, prefix])?;
         Ok(())
     }
@@ -205,6 +182,37 @@ impl<'a> Gobgp<'a> {
     }
 }
 
+impl RouterDaemons for Gobgp<'_> {
+    fn daemons(&mut self) -> &mut Daemons {
+        &mut self.daemons
+    }
+
+    fn launch(&mut self) -> Result<(), LabError> {
+        std::fs::write(self.dir.join("gobgpd.toml"), render(&self.cfg))?;
+        // gobgpd leaves its socket behind on exit and refuses to bind then.
+        let _ = std::fs::remove_file(self.sock());
+        let d = self.ns.spawn(
+            self.ns
+                .command("gobgpd")
+                .arg("-f")
+                .arg(self.dir.file("gobgpd.toml"))
+                .arg("--api-hosts")
+                .arg(format!("unix://{}", self.sock()))
+                .args(["-p", "--pprof-disable"])
+                .stdout(log_stdio(&self.dir, "gobgpd.log")?)
+                .stderr(log_stdio(&self.dir, "gobgpd.log")?),
+        )?;
+        self.daemons.push(d);
+        wait_for("gobgpd API", Duration::from_secs(10), || {
+            Ok(self.cli(&["global"]).ok().map(|_| ()))
+        })
+        .map_err(|e| LabError::Other(format!("{e}\ngobgpd: {}", self.dir.read("gobgpd.log"))))?;
+        let routes = self.cfg.routes.clone();
+        self.add_routes(&routes)?;
+        Ok(())
+    }
+}
+
 impl Router for Gobgp<'_> {
     fn kind(&self) -> &'static str {
         "gobgp"
@@ -219,30 +227,12 @@ impl Router for Gobgp<'_> {
     }
 
     fn rib(&self, family: Family) -> Result<Vec<RibEntry>, LabError> {
-        let fam = match family {
-            Family::Ipv4Unicast => "ipv4",
-            Family::Ipv6Unicast => "ipv6",
-        };
-        Ok(parse_rib(&self.cli_json(&["global", "rib", "-a", fam])?))
-    }
-
-    fn stop(&mut self) -> Result<(), LabError> {
-        if let Some(mut d) = self.daemon.take() {
-            d.terminate(Duration::from_secs(5));
-        }
-        Ok(())
-    }
-
-    fn kill9(&mut self) -> Result<(), LabError> {
-        if let Some(mut d) = self.daemon.take() {
-            d.kill9();
-        }
-        Ok(())
-    }
-
-    fn restart(&mut self) -> Result<(), LabError> {
-        self.stop()?;
-        self.launch()
+        Ok(parse_rib(&self.cli_json(&[
+            "global",
+            "rib",
+            "-a",
+            afi(family),
+        ])?))
     }
 
     fn announce(&mut self, route: Route) -> Result<(), LabError> {
@@ -258,20 +248,7 @@ impl Router for Gobgp<'_> {
     }
 
     fn withdraw_many(&mut self, prefixes: &[String]) -> Result<(), LabError> {
-        let this: &Self = self;
-        for chunk in prefixes.chunks(16) {
-            std::thread::scope(|s| -> Result<(), LabError> {
-                let handles: Vec<_> = chunk
-                    .iter()
-                    .map(|p| s.spawn(move || this.del_route(p)))
-                    .collect();
-                for h in handles {
-                    h.join()
-                        .map_err(|_| LabError::Other("gobgp del thread panicked".into()))??;
-                }
-                Ok(())
-            })?;
-        }
+        self.in_parallel(prefixes, "del", |g, p| g.del_route(p))?;
         self.cfg.routes.retain(|r| !prefixes.contains(&r.prefix));
         Ok(())
     }
@@ -280,6 +257,14 @@ impl Router for Gobgp<'_> {
         self.del_route(prefix)?;
         self.cfg.routes.retain(|r| r.prefix != prefix);
         Ok(())
+    }
+}
+
+/// gobgp's name of a unicast family (`-a ipv4`).
+fn afi(family: Family) -> &'static str {
+    match family {
+        Family::Ipv4Unicast => "ipv4",
+        Family::Ipv6Unicast => "ipv6",
     }
 }
 

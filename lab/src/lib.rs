@@ -16,10 +16,10 @@ pub mod pcap;
 pub mod router;
 pub mod scripted;
 
-pub use netns::{Daemon, Netns, require_root, run, veth, wait_for};
+pub use netns::{Daemon, Daemons, Netns, require_root, run, veth, wait_for};
 pub use router::{
     AddPath, BgpState, Capabilities, Family, NeighborConfig, NeighborStatus, RibEntry, Route,
-    Router, RouterConfig, Timers,
+    Router, RouterConfig, RouterDaemons, Timers,
 };
 
 use std::time::Duration;

@@ -260,6 +260,43 @@ impl Drop for Daemon {
     }
 }
 
+/// The daemons of one lab router, in start order (FRR: zebra, then bgpd).
+/// They are stopped newest first, so no daemon outlives one it was started
+/// after (bgpd never runs without its zebra).
+#[derive(Debug, Default)]
+pub struct Daemons(Vec<Daemon>);
+
+impl Daemons {
+    pub fn push(&mut self, d: Daemon) {
+        self.0.push(d);
+    }
+
+    /// SIGTERM each, newest first, and SIGKILL one that has not exited
+    /// after `grace`.
+    pub fn terminate(&mut self, grace: Duration) {
+        while let Some(mut d) = self.0.pop() {
+            d.terminate(grace);
+        }
+    }
+
+    /// SIGKILL each, newest first, and reap it.
+    pub fn kill9(&mut self) {
+        while let Some(mut d) = self.0.pop() {
+            d.kill9();
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        self.terminate(Duration::from_secs(2));
+    }
+}
+
 fn send_signal(pid: u32, sig: &str) {
     let _ = Command::new("kill")
         .args([&format!("-{sig}"), &pid.to_string()])

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use crate::LabError;
+use crate::{Daemons, LabError};
 
 /// Address family (AFI/SAFI) of a unicast RIB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -282,21 +282,43 @@ pub struct RibEntry {
     pub learned: bool,
 }
 
+/// How a driver runs its daemons. [`Router`]'s process control (stop,
+/// kill, restart) is written once on top of it, the same for every driver.
+pub trait RouterDaemons {
+    /// The driver's running daemons.
+    fn daemons(&mut self) -> &mut Daemons;
+    /// Writes the current config and starts the daemons, returning once
+    /// they answer. Expects none running: [`Router::restart`] stops first.
+    fn launch(&mut self) -> Result<(), LabError>;
+}
+
+/// Grace between SIGTERM and SIGKILL when a router is stopped.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// Operations every real router driver offers: queries, process control and
 /// runtime route changes.
-pub trait Router {
+pub trait Router: RouterDaemons {
     /// Daemon name: "frr", "bird" or "gobgp".
     fn kind(&self) -> &'static str;
     fn config(&self) -> &RouterConfig;
     fn neighbors(&self) -> Result<Vec<NeighborStatus>, LabError>;
     fn rib(&self, family: Family) -> Result<Vec<RibEntry>, LabError>;
     /// SIGTERM (daemons send a Cease to their peers).
-    fn stop(&mut self) -> Result<(), LabError>;
+    fn stop(&mut self) -> Result<(), LabError> {
+        self.daemons().terminate(STOP_GRACE);
+        Ok(())
+    }
     /// SIGKILL: no Cease, peers keep stale routes if GR was negotiated.
-    fn kill9(&mut self) -> Result<(), LabError>;
+    fn kill9(&mut self) -> Result<(), LabError> {
+        self.daemons().kill9();
+        Ok(())
+    }
     /// Starts again with the current config (after stop or kill9 also works
     /// while running: it stops first).
-    fn restart(&mut self) -> Result<(), LabError>;
+    fn restart(&mut self) -> Result<(), LabError> {
+        self.stop()?;
+        self.launch()
+    }
     fn announce(&mut self, route: Route) -> Result<(), LabError>;
     fn withdraw(&mut self, prefix: &str) -> Result<(), LabError>;
 
