@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::router::{
     BgpState, Capabilities, Family, NeighborStatus, RibEntry, Route, Router, RouterConfig,
-    RouterDaemons, WorkDir, log_stdio, parse_as_path, parse_ip, stdout_string,
+    RouterDaemons, State, WorkDir, log_stdio, parse_as_path, parse_ip, stdout_string,
 };
 use crate::{Daemons, LabError, Netns, wait_for};
 
@@ -384,7 +384,7 @@ pub fn parse_protocols(text: &str) -> Vec<NeighborStatus> {
             let cols: Vec<&str> = b[0].split_whitespace().collect();
             cols.get(5)
                 .map(|s| BgpState::parse(s))
-                .unwrap_or(BgpState::Idle)
+                .unwrap_or(BgpState::Fsm(State::Idle))
         });
         let both =
             |n: &str| local.names.iter().any(|x| x == n) && remote.names.iter().any(|x| x == n);
@@ -540,7 +540,7 @@ n2         BGP        ---        start  09:46:26.565  Active        Socket: Conn
             "local RX ipv6, neighbor TX ipv6"
         );
         assert!(!n.caps.add_path_ipv6_send && !n.caps.add_path_ipv4_receive);
-        assert_eq!(v[1].state, BgpState::Active);
+        assert_eq!(v[1].state, BgpState::Fsm(State::Active));
         assert_eq!(v[1].address, "10.0.0.5");
     }
 

@@ -16,7 +16,7 @@ use crate::router::{
     BgpState, Capabilities, Family, NeighborConfig, NeighborStatus, RibEntry, Route, Router,
     RouterConfig, RouterDaemons, WorkDir, log_stdio, parse_as_path, parse_ip, stdout_string,
 };
-use crate::{Daemons, LabError, Netns, wait_for};
+use crate::{Daemon, Daemons, LabError, Netns, wait_for};
 
 const ZEBRA: &str = "/usr/lib/frr/zebra";
 const BGPD: &str = "/usr/lib/frr/bgpd";
@@ -28,12 +28,25 @@ pub struct Frr<'a> {
     cfg: RouterConfig,
     /// zebra, then bgpd.
     daemons: Daemons,
+    /// bgpd installs its best paths into the kernel (off: `bgpd -n`).
+    fib: bool,
 }
 
 impl<'a> Frr<'a> {
     /// Writes the config and starts zebra and bgpd; returns once bgpd's vty
     /// answers.
     pub fn start(ns: &'a Netns, cfg: RouterConfig) -> Result<Self, LabError> {
+        Self::start_with(ns, cfg, true)
+    }
+
+    /// Like [`Frr::start`], with bgpd not installing routes into the kernel
+    /// (`-n`): the table stays in the control plane, as the feed benchmark
+    /// compares it with BIRD, GoBGP and flatnet.
+    pub fn start_without_fib(ns: &'a Netns, cfg: RouterConfig) -> Result<Self, LabError> {
+        Self::start_with(ns, cfg, false)
+    }
+
+    fn start_with(ns: &'a Netns, cfg: RouterConfig, fib: bool) -> Result<Self, LabError> {
         let dir = WorkDir::new("frr")?;
         chown_frr(dir.path())?;
         let mut f = Frr {
@@ -41,9 +54,36 @@ impl<'a> Frr<'a> {
             dir,
             cfg,
             daemons: Daemons::default(),
+            fib,
         };
         f.launch()?;
         Ok(f)
+    }
+
+    /// Starts one FRR daemon (`name` is its config, pid and log stem)
+    /// talking to zebra over `zserv`.
+    fn spawn_daemon(
+        &self,
+        bin: &str,
+        name: &str,
+        extra: &[&str],
+        zserv: &str,
+    ) -> Result<Daemon, LabError> {
+        let d = self.dir.file("");
+        let d = d.trim_end_matches('/');
+        let log = format!("{name}.out");
+        self.ns.spawn(
+            self.ns
+                .command(bin)
+                .args(extra)
+                .args(["-u", "frr", "-g", "frr", "-f"])
+                .arg(format!("{d}/{name}.conf"))
+                .arg("-i")
+                .arg(format!("{d}/{name}.pid"))
+                .args(["--vty_socket", d, "-z", zserv])
+                .stdout(log_stdio(&self.dir, &log)?)
+                .stderr(log_stdio(&self.dir, &log)?),
+        )
     }
 
     pub fn dir(&self) -> &Path {
@@ -131,34 +171,15 @@ impl RouterDaemons for Frr<'_> {
             let _ = std::fs::remove_file(self.dir.join(stale));
         }
         let zserv = format!("{d}/zserv.api");
-        let zebra = self.ns.spawn(
-            self.ns
-                .command(ZEBRA)
-                .args(["-u", "frr", "-g", "frr", "-f"])
-                .arg(format!("{d}/zebra.conf"))
-                .arg("-i")
-                .arg(format!("{d}/zebra.pid"))
-                .args(["--vty_socket", &d, "-z", &zserv])
-                .stdout(log_stdio(&self.dir, "zebra.out")?)
-                .stderr(log_stdio(&self.dir, "zebra.out")?),
-        )?;
+        let zebra = self.spawn_daemon(ZEBRA, "zebra", &[], &zserv)?;
         self.daemons.push(zebra);
         let zpath = self.dir.join("zserv.api");
         wait_for("zebra zserv socket", Duration::from_secs(10), || {
             Ok(zpath.exists().then_some(()))
         })
         .map_err(|e| self.with_logs(e))?;
-        let bgpd = self.ns.spawn(
-            self.ns
-                .command(BGPD)
-                .args(["-u", "frr", "-g", "frr", "-f"])
-                .arg(format!("{d}/bgpd.conf"))
-                .arg("-i")
-                .arg(format!("{d}/bgpd.pid"))
-                .args(["--vty_socket", &d, "-z", &zserv])
-                .stdout(log_stdio(&self.dir, "bgpd.out")?)
-                .stderr(log_stdio(&self.dir, "bgpd.out")?),
-        )?;
+        let no_fib: &[&str] = if self.fib { &[] } else { &["-n"] };
+        let bgpd = self.spawn_daemon(BGPD, "bgpd", no_fib, &zserv)?;
         self.daemons.push(bgpd);
         wait_for("bgpd vty", Duration::from_secs(10), || {
             Ok(self.vtysh(&["show bgp summary json"]).ok().map(|_| ()))

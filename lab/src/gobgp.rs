@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::router::{
     BgpState, Capabilities, Family, NeighborStatus, RibEntry, Route, Router, RouterConfig,
-    RouterDaemons, WorkDir, log_stdio, parse_ip, stdout_string,
+    RouterDaemons, State, WorkDir, log_stdio, parse_ip, stdout_string,
 };
 use crate::{Daemons, LabError, Netns, wait_for};
 
@@ -566,16 +566,16 @@ pub fn parse_neighbors(v: &Value) -> Vec<NeighborStatus> {
             .to_string();
         let state = match &st["session_state"] {
             Value::Number(x) => match x.as_u64() {
-                Some(1) => BgpState::Idle,
-                Some(2) => BgpState::Connect,
-                Some(3) => BgpState::Active,
-                Some(4) => BgpState::OpenSent,
-                Some(5) => BgpState::OpenConfirm,
-                Some(6) => BgpState::Established,
+                Some(1) => BgpState::Fsm(State::Idle),
+                Some(2) => BgpState::Fsm(State::Connect),
+                Some(3) => BgpState::Fsm(State::Active),
+                Some(4) => BgpState::Fsm(State::OpenSent),
+                Some(5) => BgpState::Fsm(State::OpenConfirm),
+                Some(6) => BgpState::Fsm(State::Established),
                 _ => BgpState::Other(x.to_string()),
             },
             Value::String(s) => BgpState::parse(s),
-            _ => BgpState::Idle,
+            _ => BgpState::Fsm(State::Idle),
         };
         let local = cap_set(st.get("local_cap"));
         let remote = cap_set(st.get("remote_cap"));

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+pub use flatnet_bgp::fsm::State;
+
 use crate::{Daemons, LabError};
 
 /// Address family (AFI/SAFI) of a unicast RIB.
@@ -198,15 +200,11 @@ impl RouterConfig {
     }
 }
 
-/// BGP FSM state as reported by the daemon.
+/// BGP FSM state as reported by the daemon: one of RFC 4271's six, in
+/// flatnet's own FSM type, or a word only that daemon uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BgpState {
-    Idle,
-    Connect,
-    Active,
-    OpenSent,
-    OpenConfirm,
-    Established,
+    Fsm(State),
     /// Anything else the daemon reports (e.g. BIRD's "Down", "Start").
     Other(String),
 }
@@ -222,15 +220,16 @@ impl BgpState {
             .filter(|c| c.is_ascii_alphanumeric())
             .collect::<String>()
             .to_ascii_lowercase();
-        match norm.as_str() {
-            "idle" => BgpState::Idle,
-            "connect" => BgpState::Connect,
-            "active" => BgpState::Active,
-            "opensent" => BgpState::OpenSent,
-            "openconfirm" => BgpState::OpenConfirm,
-            "established" => BgpState::Established,
-            _ => BgpState::Other(s.trim().to_string()),
-        }
+        let state = match norm.as_str() {
+            "idle" => State::Idle,
+            "connect" => State::Connect,
+            "active" => State::Active,
+            "opensent" => State::OpenSent,
+            "openconfirm" => State::OpenConfirm,
+            "established" => State::Established,
+            _ => return BgpState::Other(s.trim().to_string()),
+        };
+        BgpState::Fsm(state)
     }
 }
 
@@ -265,7 +264,7 @@ pub struct NeighborStatus {
 
 impl NeighborStatus {
     pub fn established(&self) -> bool {
-        self.state == BgpState::Established
+        self.state == BgpState::Fsm(State::Established)
     }
 }
 

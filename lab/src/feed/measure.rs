@@ -12,6 +12,7 @@ use super::generate::Feed;
 use super::receivers::{BirdProbe, FlatnetProbe, FrrNoFib, GobgpProbe, Probe, router_config};
 use super::{FEEDER_ADDR, FeedError, RECEIVER_ADDR};
 use crate::bird::Bird;
+use crate::frr::Frr;
 use crate::gobgp::Gobgp;
 use crate::{Netns, veth};
 
@@ -139,7 +140,10 @@ pub fn run_one(kind: Kind, feed: &Arc<Feed>, opts: &RunOptions) -> Result<RunRes
     let probe: Box<dyn Probe + '_> = match kind {
         Kind::Bird => Box::new(BirdProbe(Bird::start(&rns, router_config())?, &rns)),
         Kind::Gobgp => Box::new(GobgpProbe(Gobgp::start(&rns, router_config())?, &rns)),
-        Kind::Frr => Box::new(FrrNoFib::start(&rns, &router_config())?),
+        Kind::Frr => Box::new(FrrNoFib(
+            Frr::start_without_fib(&rns, router_config())?,
+            &rns,
+        )),
         Kind::Flatnet => {
             let cmd = opts.flatnet.as_ref().ok_or_else(|| {
                 FeedError::Receiver("no program given to run flatnet's speaker".into())

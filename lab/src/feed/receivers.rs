@@ -10,6 +10,7 @@ use flatnet_bgp::wire::Ipv4Prefix;
 use super::measure::{FlatnetCmd, pid_in_ns};
 use super::{FEEDER_ADDR, FEEDER_AS, FeedError, HOLD_TIME, RECEIVER_ADDR, RECEIVER_AS};
 use crate::bird::Bird;
+use crate::frr::Frr;
 use crate::gobgp::Gobgp;
 use crate::router::{NeighborConfig, RouterConfig, Timers, WorkDir};
 use crate::{Daemon, Netns, wait_for};
@@ -114,122 +115,34 @@ impl Probe for GobgpProbe<'_> {
 /// FRR for the benchmark: zebra (next-hop tracking, connected routes) plus
 /// bgpd with `-n` (no FIB install), so FRR, like BIRD (no kernel protocol)
 /// and GoBGP and flatnet, keeps the table in the control plane only.
-pub(super) struct FrrNoFib<'a> {
-    ns: &'a Netns,
-    dir: WorkDir,
-    _zebra: Daemon,
-    _bgpd: Daemon,
-}
-
-fn chown_frr(p: &Path) -> Result<(), FeedError> {
-    let user = nix::unistd::User::from_name("frr")
-        .map_err(|e| FeedError::Receiver(format!("looking up user frr: {e}")))?
-        .ok_or_else(|| FeedError::Receiver("user frr does not exist (is FRR installed?)".into()))?;
-    nix::unistd::chown(p, Some(user.uid), Some(user.gid))
-        .map_err(|e| FeedError::Receiver(format!("chown {}: {e}", p.display())))?;
-    Ok(())
-}
-
-impl<'a> FrrNoFib<'a> {
-    pub(super) fn start(ns: &'a Netns, cfg: &RouterConfig) -> Result<Self, FeedError> {
-        let dir = WorkDir::new("frr-feed")?;
-        chown_frr(dir.path())?;
-        let d = dir.path().to_string_lossy().into_owned();
-        std::fs::write(
-            dir.join("zebra.conf"),
-            format!("hostname zebra\nlog file {d}/zebra.log\n"),
-        )?;
-        std::fs::write(dir.join("bgpd.conf"), crate::frr::render_bgpd(cfg, &d))?;
-        std::fs::write(dir.join("vtysh.conf"), "")?;
-        for name in ["zebra.conf", "bgpd.conf", "vtysh.conf"] {
-            chown_frr(&dir.join(name))?;
-        }
-        let zserv = format!("{d}/zserv.api");
-        let out = |n: &str| -> Result<std::process::Stdio, FeedError> {
-            Ok(std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join(n))?
-                .into())
-        };
-        let zebra = ns.spawn(
-            ns.command("/usr/lib/frr/zebra")
-                .args(["-u", "frr", "-g", "frr", "-f"])
-                .arg(format!("{d}/zebra.conf"))
-                .arg("-i")
-                .arg(format!("{d}/zebra.pid"))
-                .args(["--vty_socket", &d, "-z", &zserv])
-                .stdout(out("zebra.out")?)
-                .stderr(out("zebra.out")?),
-        )?;
-        let zpath = dir.join("zserv.api");
-        wait_for("zebra zserv socket", Duration::from_secs(10), || {
-            Ok(zpath.exists().then_some(()))
-        })?;
-        let bgpd = ns.spawn(
-            ns.command("/usr/lib/frr/bgpd")
-                .args(["-n", "-u", "frr", "-g", "frr", "-f"])
-                .arg(format!("{d}/bgpd.conf"))
-                .arg("-i")
-                .arg(format!("{d}/bgpd.pid"))
-                .args(["--vty_socket", &d, "-z", &zserv])
-                .stdout(out("bgpd.out")?)
-                .stderr(out("bgpd.out")?),
-        )?;
-        let f = FrrNoFib {
-            ns,
-            dir,
-            _zebra: zebra,
-            _bgpd: bgpd,
-        };
-        wait_for("bgpd vty", Duration::from_secs(10), || {
-            Ok(f.vtysh("show bgp summary json").ok().map(|_| ()))
-        })?;
-        Ok(f)
-    }
-
-    fn vtysh(&self, cmd: &str) -> Result<String, FeedError> {
-        let d = self.dir.path().to_string_lossy().into_owned();
-        let out = crate::run(self.ns.command("vtysh").args([
-            "--vty_socket",
-            &d,
-            "--config_dir",
-            &d,
-            "-c",
-            cmd,
-        ]))?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-}
+pub(super) struct FrrNoFib<'a>(pub(super) Frr<'a>, pub(super) &'a Netns);
 
 impl Probe for FrrNoFib<'_> {
     fn pid(&self) -> Result<u32, FeedError> {
-        pid_in_ns(self.ns, "bgpd").ok_or_else(|| FeedError::Receiver("bgpd not running".into()))
+        pid_in_ns(self.1, "bgpd").ok_or_else(|| FeedError::Receiver("bgpd not running".into()))
     }
     fn extra_pids(&self) -> Vec<(String, u32)> {
-        pid_in_ns(self.ns, "zebra")
+        pid_in_ns(self.1, "zebra")
             .map(|p| vec![("zebra".to_string(), p)])
             .unwrap_or_default()
     }
     fn count(&self) -> Result<u64, FeedError> {
-        let s = self.vtysh("show bgp ipv4 unicast summary json")?;
-        let v: serde_json::Value = serde_json::from_str(&s)
-            .map_err(|e| FeedError::Receiver(format!("bad JSON from vtysh ({e}): {s}")))?;
+        let v = self.0.vtysh_json("show bgp ipv4 unicast summary json")?;
         Ok(v["peers"][FEEDER_ADDR.to_string()]["pfxRcd"]
             .as_u64()
             .unwrap_or(0))
     }
     fn has_best(&self, p: &Ipv4Prefix) -> Result<bool, FeedError> {
-        let s = self.vtysh(&format!(
+        let s = self.0.vtysh(&[&format!(
             "show bgp ipv4 unicast {}/{} json",
             p.addr(),
             p.len()
-        ))?;
+        )])?;
         Ok(s.replace(char::is_whitespace, "")
             .contains("\"overall\":true"))
     }
     fn logs(&self) -> String {
-        std::fs::read_to_string(self.dir.join("bgpd.out")).unwrap_or_default()
+        std::fs::read_to_string(self.0.dir().join("bgpd.out")).unwrap_or_default()
     }
 }
 
