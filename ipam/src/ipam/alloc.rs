@@ -235,3 +235,49 @@ pub(super) fn stage_cleared(txn: Txn, key: &str, mut b: Block, now: u64) -> Txn 
     }
     txn.then(Op::put(key, encode(&b)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cidr::Cidr;
+
+    fn block(host: Option<&str>, used: &[u64]) -> Block {
+        let cidr: Cidr = "10.0.0.0/28".parse().unwrap_or_else(|e| panic!("{e:?}"));
+        let mut b = Block::new(cidr, "p", host.map(str::to_string), 1);
+        for &o in used {
+            b.set(o);
+        }
+        b.empty_since_ms = None;
+        b
+    }
+
+    fn written(txn: &Txn) -> Option<Block> {
+        match txn.ops.as_slice() {
+            [Op::Put { key, value }] if key == "k" => serde_json::from_slice(value).ok(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_block_still_in_use_is_rewritten_without_a_grace_stamp() {
+        let txn = stage_cleared(Txn::new(), "k", block(Some("h1"), &[3]), 50);
+        let b = written(&txn).unwrap_or_else(|| panic!("{txn:?}"));
+        assert_eq!((b.used(), b.empty_since_ms), (1, None));
+    }
+
+    #[test]
+    fn an_empty_owned_block_starts_its_grace_period() {
+        let txn = stage_cleared(Txn::new(), "k", block(Some("h1"), &[]), 50);
+        let b = written(&txn).unwrap_or_else(|| panic!("{txn:?}"));
+        assert_eq!(
+            (b.host.as_deref(), b.empty_since_ms),
+            (Some("h1"), Some(50))
+        );
+    }
+
+    #[test]
+    fn an_empty_unowned_block_goes_back_to_the_pool() {
+        let txn = stage_cleared(Txn::new(), "k", block(None, &[]), 50);
+        assert_eq!(txn.ops, vec![Op::delete("k")]);
+    }
+}
