@@ -89,10 +89,7 @@ impl Rib {
 
     /// The Loc-RIB: every prefix with a best path, sorted.
     pub fn loc_rib(&self) -> Vec<(Prefix, Path)> {
-        let mut v = Vec::new();
-        collect(
-            &self.v4,
-            &mut v,
+        self.collect_sorted(
             |r| r.flags & BEST != 0,
             |r| {
                 r.post.clone().map(|a| Path {
@@ -100,20 +97,7 @@ impl Rib {
                     attrs: a,
                 })
             },
-        );
-        collect(
-            &self.v6,
-            &mut v,
-            |r| r.flags & BEST != 0,
-            |r| {
-                r.post.clone().map(|a| Path {
-                    peer: PeerId(r.peer),
-                    attrs: a,
-                })
-            },
-        );
-        v.sort_by_key(|(p, _)| *p);
-        v
+        )
     }
 
     /// Number of prefixes with a best path.
@@ -123,28 +107,23 @@ impl Rib {
 
     /// Adj-RIB-In before import policy for a peer, sorted.
     pub fn adj_rib_in_pre(&self, id: PeerId) -> Vec<(Prefix, Arc<Attrs>)> {
-        let mut v = Vec::new();
-        collect(
-            &self.v4,
-            &mut v,
-            |r| r.peer == id.0,
-            |r| Some(Arc::clone(&r.pre)),
-        );
-        collect(
-            &self.v6,
-            &mut v,
-            |r| r.peer == id.0,
-            |r| Some(Arc::clone(&r.pre)),
-        );
-        v.sort_by_key(|(p, _)| *p);
-        v
+        self.collect_sorted(|r| r.peer == id.0, |r| Some(Arc::clone(&r.pre)))
     }
 
     /// Adj-RIB-In after import policy (accepted routes only) for a peer, sorted.
     pub fn adj_rib_in_post(&self, id: PeerId) -> Vec<(Prefix, Arc<Attrs>)> {
+        self.collect_sorted(|r| r.peer == id.0, |r| r.post.clone())
+    }
+
+    /// Both families' routes passing `keep`, mapped by `f`, sorted by prefix.
+    fn collect_sorted<T>(
+        &self,
+        keep: impl Fn(&Route) -> bool,
+        f: impl Fn(&Route) -> Option<T>,
+    ) -> Vec<(Prefix, T)> {
         let mut v = Vec::new();
-        collect(&self.v4, &mut v, |r| r.peer == id.0, |r| r.post.clone());
-        collect(&self.v6, &mut v, |r| r.peer == id.0, |r| r.post.clone());
+        collect(&self.v4, &mut v, &keep, &f);
+        collect(&self.v6, &mut v, &keep, &f);
         v.sort_by_key(|(p, _)| *p);
         v
     }
