@@ -144,7 +144,7 @@ impl Rib {
         Ok(ch)
     }
 
-    pub(super) fn withdraw_mp(&mut self, id: PeerId, nlri: &MpNlri, ch: &mut Changes) {
+    fn withdraw_mp(&mut self, id: PeerId, nlri: &MpNlri, ch: &mut Changes) {
         match nlri {
             MpNlri::Ipv4(v) => v
                 .iter()
@@ -158,7 +158,7 @@ impl Rib {
 
     /// Import one received route. `cache` memoises the post-policy attrs
     /// per deciding term for this UPDATE's shared attribute set.
-    pub(super) fn announce<P: Fam>(
+    fn announce<P: Fam>(
         &mut self,
         id: PeerId,
         prefix: P,
@@ -255,7 +255,7 @@ impl Rib {
         Ok(ch)
     }
 
-    pub(super) fn reimport<P: Fam>(&mut self, id: PeerId, ch: &mut Changes) {
+    fn reimport<P: Fam>(&mut self, id: PeerId, ch: &mut Changes) {
         let routes: Vec<(P, Arc<Attrs>, bool)> = P::table_ref(self)
             .iter()
             .filter_map(|(k, ps)| {

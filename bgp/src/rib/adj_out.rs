@@ -22,6 +22,8 @@ pub(super) struct Out<P> {
 }
 
 impl Rib {
+    /// Record what `q` gets for `prefix` (`None` = withdrawn) and queue it
+    /// for [`Rib::take_updates`] when it differs from what was sent.
     pub(super) fn set_out<P: Fam>(
         &mut self,
         q: PeerId,
@@ -125,11 +127,11 @@ impl Rib {
     }
 }
 
-pub(super) type Groups<P> = Vec<(Arc<Attrs>, Vec<P>)>;
+type Groups<P> = Vec<(Arc<Attrs>, Vec<P>)>;
 
 /// Split a family's dirty set into withdrawals and announcement groups
 /// sharing one attribute set (sorted, so output is deterministic).
-pub(super) fn drain<P: Fam>(o: &mut Out<P>) -> (Vec<P>, Groups<P>) {
+fn drain<P: Fam>(o: &mut Out<P>) -> (Vec<P>, Groups<P>) {
     let mut dirty = std::mem::take(&mut o.dirty);
     dirty.sort_unstable();
     dirty.dedup();

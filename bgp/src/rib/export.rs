@@ -34,7 +34,7 @@ impl Rib {
 
     /// The attributes `q` gets for `prefix` whose best route is `a` from
     /// `src`, or `None` when it gets nothing.
-    pub(super) fn export_attrs<P: Fam>(
+    fn export_attrs<P: Fam>(
         &mut self,
         q: PeerId,
         prefix: P,
@@ -190,7 +190,7 @@ impl Rib {
     }
 }
 
-pub(super) fn self_next_hop(info: &PeerInfo, family: Family) -> Option<MpNextHop> {
+fn self_next_hop(info: &PeerInfo, family: Family) -> Option<MpNextHop> {
     let v6 = info.local_v6.map(|g| MpNextHop::Ipv6 {
         global: g,
         link_local: info.local_v6_link_local,

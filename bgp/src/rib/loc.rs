@@ -9,16 +9,17 @@ use super::{Attrs, Changes, Fam, LocRibChange, Path, PeerId, Rib};
 
 /// Best path and multipath members as (peer, attrs pointer): what a change compares.
 #[derive(PartialEq, Eq)]
-pub(super) struct Snapshot {
-    pub(super) best: Option<(u32, usize)>,
-    pub(super) multi: Vec<(u32, usize)>,
+struct Snapshot {
+    best: Option<(u32, usize)>,
+    multi: Vec<(u32, usize)>,
 }
 
+/// An interned set's identity (interning makes pointer equality value equality).
 pub(super) fn ptr(a: &Arc<Attrs>) -> usize {
     Arc::as_ptr(a) as usize
 }
 
-pub(super) fn snapshot(p: Option<&Paths>) -> Snapshot {
+fn snapshot(p: Option<&Paths>) -> Snapshot {
     let mut s = Snapshot {
         best: None,
         multi: Vec::new(),
@@ -39,6 +40,7 @@ pub(super) fn snapshot(p: Option<&Paths>) -> Snapshot {
 }
 
 impl Rib {
+    /// What the decision process knows about the origin of a route (`None`: peer forgotten).
     pub(super) fn source(&self, peer: u32) -> Option<&Source> {
         if peer == PeerId::LOCAL.0 {
             Some(&self.local)
@@ -117,7 +119,7 @@ impl Rib {
 
     /// Rerun the decision for `prefix`; report and export if the best path
     /// or multipath set differs from `old`.
-    pub(super) fn decide<P: Fam>(&mut self, prefix: P, old: Snapshot, ch: &mut Changes) {
+    fn decide<P: Fam>(&mut self, prefix: P, old: Snapshot, ch: &mut Changes) {
         let dcfg = self.cfg.decision;
         let report = self.report_loc_rib;
         let sel = {

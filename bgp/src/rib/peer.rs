@@ -130,6 +130,7 @@ pub struct PrefixCounts {
     pub loop_rejected: u64,
 }
 
+/// A peer's session facts, Adj-RIB-Out and counters (kept while down with stale routes).
 #[derive(Debug)]
 pub(super) struct Peer {
     pub(super) info: PeerInfo,
@@ -144,6 +145,7 @@ pub(super) struct Peer {
 }
 
 impl Peer {
+    /// The counters of family `P`.
     pub(super) fn counts<P: Fam>(&mut self) -> &mut PrefixCounts {
         if P::FAMILY == Family::IPV4_UNICAST {
             &mut self.counts4
@@ -235,7 +237,7 @@ impl Rib {
         ch
     }
 
-    pub(super) fn refresh_up(&mut self) {
+    fn refresh_up(&mut self) {
         self.up = self
             .peers
             .iter()
@@ -244,6 +246,7 @@ impl Rib {
             .collect();
     }
 
+    /// Routes the peer still holds in Adj-RIB-In (both families).
     pub(super) fn count_routes(&self, id: PeerId) -> usize {
         self.peers
             .get(&id)

@@ -169,7 +169,7 @@ impl Rib {
     }
 }
 
-pub(super) fn collect<P: Fam, T>(
+fn collect<P: Fam, T>(
     t: &Table<P>,
     v: &mut Vec<(Prefix, T)>,
     keep: impl Fn(&Route) -> bool,

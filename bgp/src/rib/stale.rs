@@ -42,6 +42,7 @@ impl Rib {
         ch
     }
 
+    /// Remove the peer's routes in `family` (only the stale ones with `only_stale`).
     pub(super) fn remove_peer_routes(
         &mut self,
         id: PeerId,
