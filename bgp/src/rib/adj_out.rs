@@ -154,3 +154,56 @@ fn drain<P: Fam>(o: &mut Out<P>) -> (Vec<P>, Groups<P>) {
     }
     (wd, out)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::rib::Interner;
+    use crate::wire::{Ipv4Prefix, PrefixLenError};
+
+    fn p(a: u8) -> Result<Ipv4Prefix, PrefixLenError> {
+        Ipv4Prefix::new(Ipv4Addr::new(10, 0, a, 0), 24)
+    }
+
+    /// Repeated changes coalesce, withdrawals are what is no longer sent, and
+    /// announcements are grouped by shared attribute set in prefix order.
+    #[test]
+    fn drain_dedups_splits_withdrawals_and_groups_by_attribute_set() -> Result<(), PrefixLenError> {
+        let mut interner = Interner::default();
+        let a1 = interner.intern(Attrs {
+            med: Some(1),
+            ..Attrs::default()
+        });
+        let a2 = interner.intern(Attrs {
+            med: Some(2),
+            ..Attrs::default()
+        });
+        let (a, b, c, d) = (p(1)?, p(2)?, p(3)?, p(4)?);
+        let mut o = Out::<Ipv4Prefix>::default();
+        o.sent.insert(c, Arc::clone(&a2));
+        o.sent.insert(b, Arc::clone(&a1));
+        o.sent.insert(a, Arc::clone(&a1));
+        o.dirty = vec![c, a, d, a, b, d];
+
+        let (wd, groups) = drain(&mut o);
+
+        assert_eq!(wd, vec![d]);
+        assert_eq!(groups.len(), 2);
+        assert!(Arc::ptr_eq(&groups[0].0, &a1));
+        assert_eq!(groups[0].1, vec![a, b]);
+        assert!(Arc::ptr_eq(&groups[1].0, &a2));
+        assert_eq!(groups[1].1, vec![c]);
+        assert!(o.dirty.is_empty(), "the dirty set is consumed");
+        assert_eq!(o.sent.len(), 3, "what was sent stays recorded");
+        Ok(())
+    }
+
+    #[test]
+    fn drain_of_nothing_is_nothing() {
+        let mut o = Out::<Ipv4Prefix>::default();
+        let (wd, groups) = drain(&mut o);
+        assert!(wd.is_empty() && groups.is_empty());
+    }
+}

@@ -212,3 +212,72 @@ fn self_next_hop(info: &PeerInfo, family: Family) -> Option<MpNextHop> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+
+    fn info() -> PeerInfo {
+        PeerInfo::new(
+            65000,
+            65001,
+            Ipv4Addr::new(10, 0, 0, 2),
+            IpAddr::V4(Ipv4Addr::new(10, 1, 0, 2)),
+        )
+    }
+
+    const V4: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+    const V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+    const LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+
+    #[test]
+    fn ipv4_routes_get_our_ipv4_address() {
+        let mut i = info();
+        i.local_v4 = Some(V4);
+        i.local_v6 = Some(V6);
+        assert_eq!(
+            self_next_hop(&i, Family::IPV4_UNICAST),
+            Some(MpNextHop::Ipv4(V4))
+        );
+    }
+
+    #[test]
+    fn ipv4_routes_without_ipv4_need_extended_next_hop() {
+        let mut i = info();
+        i.local_v6 = Some(V6);
+        i.local_v6_link_local = Some(LL);
+        assert_eq!(self_next_hop(&i, Family::IPV4_UNICAST), None);
+        i.encode.extended_next_hop_ipv4 = true;
+        assert_eq!(
+            self_next_hop(&i, Family::IPV4_UNICAST),
+            Some(MpNextHop::Ipv6 {
+                global: V6,
+                link_local: Some(LL),
+            })
+        );
+    }
+
+    #[test]
+    fn ipv6_routes_prefer_ipv6_then_ipv4_mapped() {
+        let mut i = info();
+        assert_eq!(self_next_hop(&i, Family::IPV6_UNICAST), None);
+        i.local_v4 = Some(V4);
+        assert_eq!(
+            self_next_hop(&i, Family::IPV6_UNICAST),
+            Some(MpNextHop::Ipv6 {
+                global: V4.to_ipv6_mapped(),
+                link_local: None,
+            })
+        );
+        i.local_v6 = Some(V6);
+        assert_eq!(
+            self_next_hop(&i, Family::IPV6_UNICAST),
+            Some(MpNextHop::Ipv6 {
+                global: V6,
+                link_local: None,
+            })
+        );
+    }
+}
