@@ -168,7 +168,7 @@ impl RibPrefix for Ipv6Prefix {
 /// Shards per table (a power of two).
 const SHARDS: usize = 16;
 
-/// All routes of one family: a hash map split into [`SHARDS`] maps by a
+/// All routes of one family: a hash map split into `SHARDS` (16) maps by a
 /// few hash bits. A full table grows one shard at a time, so a resize holds
 /// the old and new buckets of 1/16 of the table at once rather than the
 /// whole table's (which was a quarter of the peak RSS at a million routes).

@@ -1,0 +1,289 @@
+//! Adj-RIB-In: UPDATEs and withdrawals from peers, locally originated
+//! routes, import policy (pre and post) with its per-UPDATE attribute
+//! cache, and re-running import policy (soft reconfiguration inbound).
+
+use std::sync::Arc;
+
+use super::table::STALE;
+use super::{Attrs, Changes, Fam, PeerId, Rib, RibError};
+use crate::policy::{Disposition, Policy};
+use crate::wire::{
+    Family, Ipv4Prefix, Ipv6Prefix, MpNextHop, MpNlri, Nlri4, Nlri6, PathAttribute, Prefix, Update,
+};
+
+/// See `Rib::last_in`. Valid for one session of `peer` (cleared on up/down).
+#[derive(Debug)]
+pub(super) struct LastIn {
+    pub(super) peer: PeerId,
+    pub(super) attributes: Vec<PathAttribute>,
+    pub(super) pre: Arc<Attrs>,
+    pub(super) looped: bool,
+}
+
+impl Rib {
+    /// Apply an UPDATE received from `id`. An End-of-RIB sweeps the
+    /// family's stale routes and is reported in [`Changes::end_of_rib`].
+    pub fn apply_update(&mut self, id: PeerId, u: &Update) -> Result<Changes, RibError> {
+        let peer = self
+            .peers
+            .get(&id)
+            .filter(|p| p.up)
+            .ok_or(RibError::UnknownPeer(id))?;
+        let mut ch = Changes::default();
+        if let Some(fam) = u.end_of_rib_family() {
+            let mut c = self.sweep_stale(id, fam);
+            c.end_of_rib = Some(fam);
+            return Ok(c);
+        }
+        let decode = peer.info.decode;
+        let ebgp = peer.info.is_ebgp();
+        let local_as = peer.info.local_as;
+        for n in &u.withdrawn {
+            self.set_route::<Ipv4Prefix>(n.prefix, id, None, &mut ch);
+        }
+        if let Some(m) = u.mp_unreach() {
+            self.withdraw_mp(id, &m.withdrawn, &mut ch);
+        }
+        let reach = u.mp_reach();
+        if u.nlri.is_empty() && reach.is_none_or(|m| m.nlri.is_empty()) {
+            return Ok(ch);
+        }
+        if reach.is_none()
+            && let Some(l) = &self.last_in
+            && l.peer == id
+            && l.attributes == u.attributes
+        {
+            let (pre, looped) = (Arc::clone(&l.pre), l.looped);
+            let mut cache = Vec::new();
+            for n in &u.nlri {
+                self.announce::<Ipv4Prefix>(id, n.prefix, &pre, looped, &mut cache, &mut ch);
+            }
+            // Import policy may have interned modified sets.
+            self.interner.maybe_gc();
+            return Ok(ch);
+        }
+        let (as_path, aggregator) = u.effective_as_path(&decode);
+        let mut base = Attrs::from_received(u.path_attributes(), as_path, aggregator, None);
+        if ebgp {
+            // RFC 4271 5.1.5: LOCAL_PREF from an external peer is ignored.
+            base.local_pref = None;
+        }
+        let looped = base.as_path_contains(local_as) || base.as_path_contains(self.cfg.local_as);
+        if !u.nlri.is_empty() {
+            let nh = u.next_hop().map(MpNextHop::Ipv4);
+            // Copy the set only when MP_REACH_NLRI needs it too.
+            let attrs = match reach {
+                Some(_) => Attrs {
+                    next_hop: nh,
+                    ..base.clone()
+                },
+                None => Attrs {
+                    next_hop: nh,
+                    ..std::mem::take(&mut base)
+                },
+            };
+            let pre = self.interner.intern(attrs);
+            if reach.is_none() {
+                self.last_in = Some(LastIn {
+                    peer: id,
+                    attributes: u.attributes.clone(),
+                    pre: Arc::clone(&pre),
+                    looped,
+                });
+            }
+            let mut cache = Vec::new();
+            for n in &u.nlri {
+                self.announce::<Ipv4Prefix>(id, n.prefix, &pre, looped, &mut cache, &mut ch);
+            }
+        }
+        if let Some(m) = reach {
+            let pre = self.interner.intern(Attrs {
+                next_hop: Some(m.next_hop.clone()),
+                ..base
+            });
+            let mut cache = Vec::new();
+            match &m.nlri {
+                MpNlri::Ipv4(v) if m.family == Family::IPV4_UNICAST => {
+                    for n in v {
+                        self.announce::<Ipv4Prefix>(
+                            id, n.prefix, &pre, looped, &mut cache, &mut ch,
+                        );
+                    }
+                }
+                MpNlri::Ipv6(v) if m.family == Family::IPV6_UNICAST => {
+                    for n in v {
+                        self.announce::<Ipv6Prefix>(
+                            id, n.prefix, &pre, looped, &mut cache, &mut ch,
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.interner.maybe_gc();
+        Ok(ch)
+    }
+
+    /// Withdraw NLRI (e.g. from an RFC 7606 treat-as-withdraw error).
+    pub fn apply_withdraw(
+        &mut self,
+        id: PeerId,
+        v4: &[Nlri4],
+        v6: &[Nlri6],
+    ) -> Result<Changes, RibError> {
+        if !self.peers.contains_key(&id) {
+            return Err(RibError::UnknownPeer(id));
+        }
+        let mut ch = Changes::default();
+        for n in v4 {
+            self.set_route::<Ipv4Prefix>(n.prefix, id, None, &mut ch);
+        }
+        for n in v6 {
+            self.set_route::<Ipv6Prefix>(n.prefix, id, None, &mut ch);
+        }
+        Ok(ch)
+    }
+
+    fn withdraw_mp(&mut self, id: PeerId, nlri: &MpNlri, ch: &mut Changes) {
+        match nlri {
+            MpNlri::Ipv4(v) => v
+                .iter()
+                .for_each(|n| self.set_route::<Ipv4Prefix>(n.prefix, id, None, ch)),
+            MpNlri::Ipv6(v) => v
+                .iter()
+                .for_each(|n| self.set_route::<Ipv6Prefix>(n.prefix, id, None, ch)),
+            MpNlri::Raw(_) => {}
+        }
+    }
+
+    /// Import one received route. `cache` memoises the post-policy attrs
+    /// per deciding term for this UPDATE's shared attribute set.
+    fn announce<P: Fam>(
+        &mut self,
+        id: PeerId,
+        prefix: P,
+        pre: &Arc<Attrs>,
+        looped: bool,
+        cache: &mut Vec<(Option<usize>, Option<Arc<Attrs>>)>,
+        ch: &mut Changes,
+    ) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let post = if looped {
+            peer.counts::<P>().loop_rejected += 1;
+            None
+        } else {
+            match peer.info.import_policy() {
+                Err(_) => None,
+                Ok(None) => Some(Arc::clone(pre)),
+                Ok(Some(pol)) => {
+                    let v = pol.evaluate(&prefix.to_prefix(), pre);
+                    if v.disposition == Disposition::Reject {
+                        None
+                    } else if let Some((_, a)) = cache.iter().find(|(t, _)| *t == v.term) {
+                        a.clone()
+                    } else {
+                        let a = match pol.modified(v, pre, peer.info.local_as) {
+                            Some(m) => self.interner.intern(m),
+                            None => Arc::clone(pre),
+                        };
+                        cache.push((v.term, Some(Arc::clone(&a))));
+                        Some(a)
+                    }
+                }
+            }
+        };
+        let keep = self.peers.get(&id).is_some_and(|p| p.info.keep_rejected);
+        if post.is_none() && !keep {
+            self.set_route::<P>(prefix, id, None, ch);
+        } else {
+            self.set_route::<P>(prefix, id, Some((Arc::clone(pre), post)), ch);
+        }
+    }
+
+    /// Originate a prefix with attributes (next hop `None` = ourselves).
+    /// Replaces an earlier origination of the same prefix.
+    pub fn originate(&mut self, prefix: Prefix, attrs: Attrs) -> Changes {
+        let a = self.interner.intern(attrs);
+        let mut ch = Changes::default();
+        match prefix {
+            Prefix::V4(p) => {
+                self.set_route(p, PeerId::LOCAL, Some((Arc::clone(&a), Some(a))), &mut ch)
+            }
+            Prefix::V6(p) => {
+                self.set_route(p, PeerId::LOCAL, Some((Arc::clone(&a), Some(a))), &mut ch)
+            }
+        }
+        ch
+    }
+
+    /// Stop originating a prefix.
+    pub fn withdraw(&mut self, prefix: Prefix) -> Changes {
+        let mut ch = Changes::default();
+        match prefix {
+            Prefix::V4(p) => self.set_route(p, PeerId::LOCAL, None, &mut ch),
+            Prefix::V6(p) => self.set_route(p, PeerId::LOCAL, None, &mut ch),
+        }
+        self.interner.maybe_gc();
+        ch
+    }
+
+    /// Replace a peer's import policy and re-run it over Adj-RIB-In-pre
+    /// (soft reconfiguration inbound). Without `keep_rejected`, routes
+    /// rejected before are not held, so [`Changes::route_refresh_needed`]
+    /// asks the session to send ROUTE-REFRESH.
+    pub fn set_import_policy(
+        &mut self,
+        id: PeerId,
+        policy: Option<Policy>,
+    ) -> Result<Changes, RibError> {
+        let peer = self.peers.get_mut(&id).ok_or(RibError::UnknownPeer(id))?;
+        peer.info.import = policy;
+        let mut ch = Changes::default();
+        if let Err(r) = peer.info.import_policy() {
+            ch.notices.push(r);
+        }
+        if !peer.info.keep_rejected {
+            for f in &peer.info.families {
+                ch.route_refresh_needed.push((id, *f));
+            }
+        }
+        self.reimport::<Ipv4Prefix>(id, &mut ch);
+        self.reimport::<Ipv6Prefix>(id, &mut ch);
+        self.interner.maybe_gc();
+        Ok(ch)
+    }
+
+    fn reimport<P: Fam>(&mut self, id: PeerId, ch: &mut Changes) {
+        let routes: Vec<(P, Arc<Attrs>, bool)> = P::table_ref(self)
+            .iter()
+            .filter_map(|(k, ps)| {
+                ps.get(id.0)
+                    .map(|r| (*k, Arc::clone(&r.pre), r.flags & STALE != 0))
+            })
+            .collect();
+        let local_as = self
+            .peers
+            .get(&id)
+            .map_or(self.cfg.local_as, |p| p.info.local_as);
+        for (pfx, pre, stale) in routes {
+            let looped = pre.as_path_contains(local_as) || pre.as_path_contains(self.cfg.local_as);
+            let mut cache = Vec::new();
+            if looped {
+                continue; // stays rejected; not counted again
+            }
+            self.announce::<P>(id, pfx, &pre, false, &mut cache, ch);
+            if stale
+                && let Some(r) = P::table(self)
+                    .get_mut(&pfx)
+                    .and_then(|ps| ps.as_mut_slice().iter_mut().find(|r| r.peer == id.0))
+            {
+                r.flags |= STALE;
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.counts::<P>().stale += 1;
+                }
+            }
+        }
+    }
+}
