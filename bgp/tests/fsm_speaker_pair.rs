@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use flatnet_bgp::config::parse_prefix;
 use flatnet_bgp::fsm::State;
 use flatnet_bgp::session::PeerConfig;
 use flatnet_bgp::speaker::{OriginAttrs, PeerStatus, Speaker, SpeakerConfig};
@@ -75,7 +74,7 @@ async fn two_speakers_collide_exchange_routes_and_shut_down() {
     assert_eq!(pb.hold_time, Some(9));
 
     // A originates; B learns it as best path and gets an event.
-    let prefix = parse_prefix("10.20.0.0/24").unwrap();
+    let prefix = "10.20.0.0/24".parse::<flatnet_bgp::wire::Prefix>().unwrap();
     a.originate(
         prefix,
         OriginAttrs {

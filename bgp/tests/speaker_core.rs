@@ -9,9 +9,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use flatnet_bgp::fsm::{
-    DownReason, LocalCapabilities, LocalGracefulRestart, Negotiated, State,
-};
+use flatnet_bgp::fsm::{DownReason, LocalCapabilities, LocalGracefulRestart, Negotiated, State};
 use flatnet_bgp::session::{GracefulRestartConfig, MaxPrefix, PeerConfig};
 use flatnet_bgp::speaker::OriginAttrs;
 use flatnet_bgp::speaker::core::{Action, Core, CoreConfig, Event, PeerCommand, cease_data};
@@ -124,7 +122,8 @@ fn announce(c: &mut Core, prefixes: &[Ipv4Prefix], now: Instant) {
         ],
         nlri: prefixes.iter().map(|p| Nlri4::new(*p)).collect(),
     };
-    c.handle(Event::Update(peer_ip(), Box::new(u)), now).unwrap();
+    c.handle(Event::Update(peer_ip(), Box::new(u)), now)
+        .unwrap();
 }
 
 fn drain(c: &mut Core) -> Vec<Action> {
@@ -158,9 +157,15 @@ fn adding_a_peer_starts_its_task_and_announces_one_change() {
     let mut c = core();
     c.handle(Event::AddPeer(Box::new(peer_cfg())), t0).unwrap();
     let a = drain(&mut c);
-    assert_eq!(a, [Action::StartPeer(Box::new(peer_cfg())), Action::Changed]);
+    assert_eq!(
+        a,
+        [Action::StartPeer(Box::new(peer_cfg())), Action::Changed]
+    );
     assert!(c.handle(Event::AddPeer(Box::new(peer_cfg())), t0).is_err());
-    assert!(c.handle(Event::StartPeer("192.0.2.9".parse().unwrap()), t0).is_err());
+    assert!(
+        c.handle(Event::StartPeer("192.0.2.9".parse().unwrap()), t0)
+            .is_err()
+    );
 }
 
 #[test]
@@ -198,7 +203,10 @@ fn gr_end_of_rib_sweeps_only_what_was_not_refreshed() {
     announce(&mut c, &[p4([10, 0, 1, 0], 24)], t2);
     assert_eq!(stale(&c, t2), 1);
     c.handle(
-        Event::Update(peer_ip(), Box::new(Update::end_of_rib(Family::IPV4_UNICAST))),
+        Event::Update(
+            peer_ip(),
+            Box::new(Update::end_of_rib(Family::IPV4_UNICAST)),
+        ),
         t2,
     )
     .unwrap();
@@ -301,7 +309,10 @@ fn enhanced_refresh_request_is_answered_between_borr_and_eorr() {
         .collect();
     assert_eq!(cmds.len(), 3, "{cmds:?}");
     assert_eq!(cmds[0], PeerCommand::Demarcation(v4, RouteRefresh::BORR));
-    assert!(matches!(&cmds[1], PeerCommand::Send(u) if !u.is_empty()), "{cmds:?}");
+    assert!(
+        matches!(&cmds[1], PeerCommand::Send(u) if !u.is_empty()),
+        "{cmds:?}"
+    );
     assert_eq!(cmds[2], PeerCommand::Demarcation(v4, RouteRefresh::EORR));
 }
 
@@ -381,7 +392,11 @@ fn max_prefix_warning_threshold_and_the_limit_itself_do_not_reset() {
     let t0 = Instant::now();
     let mut c = with_max_prefix(4, Some(Duration::from_secs(30)), t0);
     // 3 of 4: past the 50 % warning, then exactly at the limit.
-    announce(&mut c, &(0..3).map(|i| p4([10, 1, i, 0], 24)).collect::<Vec<_>>(), t0);
+    announce(
+        &mut c,
+        &(0..3).map(|i| p4([10, 1, i, 0], 24)).collect::<Vec<_>>(),
+        t0,
+    );
     announce(&mut c, &[p4([10, 1, 3, 0], 24)], t0);
     assert!(local_errors(&drain(&mut c)).is_empty());
     let st = &c.peer_status(t0)[0];
@@ -394,7 +409,10 @@ fn max_prefix_warning_threshold_and_the_limit_itself_do_not_reset() {
 
 #[test]
 fn cease_data_is_afi_safi_and_a_saturated_u32_limit() {
-    assert_eq!(cease_data(Family::IPV4_UNICAST, 1000), [0, 1, 1, 0, 0, 3, 0xe8]);
+    assert_eq!(
+        cease_data(Family::IPV4_UNICAST, 1000),
+        [0, 1, 1, 0, 0, 3, 0xe8]
+    );
     assert_eq!(
         cease_data(Family::IPV6_UNICAST, usize::MAX),
         [0, 2, 1, 0xff, 0xff, 0xff, 0xff]

@@ -332,4 +332,3 @@ impl Speaker {
         self.ask(CoreMsg::Shutdown).await
     }
 }
-

@@ -56,13 +56,7 @@ impl Core {
         self.apply(ch);
     }
 
-    pub(super) fn peer_up(
-        &mut self,
-        peer: IpAddr,
-        n: Negotiated,
-        local: SocketAddr,
-        now: Instant,
-    ) {
+    pub(super) fn peer_up(&mut self, peer: IpAddr, n: Negotiated, local: SocketAddr, now: Instant) {
         let Some(p) = self.peers.get(&peer) else {
             return;
         };
