@@ -132,7 +132,10 @@ fn drain(c: &mut Core) -> Vec<Action> {
 
 /// Loc-RIB prefixes, in order.
 fn loc_rib(c: &Core) -> Vec<String> {
-    c.rib_entries().into_iter().map(|e| e.prefix).collect()
+    c.rib_entries()
+        .into_iter()
+        .map(|e| e.prefix.to_string())
+        .collect()
 }
 
 fn stale(c: &Core, now: Instant) -> usize {

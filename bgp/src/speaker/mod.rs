@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::fsm::State;
 use crate::policy::Policy;
+use crate::rib::PeerId;
 use crate::session::PeerConfig;
 use crate::wire::{Community, LargeCommunity, Notification, Prefix};
 
@@ -102,11 +103,39 @@ pub struct SpeakerConfig {
     pub multipath_relax: bool,
 }
 
+/// Where a path comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PathSource {
+    /// Originated by this speaker.
+    Local,
+    /// Learned from this peer.
+    Peer(IpAddr),
+    /// A RIB peer id the speaker has no address for (not expected).
+    Unknown(PeerId),
+}
+
+impl std::fmt::Display for PathSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PathSource::Local => f.write_str("local"),
+            PathSource::Peer(a) => a.fmt(f),
+            PathSource::Unknown(id) => id.fmt(f),
+        }
+    }
+}
+
+/// Serialised as `local` or the peer address, as the state files always showed it.
+impl serde::Serialize for PathSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// A path as shown to API users.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PathInfo {
-    /// `local` or the peer address.
-    pub source: String,
+    /// Originated here or learned from a peer.
+    pub source: PathSource,
     /// Next hop.
     pub next_hop: Option<IpAddr>,
     /// AS_PATH flattened.
@@ -127,7 +156,7 @@ pub struct PathInfo {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RibEntry {
     /// Prefix.
-    pub prefix: String,
+    pub prefix: Prefix,
     /// Paths, best first.
     pub paths: Vec<PathInfo>,
 }
@@ -136,7 +165,7 @@ pub struct RibEntry {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RibEvent {
     /// Prefix.
-    pub prefix: String,
+    pub prefix: Prefix,
     /// New best path (None: withdrawn).
     pub best: Option<PathInfo>,
     /// New multipath set (best first).

@@ -158,6 +158,14 @@ impl fmt::Display for Prefix {
     }
 }
 
+/// Serialised as its text (`10.0.0.0/8`), as the state files always showed it.
+#[cfg(feature = "speaker")]
+impl serde::Serialize for Prefix {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// Why a prefix in text (`10.0.0.0/8`, `2001:db8::/32`) was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PrefixParseError {

@@ -260,7 +260,7 @@ impl Core {
                     .as_ref()
                     .map(|p| self.path_info(p.peer, &p.attrs, false, true, true));
                 self.actions.push_back(Action::Rib(super::RibEvent {
-                    prefix: c.prefix.to_string(),
+                    prefix: c.prefix,
                     best,
                     multipath: mp,
                 }));

@@ -7,7 +7,7 @@ use crate::rib::{Attrs, PeerId};
 use crate::wire::{MpNextHop, Prefix};
 
 use super::{Core, FAMILIES};
-use crate::speaker::{PathInfo, PeerStatus, RibEntry, Stats};
+use crate::speaker::{PathInfo, PathSource, PeerStatus, RibEntry, Stats};
 
 fn next_hop_ip(nh: &Option<MpNextHop>) -> Option<IpAddr> {
     match nh {
@@ -87,10 +87,7 @@ impl Core {
                     })
                     .collect();
                 paths.sort_by_key(|p| (!p.best, !p.multipath));
-                RibEntry {
-                    prefix: pr.to_string(),
-                    paths,
-                }
+                RibEntry { prefix: pr, paths }
             })
             .collect()
     }
@@ -105,11 +102,10 @@ impl Core {
     ) -> PathInfo {
         PathInfo {
             source: if peer == PeerId::LOCAL {
-                "local".into()
+                PathSource::Local
             } else {
                 self.addr_of(peer)
-                    .map(|a| a.to_string())
-                    .unwrap_or_else(|| peer.to_string())
+                    .map_or(PathSource::Unknown(peer), PathSource::Peer)
             },
             next_hop: next_hop_ip(&a.next_hop),
             as_path: a
