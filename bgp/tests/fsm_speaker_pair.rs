@@ -98,7 +98,10 @@ async fn two_speakers_collide_exchange_routes_and_shut_down() {
     assert_eq!(best.next_hop, Some(IpAddr::V4(a_ip)));
     assert_eq!(best.med, 7);
     let rib = b.rib().await.unwrap();
-    assert!(rib.iter().any(|e| e.prefix.to_string() == "10.20.0.0/24"), "{rib:?}");
+    assert!(
+        rib.iter().any(|e| e.prefix.to_string() == "10.20.0.0/24"),
+        "{rib:?}"
+    );
     wait_peer(&a, "A advertised 1", |p| p.prefixes_advertised == 1).await;
     wait_peer(&b, "B accepted 1", |p| p.prefixes_accepted == 1).await;
     let st = b.stats().await.unwrap();

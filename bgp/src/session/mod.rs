@@ -155,11 +155,9 @@ impl PeerConfig {
     }
 }
 
-/// Commands from the speaker core to a peer task.
-#[derive(Debug)]
-pub enum PeerCmd {
-    /// An inbound TCP connection from this peer's address.
-    Inbound(TcpStream),
+/// What the speaker core asks of a peer task (plain data: the core is sans-IO).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerCommand {
     /// Send these UPDATEs (already packed) on the Established session.
     Send(Vec<Update>),
     /// ManualStart.
@@ -170,13 +168,22 @@ pub enum PeerCmd {
     LocalError {
         /// What to send.
         notification: Notification,
-        /// When to come back.
+        /// When to come back (`None`: stay down).
         restart_after: Option<Duration>,
     },
     /// Ask the peer to re-send its routes (RFC 2918).
     RouteRefresh(Family),
     /// Send a ROUTE-REFRESH demarcation (RFC 7313 BoRR/EoRR) around a re-advertisement.
     Demarcation(Family, u8),
+}
+
+/// Messages from the speaker's driver to a peer task.
+#[derive(Debug)]
+pub enum PeerCmd {
+    /// An inbound TCP connection from this peer's address.
+    Inbound(TcpStream),
+    /// A command of the speaker core.
+    Core(PeerCommand),
     /// Stop (Cease/Peer De-configured) and end the task.
     Remove,
 }
@@ -434,10 +441,17 @@ impl PeerTask {
     }
 
     fn command(&mut self, c: PeerCmd) {
-        let t = now();
         match c {
             PeerCmd::Inbound(stream) => self.on_inbound(stream),
-            PeerCmd::Send(updates) => {
+            PeerCmd::Core(c) => self.core_command(c),
+            PeerCmd::Remove => {}
+        }
+    }
+
+    fn core_command(&mut self, c: PeerCommand) {
+        let t = now();
+        match c {
+            PeerCommand::Send(updates) => {
                 if self.primary.fsm.state() == State::Established
                     && let Some(conn) = &self.primary.conn
                 {
@@ -448,12 +462,12 @@ impl PeerTask {
                     self.primary.fsm.on_message_sent(t);
                 }
             }
-            PeerCmd::Start => self.primary.fsm.handle(Event::ManualStart, t),
-            PeerCmd::Stop(n) => {
+            PeerCommand::Start => self.primary.fsm.handle(Event::ManualStart, t),
+            PeerCommand::Stop(n) => {
                 self.secondary = None;
                 self.primary.fsm.handle(Event::ManualStop(n), t);
             }
-            PeerCmd::LocalError {
+            PeerCommand::LocalError {
                 notification,
                 restart_after,
             } => {
@@ -466,7 +480,7 @@ impl PeerTask {
                     t,
                 );
             }
-            PeerCmd::RouteRefresh(family) => {
+            PeerCommand::RouteRefresh(family) => {
                 if self.primary.fsm.state() == State::Established
                     && let Some(conn) = &self.primary.conn
                 {
@@ -474,14 +488,13 @@ impl PeerTask {
                     conn.send(&Message::RouteRefresh(RouteRefresh::request(family)));
                 }
             }
-            PeerCmd::Demarcation(family, subtype) => {
+            PeerCommand::Demarcation(family, subtype) => {
                 if self.primary.fsm.state() == State::Established
                     && let Some(conn) = &self.primary.conn
                 {
                     conn.send(&Message::RouteRefresh(RouteRefresh { family, subtype }));
                 }
             }
-            PeerCmd::Remove => {}
         }
     }
 

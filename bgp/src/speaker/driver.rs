@@ -59,24 +59,6 @@ pub(super) struct Driver {
     peer_rx: mpsc::UnboundedReceiver<PeerEvent>,
 }
 
-/// The core's command as the session task's.
-fn peer_cmd(c: PeerCommand) -> PeerCmd {
-    match c {
-        PeerCommand::Send(u) => PeerCmd::Send(u),
-        PeerCommand::Start => PeerCmd::Start,
-        PeerCommand::Stop(n) => PeerCmd::Stop(n),
-        PeerCommand::LocalError {
-            notification,
-            restart_after,
-        } => PeerCmd::LocalError {
-            notification,
-            restart_after,
-        },
-        PeerCommand::RouteRefresh(f) => PeerCmd::RouteRefresh(f),
-        PeerCommand::Demarcation(f, s) => PeerCmd::Demarcation(f, s),
-    }
-}
-
 impl Driver {
     /// A driver with the configured peers started and prefixes originated.
     pub(super) fn new(
@@ -178,7 +160,7 @@ impl Driver {
             self.drain();
             if let Some(r) = stop {
                 for tx in self.tasks.values() {
-                    let _ = tx.send(PeerCmd::Stop(None));
+                    let _ = tx.send(PeerCmd::Core(PeerCommand::Stop(None)));
                 }
                 // Give peer tasks a moment to write their NOTIFICATIONs.
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -221,7 +203,7 @@ impl Driver {
                 }
                 Action::Peer(ip, c) => {
                     if let Some(tx) = self.tasks.get(&ip) {
-                        let _ = tx.send(peer_cmd(c));
+                        let _ = tx.send(PeerCmd::Core(c));
                     }
                 }
                 Action::Rib(e) => {

@@ -4,10 +4,10 @@
 //! every input by hand and read every output.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use crate::fsm::{DownReason, Negotiated, State};
 use crate::policy::Policy;
+pub use crate::session::PeerCommand;
 use crate::session::PeerConfig;
 use crate::wire::{Family, Notification, Prefix, TreatAsWithdraw, Update};
 
@@ -71,28 +71,6 @@ pub enum Event {
     SoftResetIn(IpAddr),
     /// The time from [`super::Core::poll_timeout`] has come.
     Timeout,
-}
-
-/// A command for one peer's session task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PeerCommand {
-    /// Send these UPDATEs (already packed).
-    Send(Vec<Update>),
-    /// ManualStart.
-    Start,
-    /// ManualStop with an optional NOTIFICATION.
-    Stop(Option<Notification>),
-    /// A local limit was exceeded: send the NOTIFICATION, come back later.
-    LocalError {
-        /// What to send.
-        notification: Notification,
-        /// When to restart the session (`None`: stay down).
-        restart_after: Option<Duration>,
-    },
-    /// Ask the peer to resend `family` (RFC 2918).
-    RouteRefresh(Family),
-    /// Send BoRR / EoRR around a re-advertisement (RFC 7313).
-    Demarcation(Family, u8),
 }
 
 /// An output of [`super::Core::poll_action`], for the driver to carry out.
