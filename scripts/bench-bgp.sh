@@ -7,7 +7,7 @@
 # `scripts/bench-bgp.sh --prefixes 100000 --receivers flatnet,bird`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p flatnet-bgp --bin flatnet-bgpd
+cargo build --release -p flatnet-bgpd --bin flatnet-bgpd
 cargo build --release -p flatnet-lab --bin bench-bgp-feed
 target="${CARGO_TARGET_DIR:-target}"
 exec "$target/release/bench-bgp-feed" "$@"

@@ -344,7 +344,10 @@ impl Config {
     /// Parses and validates `text`; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            let (line, column) = e
+                .span()
+                .map(|s| flatnet_tomlspan::line_col(text, s.start))
+                .unwrap_or((1, 1));
             ConfigError::Syntax {
                 path: origin.to_string(),
                 line,
@@ -404,21 +407,6 @@ impl Config {
 
 fn overlaps(a: IpNetwork, b: IpNetwork) -> bool {
     a.is_ipv4() == b.is_ipv4() && (a.contains(b.network()) || b.contains(a.network()))
-}
-
-/// 1-based line and column (in characters) of byte offset `pos`.
-fn line_col(text: &str, pos: usize) -> (usize, usize) {
-    let pos = pos.min(text.len());
-    let before = text.get(..pos).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rsplit_once('\n')
-        .map(|(_, l)| l)
-        .unwrap_or(before)
-        .chars()
-        .count()
-        + 1;
-    (line, col)
 }
 
 #[cfg(test)]
@@ -552,11 +540,5 @@ asn = 65000
             "[node]\nname = \"h\"\n[[pool]]\ncidr = \"10.0.0.0/24\"\n[[bgp.peer]]\naddress = \"10.0.0.1\"\nasn = 1\n",
         );
         assert!(e.contains("node.asn"), "{e}");
-    }
-
-    #[test]
-    fn line_col_counts_from_one() {
-        assert_eq!(line_col("ab\ncd", 0), (1, 1));
-        assert_eq!(line_col("ab\ncd", 4), (2, 2));
     }
 }

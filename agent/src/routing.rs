@@ -175,7 +175,7 @@ impl BgpRouting {
         let blocks = tokio::task::spawn_blocking(move || ipam.blocks()).await??;
         let want: BTreeSet<Prefix> = blocks
             .iter()
-            .filter_map(|b| flatnet_bgp::config::parse_prefix(&b.cidr).ok())
+            .filter_map(|b| b.cidr.parse::<Prefix>().ok())
             .collect();
         let mut have = self.originated.lock().await;
         if *have == want {
@@ -226,7 +226,7 @@ mod tests {
     use super::*;
 
     fn px(s: &str) -> Prefix {
-        flatnet_bgp::config::parse_prefix(s).unwrap()
+        s.parse::<Prefix>().unwrap()
     }
 
     fn exports(p: &Policy, prefix: &str) -> bool {

@@ -2,11 +2,11 @@
 //!
 //! `wire` is the sans-IO codec: bytes in, typed messages out, and typed errors
 //! that say which RFC 7606 action applies. It depends on nothing internal.
-//! `fsm`, `rib` and `policy` are sans-IO too; `session`, `speaker` and
-//! `config` (tokio, serde, TOML) need the default `speaker` feature.
+//! `fsm`, `rib` and `policy` are sans-IO too, as is the speaker's protocol
+//! core (`speaker::core`); `session` and `speaker` (tokio, serde) need the
+//! default `speaker` feature. The standalone daemon and its TOML
+//! configuration are the `flatnet-bgpd` crate.
 
-#[cfg(feature = "speaker")]
-pub mod config;
 pub mod fsm;
 pub mod policy;
 pub mod rib;

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use flatnet_bgp::config::parse_prefix;
 use flatnet_bgp::fsm::State;
 use flatnet_bgp::session::PeerConfig;
 use flatnet_bgp::speaker::{OriginAttrs, PeerStatus, Speaker, SpeakerConfig};
@@ -75,7 +74,7 @@ async fn two_speakers_collide_exchange_routes_and_shut_down() {
     assert_eq!(pb.hold_time, Some(9));
 
     // A originates; B learns it as best path and gets an event.
-    let prefix = parse_prefix("10.20.0.0/24").unwrap();
+    let prefix = "10.20.0.0/24".parse::<flatnet_bgp::wire::Prefix>().unwrap();
     a.originate(
         prefix,
         OriginAttrs {
@@ -87,7 +86,7 @@ async fn two_speakers_collide_exchange_routes_and_shut_down() {
     let ev = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let e = events.recv().await.unwrap();
-            if e.prefix == "10.20.0.0/24" {
+            if e.prefix.to_string() == "10.20.0.0/24" {
                 return e;
             }
         }
@@ -99,7 +98,10 @@ async fn two_speakers_collide_exchange_routes_and_shut_down() {
     assert_eq!(best.next_hop, Some(IpAddr::V4(a_ip)));
     assert_eq!(best.med, 7);
     let rib = b.rib().await.unwrap();
-    assert!(rib.iter().any(|e| e.prefix == "10.20.0.0/24"), "{rib:?}");
+    assert!(
+        rib.iter().any(|e| e.prefix.to_string() == "10.20.0.0/24"),
+        "{rib:?}"
+    );
     wait_peer(&a, "A advertised 1", |p| p.prefixes_advertised == 1).await;
     wait_peer(&b, "B accepted 1", |p| p.prefixes_accepted == 1).await;
     let st = b.stats().await.unwrap();
@@ -111,7 +113,7 @@ async fn two_speakers_collide_exchange_routes_and_shut_down() {
     let ev = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let e = events.recv().await.unwrap();
-            if e.prefix == "10.20.0.0/24" && e.best.is_none() {
+            if e.prefix.to_string() == "10.20.0.0/24" && e.best.is_none() {
                 return e;
             }
         }

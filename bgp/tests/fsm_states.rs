@@ -612,7 +612,7 @@ fn negotiation_intersects_capabilities() {
     let gr = n.graceful_restart.as_ref().unwrap();
     assert_eq!(gr.restart_time, 30);
     assert!(gr.restarting && !gr.notification);
-    assert_eq!(gr.families, vec![("ipv4-unicast".to_string(), true)]);
+    assert_eq!(gr.families, vec![(Family::IPV4_UNICAST, true)]);
     assert!(n.add_path_ipv4.send && !n.add_path_ipv4.receive);
     let enc = n.encode_context();
     let dec = n.decode_context();

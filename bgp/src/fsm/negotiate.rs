@@ -134,11 +134,8 @@ pub struct PeerGracefulRestart {
     /// N bit negotiated on both sides (RFC 8538).
     pub notification: bool,
     /// Families the peer can preserve, with its Forwarding State flag.
-    pub families: Vec<(FamilyName, bool)>,
+    pub families: Vec<(Family, bool)>,
 }
-
-/// A family as a serialisable name (`ipv4-unicast`).
-pub type FamilyName = String;
 
 /// Add-path directions for one family after negotiation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -238,7 +235,7 @@ impl Negotiated {
                         .iter()
                         .map(|f| {
                             (
-                                f.family.to_string(),
+                                f.family,
                                 f.flags & GracefulRestartFamily::FORWARDING_STATE != 0,
                             )
                         })

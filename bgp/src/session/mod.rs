@@ -5,6 +5,8 @@
 //! A peer task talks to the speaker core through two channels: commands in
 //! ([`PeerCmd`]), events out ([`PeerEvent`]). It never touches the RIB.
 
+mod config;
+mod messages;
 pub mod socket;
 
 use std::io;
@@ -18,210 +20,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::fsm::collision::{self, Direction, ExistingState, Resolution};
-use crate::fsm::{Action, DownReason, Event, Fsm, FsmConfig, Negotiated, Outgoing, State};
+use crate::fsm::{Action, Event, Fsm, Outgoing, State};
 use crate::wire::{
-    DecodeContext, DecodeError, ErrorCode, Family, Message, Notification, RouteRefresh, Update,
-    decode, frame, subcode,
+    DecodeContext, DecodeError, ErrorCode, Message, Notification, RouteRefresh, decode, frame,
+    subcode,
 };
 
+pub use config::{GracefulRestartConfig, MaxPrefix, PeerConfig};
+pub use messages::{PeerCmd, PeerCommand, PeerEvent};
 pub use socket::ConnectOptions;
-
-/// Max-prefix limit for one family of one peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MaxPrefix {
-    /// Family the limit applies to.
-    pub family: Family,
-    /// Accepted prefixes allowed; one more sends Cease/1.
-    pub limit: usize,
-    /// Log a warning at this percentage of the limit.
-    pub warning_percent: u8,
-    /// Restart the session this long after the Cease (`None`: stay down).
-    pub restart_interval: Option<Duration>,
-}
-
-/// Graceful restart settings of one peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GracefulRestartConfig {
-    /// Restart time we announce.
-    pub restart_time: u16,
-    /// How long to keep stale routes after the peer came back, waiting for its End-of-RIB.
-    pub stale_time: Duration,
-}
-
-/// Everything about one peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerConfig {
-    /// Peer address (IPv6 link-local needs `connect.interface`).
-    pub address: IpAddr,
-    /// Peer AS.
-    pub remote_as: u32,
-    /// TCP port to connect to.
-    pub port: u16,
-    /// MD5, GTSM, interface, local address.
-    pub connect: ConnectOptions,
-    /// Only accept connections.
-    pub passive: bool,
-    /// Proposed hold time.
-    pub hold_time: u16,
-    /// Keepalive interval.
-    pub keepalive: Option<u16>,
-    /// First ConnectRetry interval.
-    pub connect_retry: Duration,
-    /// DelayOpen (RFC 4271 8.1.1).
-    pub delay_open: Option<Duration>,
-    /// Families to negotiate.
-    pub families: Vec<Family>,
-    /// Announce extended next hop (IPv4 over IPv6).
-    pub extended_next_hop: bool,
-    /// Graceful restart.
-    pub graceful_restart: Option<GracefulRestartConfig>,
-    /// Import policy name (`None`: RFC 8212 default).
-    pub import_policy: Option<String>,
-    /// Export policy name (`None`: RFC 8212 default).
-    pub export_policy: Option<String>,
-    /// Max-prefix limits (on prefixes received, before import policy).
-    pub max_prefix: Vec<MaxPrefix>,
-    /// Keep routes the import policy rejected (soft reconfiguration inbound);
-    /// without it a policy change sends ROUTE-REFRESH to the peer.
-    pub soft_reconfiguration_inbound: bool,
-    /// Next hop for IPv4 routes we send (default: local session address if IPv4).
-    pub next_hop_ipv4: Option<std::net::Ipv4Addr>,
-    /// Next hop for IPv6 routes we send (default: local session address if IPv6).
-    pub next_hop_ipv6: Option<std::net::Ipv6Addr>,
-}
-
-impl PeerConfig {
-    /// A peer with defaults: both unicast families, hold 90, retry 1 s.
-    pub fn new(address: IpAddr, remote_as: u32) -> PeerConfig {
-        PeerConfig {
-            address,
-            remote_as,
-            port: 179,
-            connect: ConnectOptions::default(),
-            passive: false,
-            hold_time: 90,
-            keepalive: None,
-            connect_retry: Duration::from_secs(1),
-            delay_open: None,
-            families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
-            extended_next_hop: false,
-            graceful_restart: None,
-            import_policy: None,
-            export_policy: None,
-            max_prefix: Vec::new(),
-            soft_reconfiguration_inbound: false,
-            next_hop_ipv4: None,
-            next_hop_ipv6: None,
-        }
-    }
-
-    /// The FSM configuration for this peer.
-    pub fn fsm_config(
-        &self,
-        local_as: u32,
-        router_id: std::net::Ipv4Addr,
-        restarting: bool,
-    ) -> FsmConfig {
-        let mut c = FsmConfig::new(local_as, Some(self.remote_as), router_id);
-        c.hold_time = self.hold_time;
-        c.keepalive = self.keepalive;
-        c.passive = self.passive;
-        c.delay_open = self.delay_open;
-        c.connect_retry = self.connect_retry;
-        c.connect_retry_max = Duration::from_secs(30).max(self.connect_retry);
-        c.idle_hold = self.connect_retry;
-        c.capabilities.families = self.families.clone();
-        c.capabilities.extended_next_hop = self.extended_next_hop;
-        c.capabilities.graceful_restart =
-            self.graceful_restart
-                .as_ref()
-                .map(|g| crate::fsm::LocalGracefulRestart {
-                    restart_time: g.restart_time,
-                    restarting,
-                    forwarding: true,
-                    notification: false,
-                });
-        let mut seed = u64::from(u32::from(router_id));
-        if let IpAddr::V4(a) = self.address {
-            seed ^= u64::from(u32::from(a)) << 32;
-        }
-        c.seed = seed ^ std::process::id() as u64;
-        c
-    }
-
-    /// Whether the peer is eBGP.
-    pub fn is_ebgp(&self, local_as: u32) -> bool {
-        self.remote_as != local_as
-    }
-}
-
-/// Commands from the speaker core to a peer task.
-#[derive(Debug)]
-pub enum PeerCmd {
-    /// An inbound TCP connection from this peer's address.
-    Inbound(TcpStream),
-    /// Send these UPDATEs (already packed) on the Established session.
-    Send(Vec<Update>),
-    /// ManualStart.
-    Start,
-    /// ManualStop with an optional NOTIFICATION (RFC 8203 shutdown communication).
-    Stop(Option<Notification>),
-    /// Local limit exceeded: send the NOTIFICATION and restart later.
-    LocalError {
-        /// What to send.
-        notification: Notification,
-        /// When to come back.
-        restart_after: Option<Duration>,
-    },
-    /// Ask the peer to re-send its routes (RFC 2918).
-    RouteRefresh(Family),
-    /// Send a ROUTE-REFRESH demarcation (RFC 7313 BoRR/EoRR) around a re-advertisement.
-    Demarcation(Family, u8),
-    /// Stop (Cease/Peer De-configured) and end the task.
-    Remove,
-}
-
-/// Events from a peer task to the speaker core.
-#[derive(Debug)]
-pub enum PeerEvent {
-    /// The FSM state changed.
-    State(IpAddr, State),
-    /// Established.
-    Up {
-        /// Peer.
-        peer: IpAddr,
-        /// Capabilities.
-        negotiated: Box<Negotiated>,
-        /// Our end of the TCP connection.
-        local: SocketAddr,
-    },
-    /// Down (or an attempt failed past TCP).
-    Down {
-        /// Peer.
-        peer: IpAddr,
-        /// Why.
-        reason: DownReason,
-        /// Whether routes were exchanged on it.
-        was_established: bool,
-    },
-    /// A well-formed UPDATE. The permit bounds how many UPDATEs a peer has
-    /// in flight to the core: the peer task stops reading its socket while
-    /// none is free, so a fast peer meets TCP backpressure instead of
-    /// filling memory. Drop it once the UPDATE is applied.
-    Update(
-        IpAddr,
-        Box<Update>,
-        Option<tokio::sync::OwnedSemaphorePermit>,
-    ),
-    /// RFC 7606 treat-as-withdraw: these prefixes must go.
-    Withdraw(IpAddr, Box<crate::wire::TreatAsWithdraw>),
-    /// The peer asked for a refresh of `family`.
-    RouteRefresh(IpAddr, Family),
-    /// The peer starts (BoRR) or ends (EoRR) a re-advertisement of `family` (RFC 7313).
-    Demarcation(IpAddr, Family, u8),
-    /// The peer task ended (removed).
-    Gone(IpAddr),
-}
 
 struct Conn {
     rd: OwnedReadHalf,
@@ -434,10 +241,17 @@ impl PeerTask {
     }
 
     fn command(&mut self, c: PeerCmd) {
-        let t = now();
         match c {
             PeerCmd::Inbound(stream) => self.on_inbound(stream),
-            PeerCmd::Send(updates) => {
+            PeerCmd::Core(c) => self.core_command(c),
+            PeerCmd::Remove => {}
+        }
+    }
+
+    fn core_command(&mut self, c: PeerCommand) {
+        let t = now();
+        match c {
+            PeerCommand::Send(updates) => {
                 if self.primary.fsm.state() == State::Established
                     && let Some(conn) = &self.primary.conn
                 {
@@ -448,12 +262,12 @@ impl PeerTask {
                     self.primary.fsm.on_message_sent(t);
                 }
             }
-            PeerCmd::Start => self.primary.fsm.handle(Event::ManualStart, t),
-            PeerCmd::Stop(n) => {
+            PeerCommand::Start => self.primary.fsm.handle(Event::ManualStart, t),
+            PeerCommand::Stop(n) => {
                 self.secondary = None;
                 self.primary.fsm.handle(Event::ManualStop(n), t);
             }
-            PeerCmd::LocalError {
+            PeerCommand::LocalError {
                 notification,
                 restart_after,
             } => {
@@ -466,7 +280,7 @@ impl PeerTask {
                     t,
                 );
             }
-            PeerCmd::RouteRefresh(family) => {
+            PeerCommand::RouteRefresh(family) => {
                 if self.primary.fsm.state() == State::Established
                     && let Some(conn) = &self.primary.conn
                 {
@@ -474,14 +288,13 @@ impl PeerTask {
                     conn.send(&Message::RouteRefresh(RouteRefresh::request(family)));
                 }
             }
-            PeerCmd::Demarcation(family, subtype) => {
+            PeerCommand::Demarcation(family, subtype) => {
                 if self.primary.fsm.state() == State::Established
                     && let Some(conn) = &self.primary.conn
                 {
                     conn.send(&Message::RouteRefresh(RouteRefresh { family, subtype }));
                 }
             }
-            PeerCmd::Remove => {}
         }
     }
 

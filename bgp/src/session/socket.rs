@@ -154,6 +154,16 @@ fn setsockopt_int(
     Ok(())
 }
 
+/// Sends at TTL / hop limit 255 (GTSM, RFC 5082): set on listeners so our
+/// SYN-ACK passes a peer's minimum-TTL check.
+pub fn set_ttl255(fd: RawFd, v6: bool) -> io::Result<()> {
+    if v6 {
+        setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, 255)
+    } else {
+        setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_TTL, 255)
+    }
+}
+
 /// GTSM (RFC 5082): send with TTL/hop limit 255 and drop anything that
 /// arrives with less than `min_ttl` (255 - allowed hops + 1).
 pub fn set_gtsm(fd: RawFd, v6: bool, min_ttl: u8) -> io::Result<()> {

@@ -61,6 +61,33 @@ impl fmt::Display for Family {
     }
 }
 
+/// A family name that is not `ipv4-unicast` / `ipv6-unicast` (or `ipv4` / `ipv6`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown family `{0}` (use ipv4-unicast or ipv6-unicast)")]
+pub struct FamilyParseError(pub String);
+
+impl core::str::FromStr for Family {
+    type Err = FamilyParseError;
+
+    /// The names [`Display`](fmt::Display) writes for the unicast families, plus
+    /// the short forms `ipv4` / `ipv6`.
+    fn from_str(s: &str) -> Result<Family, FamilyParseError> {
+        match s {
+            "ipv4-unicast" | "ipv4" => Ok(Family::IPV4_UNICAST),
+            "ipv6-unicast" | "ipv6" => Ok(Family::IPV6_UNICAST),
+            _ => Err(FamilyParseError(s.to_string())),
+        }
+    }
+}
+
+/// Serialised as its display name (`ipv4-unicast`), as state files always showed it.
+#[cfg(feature = "speaker")]
+impl serde::Serialize for Family {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// What was negotiated on a session and changes how bytes are read.
 ///
 /// BGP is not self-describing: AS numbers are 2 or 4 octets, NLRI may carry a

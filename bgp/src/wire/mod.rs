@@ -34,7 +34,8 @@ pub use attr::{
 };
 pub use error::{Action, AttrError, DecodeError, EncodeError, TreatAsWithdraw};
 pub use family::{
-    Afi, DecodeContext, EncodeContext, Family, MAX_EXTENDED_MESSAGE_LEN, MAX_MESSAGE_LEN, Safi,
+    Afi, DecodeContext, EncodeContext, Family, FamilyParseError, MAX_EXTENDED_MESSAGE_LEN,
+    MAX_MESSAGE_LEN, Safi,
 };
 pub use header::{HEADER_LEN, Header, MARKER, MessageType, check_header, frame};
 pub use notification::{
@@ -47,7 +48,9 @@ pub use open::{
 pub use pack::{
     pack_ipv4, pack_ipv6, pack_mp, pack_withdraw_ipv4, pack_withdraw_mp, update_overhead,
 };
-pub use prefix::{Ipv4Prefix, Ipv6Prefix, Nlri, Nlri4, Nlri6, Prefix, PrefixLenError};
+pub use prefix::{
+    Ipv4Prefix, Ipv6Prefix, Nlri, Nlri4, Nlri6, Prefix, PrefixLenError, PrefixParseError,
+};
 pub use route_refresh::RouteRefresh;
 pub use update::{DecodedUpdate, Update};
 

@@ -158,6 +158,89 @@ impl fmt::Display for Prefix {
     }
 }
 
+/// Serialised as its text (`10.0.0.0/8`), as the state files always showed it.
+#[cfg(feature = "speaker")]
+impl serde::Serialize for Prefix {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Why a prefix in text (`10.0.0.0/8`, `2001:db8::/32`) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixParseError {
+    /// No `/length` part.
+    #[error("prefix `{0}` needs a /length")]
+    NoLength(String),
+    /// The length is not a number.
+    #[error("bad prefix length in `{0}`")]
+    BadLength(String),
+    /// The address part is not an IP address.
+    #[error("bad address in `{text}`: {source}")]
+    BadAddress {
+        /// The whole text.
+        text: String,
+        /// Cause.
+        source: std::net::AddrParseError,
+    },
+    /// The length is out of range for the family.
+    #[error("`{text}`: {source}")]
+    OutOfRange {
+        /// The whole text.
+        text: String,
+        /// Cause.
+        source: PrefixLenError,
+    },
+    /// Bits past the length are set: almost always a typo, so refused
+    /// rather than silently cleared.
+    #[error("`{text}` has host bits set (did you mean {canonical}?)")]
+    HostBits {
+        /// The whole text.
+        text: String,
+        /// The prefix with host bits cleared.
+        canonical: Prefix,
+    },
+}
+
+impl core::str::FromStr for Prefix {
+    type Err = PrefixParseError;
+
+    /// Parses `a.b.c.d/len` or an IPv6 prefix; host bits must be zero.
+    fn from_str(s: &str) -> Result<Prefix, PrefixParseError> {
+        let (a, l) = s
+            .split_once('/')
+            .ok_or_else(|| PrefixParseError::NoLength(s.to_string()))?;
+        let len: u8 = l
+            .parse()
+            .map_err(|_| PrefixParseError::BadLength(s.to_string()))?;
+        let range = |source| PrefixParseError::OutOfRange {
+            text: s.to_string(),
+            source,
+        };
+        let addr: std::net::IpAddr = a.parse().map_err(|source| PrefixParseError::BadAddress {
+            text: s.to_string(),
+            source,
+        })?;
+        let (p, exact) = match addr {
+            std::net::IpAddr::V4(v4) => {
+                let p = Ipv4Prefix::new(v4, len).map_err(range)?;
+                (Prefix::V4(p), p.addr() == v4)
+            }
+            std::net::IpAddr::V6(v6) => {
+                let p = Ipv6Prefix::new(v6, len).map_err(range)?;
+                (Prefix::V6(p), p.addr() == v6)
+            }
+        };
+        if !exact {
+            return Err(PrefixParseError::HostBits {
+                text: s.to_string(),
+                canonical: p,
+            });
+        }
+        Ok(p)
+    }
+}
+
 /// One NLRI entry: a prefix plus the RFC 7911 path identifier when add-path
 /// is negotiated for its family (`None` otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -242,7 +242,7 @@ impl Probe for FlatnetProbe {
 /// only the peer counters to `stats` (atomically, every 10 ms when changed)
 /// instead of a full Loc-RIB dump.
 pub fn run_flatnet_receiver(config: &Path, stats: &Path) -> Result<(), FeedError> {
-    let cfg = flatnet_bgp::config::load(config).map_err(|e| FeedError::Receiver(e.to_string()))?;
+    let cfg = flatnet_bgpd::config::load(config).map_err(|e| FeedError::Receiver(e.to_string()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn flatnet_receiver_config_parses() {
-        let c = flatnet_bgp::config::parse(&flatnet_config(), "r.toml").unwrap();
+        let c = flatnet_bgpd::config::parse(&flatnet_config(), "r.toml").unwrap();
         assert_eq!(c.asn, RECEIVER_AS);
         assert_eq!(c.peers.len(), 1);
         assert!(c.peers[0].passive);

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use flatnet_bgp::config;
 use flatnet_bgp::speaker::{Speaker, SpeakerConfig};
+use flatnet_bgpd::config;
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Debug, Parser)]

@@ -47,15 +47,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::policy::{Action, Disposition, Match, Policy, PrefixList, PrefixListEntry, Term};
-use crate::session::{ConnectOptions, GracefulRestartConfig, MaxPrefix, PeerConfig};
-use crate::speaker::{OriginAttrs, SpeakerConfig};
-use crate::wire::{Community, Family, Ipv4Prefix, Ipv6Prefix, LargeCommunity, Prefix};
+use flatnet_bgp::policy::{Action, Disposition, Match, Policy, PrefixList, PrefixListEntry, Term};
+use flatnet_bgp::session::{ConnectOptions, GracefulRestartConfig, MaxPrefix, PeerConfig};
+use flatnet_bgp::speaker::{OriginAttrs, SpeakerConfig};
+use flatnet_bgp::wire::{Community, Family, LargeCommunity, Prefix};
 
 /// A configuration error with its position.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,41 +79,16 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Parses `a.b.c.d/len` or an IPv6 prefix; host bits must be zero.
-pub fn parse_prefix(s: &str) -> Result<Prefix, String> {
-    let (a, l) = s
-        .split_once('/')
-        .ok_or_else(|| format!("prefix `{s}` needs a /length"))?;
-    let len: u8 = l
-        .parse()
-        .map_err(|_| format!("bad prefix length in `{s}`"))?;
-    match IpAddr::from_str(a).map_err(|e| format!("bad address in `{s}`: {e}"))? {
-        IpAddr::V4(v4) => {
-            let p = Ipv4Prefix::new(v4, len).map_err(|e| format!("`{s}`: {e}"))?;
-            if p.addr() != v4 {
-                return Err(format!("`{s}` has host bits set (did you mean {p}?)"));
-            }
-            Ok(Prefix::V4(p))
-        }
-        IpAddr::V6(v6) => {
-            let p = Ipv6Prefix::new(v6, len).map_err(|e| format!("`{s}`: {e}"))?;
-            if p.addr() != v6 {
-                return Err(format!("`{s}` has host bits set (did you mean {p}?)"));
-            }
-            Ok(Prefix::V6(p))
-        }
-    }
+/// `a.b.c.d/len` or an IPv6 prefix, host bits zero ([`Prefix`]'s `FromStr`).
+fn parse_prefix(s: &str) -> Result<Prefix, String> {
+    s.parse()
+        .map_err(|e: flatnet_bgp::wire::PrefixParseError| e.to_string())
 }
 
-/// Parses `ipv4-unicast` / `ipv6-unicast`.
-pub fn parse_family(s: &str) -> Result<Family, String> {
-    match s {
-        "ipv4-unicast" | "ipv4" => Ok(Family::IPV4_UNICAST),
-        "ipv6-unicast" | "ipv6" => Ok(Family::IPV6_UNICAST),
-        _ => Err(format!(
-            "unknown family `{s}` (use ipv4-unicast or ipv6-unicast)"
-        )),
-    }
+/// `ipv4-unicast` / `ipv6-unicast` ([`Family`]'s `FromStr`).
+fn parse_family(s: &str) -> Result<Family, String> {
+    s.parse()
+        .map_err(|e: flatnet_bgp::wire::FamilyParseError| e.to_string())
 }
 
 macro_rules! parsed_string {
@@ -333,22 +307,13 @@ fn disposition(v: Verdict) -> Disposition {
     }
 }
 
-fn position(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset.min(text.len())).unwrap_or_default();
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rsplit('\n')
-        .next()
-        .map(|l| l.chars().count())
-        .unwrap_or(0)
-        + 1;
-    (line, col)
-}
-
 /// Parses configuration text; `file` is used in error messages.
 pub fn parse(text: &str, file: &str) -> Result<SpeakerConfig, ConfigError> {
     let f: File = toml::from_str(text).map_err(|e| {
-        let (line, column) = e.span().map(|s| position(text, s.start)).unwrap_or((0, 0));
+        let (line, column) = e
+            .span()
+            .map(|s| flatnet_tomlspan::line_col(text, s.start))
+            .unwrap_or((0, 0));
         ConfigError {
             file: file.to_string(),
             line,

@@ -1,0 +1,138 @@
+//! A peer's configuration and what the FSM makes of it.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::fsm::FsmConfig;
+use crate::wire::Family;
+
+use super::ConnectOptions;
+
+/// Max-prefix limit for one family of one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaxPrefix {
+    /// Family the limit applies to.
+    pub family: Family,
+    /// Accepted prefixes allowed; one more sends Cease/1.
+    pub limit: usize,
+    /// Log a warning at this percentage of the limit.
+    pub warning_percent: u8,
+    /// Restart the session this long after the Cease (`None`: stay down).
+    pub restart_interval: Option<Duration>,
+}
+
+/// Graceful restart settings of one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GracefulRestartConfig {
+    /// Restart time we announce.
+    pub restart_time: u16,
+    /// How long to keep stale routes after the peer came back, waiting for its End-of-RIB.
+    pub stale_time: Duration,
+}
+
+/// Everything about one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// Peer address (IPv6 link-local needs `connect.interface`).
+    pub address: IpAddr,
+    /// Peer AS.
+    pub remote_as: u32,
+    /// TCP port to connect to.
+    pub port: u16,
+    /// MD5, GTSM, interface, local address.
+    pub connect: ConnectOptions,
+    /// Only accept connections.
+    pub passive: bool,
+    /// Proposed hold time.
+    pub hold_time: u16,
+    /// Keepalive interval.
+    pub keepalive: Option<u16>,
+    /// First ConnectRetry interval.
+    pub connect_retry: Duration,
+    /// DelayOpen (RFC 4271 8.1.1).
+    pub delay_open: Option<Duration>,
+    /// Families to negotiate.
+    pub families: Vec<Family>,
+    /// Announce extended next hop (IPv4 over IPv6).
+    pub extended_next_hop: bool,
+    /// Graceful restart.
+    pub graceful_restart: Option<GracefulRestartConfig>,
+    /// Import policy name (`None`: RFC 8212 default).
+    pub import_policy: Option<String>,
+    /// Export policy name (`None`: RFC 8212 default).
+    pub export_policy: Option<String>,
+    /// Max-prefix limits (on prefixes received, before import policy).
+    pub max_prefix: Vec<MaxPrefix>,
+    /// Keep routes the import policy rejected (soft reconfiguration inbound);
+    /// without it a policy change sends ROUTE-REFRESH to the peer.
+    pub soft_reconfiguration_inbound: bool,
+    /// Next hop for IPv4 routes we send (default: local session address if IPv4).
+    pub next_hop_ipv4: Option<std::net::Ipv4Addr>,
+    /// Next hop for IPv6 routes we send (default: local session address if IPv6).
+    pub next_hop_ipv6: Option<std::net::Ipv6Addr>,
+}
+
+impl PeerConfig {
+    /// A peer with defaults: both unicast families, hold 90, retry 1 s.
+    pub fn new(address: IpAddr, remote_as: u32) -> PeerConfig {
+        PeerConfig {
+            address,
+            remote_as,
+            port: 179,
+            connect: ConnectOptions::default(),
+            passive: false,
+            hold_time: 90,
+            keepalive: None,
+            connect_retry: Duration::from_secs(1),
+            delay_open: None,
+            families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
+            extended_next_hop: false,
+            graceful_restart: None,
+            import_policy: None,
+            export_policy: None,
+            max_prefix: Vec::new(),
+            soft_reconfiguration_inbound: false,
+            next_hop_ipv4: None,
+            next_hop_ipv6: None,
+        }
+    }
+
+    /// The FSM configuration for this peer.
+    pub fn fsm_config(
+        &self,
+        local_as: u32,
+        router_id: std::net::Ipv4Addr,
+        restarting: bool,
+    ) -> FsmConfig {
+        let mut c = FsmConfig::new(local_as, Some(self.remote_as), router_id);
+        c.hold_time = self.hold_time;
+        c.keepalive = self.keepalive;
+        c.passive = self.passive;
+        c.delay_open = self.delay_open;
+        c.connect_retry = self.connect_retry;
+        c.connect_retry_max = Duration::from_secs(30).max(self.connect_retry);
+        c.idle_hold = self.connect_retry;
+        c.capabilities.families = self.families.clone();
+        c.capabilities.extended_next_hop = self.extended_next_hop;
+        c.capabilities.graceful_restart =
+            self.graceful_restart
+                .as_ref()
+                .map(|g| crate::fsm::LocalGracefulRestart {
+                    restart_time: g.restart_time,
+                    restarting,
+                    forwarding: true,
+                    notification: false,
+                });
+        let mut seed = u64::from(u32::from(router_id));
+        if let IpAddr::V4(a) = self.address {
+            seed ^= u64::from(u32::from(a)) << 32;
+        }
+        c.seed = seed ^ std::process::id() as u64;
+        c
+    }
+
+    /// Whether the peer is eBGP.
+    pub fn is_ebgp(&self, local_as: u32) -> bool {
+        self.remote_as != local_as
+    }
+}

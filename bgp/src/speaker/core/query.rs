@@ -1,0 +1,124 @@
+//! Read-only views of the core for the API: peer status, the Loc-RIB, stats.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use crate::rib::{Attrs, PeerId};
+use crate::wire::{MpNextHop, Prefix};
+
+use super::{Core, FAMILIES};
+use crate::speaker::{PathInfo, PathSource, PeerStatus, RibEntry, Stats};
+
+fn next_hop_ip(nh: &Option<MpNextHop>) -> Option<IpAddr> {
+    match nh {
+        Some(MpNextHop::Ipv4(a)) if a.is_unspecified() => None,
+        Some(MpNextHop::Ipv4(a)) => Some(IpAddr::V4(*a)),
+        Some(MpNextHop::Ipv6 { global, link_local }) => {
+            if global.is_unspecified() {
+                link_local.map(IpAddr::V6).filter(|a| !a.is_unspecified())
+            } else {
+                Some(IpAddr::V6(*global))
+            }
+        }
+        _ => None,
+    }
+}
+
+impl Core {
+    /// Every peer, by address; `now` gives the uptimes.
+    pub fn peer_status(&self, now: Instant) -> Vec<PeerStatus> {
+        let mut v: Vec<PeerStatus> = self
+            .peers
+            .iter()
+            .map(|(ip, p)| {
+                let c: Vec<_> = FAMILIES.iter().map(|f| self.rib.counts(p.id, *f)).collect();
+                PeerStatus {
+                    address: *ip,
+                    remote_as: p.cfg.remote_as,
+                    state: p.state,
+                    uptime_secs: p
+                        .up_since
+                        .map(|t| now.saturating_duration_since(t).as_secs()),
+                    capabilities: p
+                        .negotiated
+                        .as_ref()
+                        .map(|n| n.capability_names())
+                        .unwrap_or_default(),
+                    hold_time: p.negotiated.as_ref().map(|n| n.hold_time),
+                    peer_restart_time: p
+                        .negotiated
+                        .as_ref()
+                        .and_then(|n| n.graceful_restart.as_ref().map(|g| g.restart_time)),
+                    prefixes_received: c.iter().map(|x| x.received).sum(),
+                    prefixes_accepted: c.iter().map(|x| x.accepted).sum(),
+                    prefixes_advertised: c.iter().map(|x| x.advertised).sum(),
+                    stale_paths: c.iter().map(|x| x.stale).sum(),
+                    last_error: p.last_error.clone(),
+                    max_prefix_resets: p.max_prefix_resets,
+                }
+            })
+            .collect();
+        v.sort_by_key(|p| p.address);
+        v
+    }
+
+    /// Loc-RIB size and peers, without walking the RIB.
+    pub fn stats(&self, now: Instant) -> Stats {
+        Stats {
+            loc_rib_len: self.rib.loc_rib_len(),
+            peers: self.peer_status(now),
+        }
+    }
+
+    /// The Loc-RIB, prefixes in order, best path first.
+    pub fn rib_entries(&self) -> Vec<RibEntry> {
+        let mut prefixes: Vec<Prefix> = self.rib.loc_rib().into_iter().map(|(p, _)| p).collect();
+        prefixes.sort();
+        prefixes
+            .into_iter()
+            .map(|pr| {
+                let mut paths: Vec<PathInfo> = self
+                    .rib
+                    .routes(&pr)
+                    .into_iter()
+                    .filter_map(|r| {
+                        r.post
+                            .map(|a| self.path_info(r.peer, &a, r.stale, r.best, r.multipath))
+                    })
+                    .collect();
+                paths.sort_by_key(|p| (!p.best, !p.multipath));
+                RibEntry { prefix: pr, paths }
+            })
+            .collect()
+    }
+
+    pub(super) fn path_info(
+        &self,
+        peer: PeerId,
+        a: &Attrs,
+        stale: bool,
+        best: bool,
+        multipath: bool,
+    ) -> PathInfo {
+        PathInfo {
+            source: if peer == PeerId::LOCAL {
+                PathSource::Local
+            } else {
+                self.addr_of(peer)
+                    .map_or(PathSource::Unknown(peer), PathSource::Peer)
+            },
+            next_hop: next_hop_ip(&a.next_hop),
+            as_path: a
+                .as_path
+                .segments
+                .iter()
+                .flat_map(|s| s.asns.iter().copied())
+                .collect(),
+            local_pref: a.local_pref_or_default(),
+            med: a.med.unwrap_or(0),
+            stale,
+            best,
+            multipath,
+        }
+    }
+}
