@@ -809,21 +809,9 @@ impl Dataplane {
 
     /// Installs (idempotently) the blackhole route for a block this host owns.
     pub async fn ensure_blackhole(&self, block: ipnetwork::IpNetwork) -> Result<(), DpError> {
-        let msg = match block {
-            ipnetwork::IpNetwork::V4(n) => RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(n.network(), n.prefix())
-                .kind(RouteType::BlackHole)
-                .protocol(RouteProtocol::Other(RTPROT_FLATNET))
-                .build(),
-            ipnetwork::IpNetwork::V6(n) => RouteMessageBuilder::<Ipv6Addr>::new()
-                .destination_prefix(n.network(), n.prefix())
-                .kind(RouteType::BlackHole)
-                .protocol(RouteProtocol::Other(RTPROT_FLATNET))
-                .build(),
-        };
         self.handle
             .route()
-            .add(msg)
+            .add(blackhole_msg(block))
             .replace()
             .execute()
             .await
@@ -832,23 +820,41 @@ impl Dataplane {
 
     /// Removes a block's blackhole route (when the block is released).
     pub async fn remove_blackhole(&self, block: ipnetwork::IpNetwork) -> Result<(), DpError> {
-        let msg = match block {
-            ipnetwork::IpNetwork::V4(n) => RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(n.network(), n.prefix())
-                .kind(RouteType::BlackHole)
-                .protocol(RouteProtocol::Other(RTPROT_FLATNET))
-                .build(),
-            ipnetwork::IpNetwork::V6(n) => RouteMessageBuilder::<Ipv6Addr>::new()
-                .destination_prefix(n.network(), n.prefix())
-                .kind(RouteType::BlackHole)
-                .protocol(RouteProtocol::Other(RTPROT_FLATNET))
-                .build(),
-        };
-        match self.handle.route().del(msg).execute().await {
+        match self
+            .handle
+            .route()
+            .del(blackhole_msg(block))
+            .execute()
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if matches!(errno(&e), Some(ESRCH) | Some(ENOENT)) => Ok(()),
             Err(e) => Err(nl(format!("delete blackhole {block}"))(e)),
         }
+    }
+
+    /// The blackhole routes flatnet installed (its protocol number), both
+    /// families: what a previous run left for its blocks.
+    pub async fn list_blackholes(&self) -> Result<Vec<ipnetwork::IpNetwork>, DpError> {
+        let mut out = Vec::new();
+        for v6 in [false, true] {
+            for r in dump_routes(&self.handle, v6).await? {
+                if r.header.kind != RouteType::BlackHole
+                    || r.header.protocol != RouteProtocol::Other(RTPROT_FLATNET)
+                {
+                    continue;
+                }
+                let dst = route_dst(&r).unwrap_or(if v6 {
+                    IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                } else {
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                });
+                if let Ok(n) = ipnetwork::IpNetwork::new(dst, r.header.destination_prefix_length) {
+                    out.push(n);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every flatnet host veth in this namespace.
@@ -893,6 +899,22 @@ impl Dataplane {
             host_mac: link_mac(&host),
             container_mac,
         })
+    }
+}
+
+/// The blackhole route of a block, either family.
+fn blackhole_msg(block: ipnetwork::IpNetwork) -> RouteMessage {
+    match block {
+        ipnetwork::IpNetwork::V4(n) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(n.network(), n.prefix())
+            .kind(RouteType::BlackHole)
+            .protocol(RouteProtocol::Other(RTPROT_FLATNET))
+            .build(),
+        ipnetwork::IpNetwork::V6(n) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(n.network(), n.prefix())
+            .kind(RouteType::BlackHole)
+            .protocol(RouteProtocol::Other(RTPROT_FLATNET))
+            .build(),
     }
 }
 

@@ -2,11 +2,14 @@
 //! plugin `flatnet-cni`.
 
 pub mod api;
+pub mod blocks;
 pub mod cni;
 pub mod config;
-pub mod daemon;
 pub mod dataplane;
+pub mod handlers;
 pub mod ipam;
 pub mod metrics;
+pub mod reconcile;
 pub mod routing;
+pub mod server;
 pub mod store;
