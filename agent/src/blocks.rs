@@ -19,7 +19,7 @@ use std::time::Duration;
 use flatnet_bgp::wire::{Ipv4Prefix, Ipv6Prefix, Prefix};
 use ipnetwork::IpNetwork;
 
-use crate::dataplane::{Dataplane, DpError};
+use crate::kernel::{Dataplane, DpError};
 use crate::ipam::FlatnetIpam;
 use crate::reconcile::Kernel;
 use crate::reconcile::plan::{BlockPlan, plan_blocks};

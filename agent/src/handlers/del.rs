@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::{Agent, dp_err, ipam_err, store_err};
 use crate::api::{ApiError, AttachmentRef, DelArgs, ErrorKind};
-use crate::dataplane::host_ifname;
+use crate::kernel::host_ifname;
 
 impl Agent {
     pub(super) async fn del(self: &Arc<Self>, a: DelArgs) -> Result<(), ApiError> {

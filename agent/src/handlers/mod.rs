@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::api::{Answer, ApiError, AttachmentRef, Endpoint, ErrorKind, IpamView, Op, Status};
 use crate::blocks::OwnedBlocks;
 use crate::config::Config;
-use crate::dataplane::{Attachment, Dataplane, DpError};
+use crate::kernel::{Attachment, Dataplane, DpError};
 use crate::ipam::{FlatnetIpam, IpamError, open_store};
 use crate::metrics::Metrics;
 use crate::routing::BgpRouting;
@@ -228,7 +228,7 @@ impl Agent {
                 "container id must be 1..255 characters without spaces",
             ));
         }
-        if !crate::dataplane::valid_ifname(ifname) {
+        if !crate::kernel::valid_ifname(ifname) {
             return Err(ApiError::new(
                 ErrorKind::InvalidRequest,
                 format!("invalid interface name {ifname:?}"),

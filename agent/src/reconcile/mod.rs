@@ -15,7 +15,7 @@ use std::sync::Arc;
 use ipnetwork::IpNetwork;
 
 use crate::api::AttachmentRef;
-use crate::dataplane::{Attachment, Built, Dataplane, DpError, FoundLink};
+use crate::kernel::{Attachment, Built, Dataplane, DpError, FoundLink};
 use crate::handlers::{Agent, attachment_of, ref_of};
 use plan::{ObservedLinks, RecordedAttachment, plan_attachments};
 
