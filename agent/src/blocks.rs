@@ -19,8 +19,8 @@ use std::time::Duration;
 use flatnet_bgp::wire::{Ipv4Prefix, Ipv6Prefix, Prefix};
 use ipnetwork::IpNetwork;
 
-use crate::kernel::{Dataplane, DpError};
 use crate::ipam::FlatnetIpam;
+use crate::kernel::{Dataplane, DpError};
 use crate::reconcile::Kernel;
 use crate::reconcile::plan::{BlockPlan, plan_blocks};
 use crate::routing::BgpRouting;

@@ -1,26 +1,16 @@
 //! One attachment, built and checked from links, sysctls, routes and the
 //! container side.
 
-#![allow(unused_imports)]
+use super::routes::{host_prefix_len, host_route};
 use super::*;
-use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
 
-use futures::TryStreamExt;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags};
-use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
-};
-use netlink_packet_route::neighbour::NeighbourState;
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
-};
-use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use netlink_packet_route::link::{InfoData, InfoVeth, LinkFlags};
+use rtnetlink::{LinkUnspec, LinkVeth};
 
 impl Dataplane {
-
     pub(super) async fn add_here(&self, a: &Attachment) -> Result<Built, DpError> {
         if !valid_ifname(&a.ifname) {
             return Err(DpError::BadIfname(a.ifname.clone()));
@@ -115,34 +105,18 @@ impl Dataplane {
                 .map_err(nl("add fe80::1 to host veth"))?;
         }
         // Routes go away with the link, so the link undo covers them.
-        if let Some(v4) = a.v4 {
-            let r = RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(v4, 32)
-                .output_interface(host_index)
-                .scope(RouteScope::Link)
-                .protocol(RouteProtocol::Other(RTPROT_FLATNET))
-                .build();
+        for addr in [a.v4.map(IpAddr::V4), a.v6.map(IpAddr::V6)]
+            .into_iter()
+            .flatten()
+        {
+            let plen = host_prefix_len(addr);
             self.handle
                 .route()
-                .add(r)
+                .add(host_route(addr, host_index))
                 .replace()
                 .execute()
                 .await
-                .map_err(nl(format!("route {v4}/32 dev {host_if}")))?;
-        }
-        if let Some(v6) = a.v6 {
-            let r = RouteMessageBuilder::<Ipv6Addr>::new()
-                .destination_prefix(v6, 128)
-                .output_interface(host_index)
-                .protocol(RouteProtocol::Other(RTPROT_FLATNET))
-                .build();
-            self.handle
-                .route()
-                .add(r)
-                .replace()
-                .execute()
-                .await
-                .map_err(nl(format!("route {v6}/128 dev {host_if}")))?;
+                .map_err(nl(format!("route {addr}/{plen} dev {host_if}")))?;
         }
         Ok(Built {
             host_ifname: host_if,
@@ -175,7 +149,11 @@ impl Dataplane {
             if !self.antispoof_present(addr.is_ipv6()).await? {
                 return Err(DpError::Check(format!(
                     "anti-spoofing rule ({} raw {ANTISPOOF_CHAIN}) is missing",
-                    if addr.is_ipv6() { "ip6tables" } else { "iptables" }
+                    if addr.is_ipv6() {
+                        "ip6tables"
+                    } else {
+                        "iptables"
+                    }
                 )));
             }
         }

@@ -1,23 +1,11 @@
 //! Links: the host veth's name, alias and MACs; creating (see [`super::attach`]),
 //! listing and deleting flatnet veths.
 
-#![allow(unused_imports)]
 use super::*;
-use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
-use netlink_packet_route::address::{AddressAttribute, AddressFlags};
-use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
-};
-use netlink_packet_route::neighbour::NeighbourState;
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
-};
-use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
+use rtnetlink::{Handle, LinkUnspec};
 
 /// `flat` and 9 hex digits of a 64-bit FNV-1a hash. 13 chars fits IFNAMSIZ.
 pub fn host_ifname(container_id: &str, ifname: &str) -> String {
@@ -116,7 +104,6 @@ pub async fn get_link(handle: &Handle, name: &str) -> Result<Option<LinkMessage>
 }
 
 impl Dataplane {
-
     /// Deletes the host-side link named `host_if` when it is a dead veth of
     /// this very attachment; `Ok(false)` when there is none (or it is not
     /// ours to delete). No live record can own it: the alias names this
@@ -124,7 +111,11 @@ impl Dataplane {
     /// attachment's lock before building, so it is a veth a DEL detached
     /// (queued for the reaper, which deletes by index and tolerates it being
     /// gone) or an interrupted ADD / crash left behind.
-    pub(super) async fn remove_stale_host_end(&self, a: &Attachment, host_if: &str) -> Result<bool, DpError> {
+    pub(super) async fn remove_stale_host_end(
+        &self,
+        a: &Attachment,
+        host_if: &str,
+    ) -> Result<bool, DpError> {
         let Some(old) = get_link(&self.handle, host_if).await? else {
             return Ok(false);
         };
@@ -274,7 +265,6 @@ impl Dataplane {
         })
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -21,32 +21,21 @@ mod sysctl;
 mod workers;
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 
-use futures::TryStreamExt;
-use netlink_packet_route::address::{AddressAttribute, AddressFlags};
-use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
-};
-use netlink_packet_route::neighbour::NeighbourState;
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
-};
-use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::Handle;
 
 use container::{check_container, configure_container};
-use links::{link_alias, link_is_veth, link_mac, link_mac_bytes, link_name, mac_string};
-use routes::{blackhole_msg, dump_routes, route_dst, route_gw, route_oif};
+use links::{link_mac, link_mac_bytes, mac_string};
+use routes::{dump_routes, route_dst, route_gw, route_oif};
 use sysctl::sysctl;
 
+pub use crate::netfilter::ANTISPOOF_CHAIN;
+use crate::netfilter::{Family, Netfilter, NfError, antispoof};
 pub use links::{get_link, host_ifname, is_flatnet_ifname, valid_ifname};
 pub use netns::{in_netns, open_netns};
 pub use sysctl::read_sysctl;
-pub use crate::netfilter::ANTISPOOF_CHAIN;
-use crate::netfilter::{Family, Netfilter, NfError, antispoof};
-
 
 /// Route protocol number flatnet stamps on every route it installs, so it can
 /// recognise (and only ever touch) its own routes. Shown by `ip route` as

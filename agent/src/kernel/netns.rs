@@ -1,23 +1,11 @@
 //! Network namespaces: opening one, and running netlink work on a thread
 //! that has joined it (the namespace is per thread).
 
-#![allow(unused_imports)]
 use super::*;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use futures::TryStreamExt;
-use netlink_packet_route::address::{AddressAttribute, AddressFlags};
-use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
-};
-use netlink_packet_route::neighbour::NeighbourState;
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
-};
-use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::Handle;
 
 /// Runs `f` with a netlink handle opened inside the namespace at `path`, on a
 /// dedicated thread that has joined it (the namespace is per thread; the

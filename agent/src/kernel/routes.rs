@@ -1,29 +1,19 @@
 //! Routes: the host routes to containers, the blackholes of owned blocks,
 //! and route dumps.
 
-#![allow(unused_imports)]
 use super::*;
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
-use netlink_packet_route::address::{AddressAttribute, AddressFlags};
-use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
-};
-use netlink_packet_route::neighbour::NeighbourState;
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
-use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, RouteMessageBuilder};
 
 impl Dataplane {
-
     pub(super) async fn host_route_present(&self, addr: IpAddr, oif: u32) -> Result<bool, DpError> {
         let routes = dump_routes(&self.handle, addr.is_ipv6()).await?;
-        let plen = if addr.is_ipv4() { 32 } else { 128 };
+        let plen = host_prefix_len(addr);
         Ok(routes.iter().any(|r| {
             r.header.destination_prefix_length == plen
                 && route_dst(r) == Some(addr)
@@ -97,25 +87,10 @@ impl Dataplane {
             return Ok(None);
         };
         let index = l.header.index;
-        let mut msgs = Vec::new();
-        if let Some(v4) = v4 {
-            msgs.push(
-                RouteMessageBuilder::<Ipv4Addr>::new()
-                    .destination_prefix(v4, 32)
-                    .output_interface(index)
-                    .protocol(RouteProtocol::Other(RTPROT_FLATNET))
-                    .build(),
-            );
-        }
-        if let Some(v6) = v6 {
-            msgs.push(
-                RouteMessageBuilder::<Ipv6Addr>::new()
-                    .destination_prefix(v6, 128)
-                    .output_interface(index)
-                    .protocol(RouteProtocol::Other(RTPROT_FLATNET))
-                    .build(),
-            );
-        }
+        let msgs = [v4.map(IpAddr::V4), v6.map(IpAddr::V6)]
+            .into_iter()
+            .flatten()
+            .map(|addr| host_route(addr, index));
         for m in msgs {
             match self.handle.route().del(m).execute().await {
                 Ok(()) => {}
@@ -178,4 +153,27 @@ pub(super) fn route_oif(r: &RouteMessage) -> Option<u32> {
         RouteAttribute::Oif(i) => Some(*i),
         _ => None,
     })
+}
+
+/// Prefix length of a single address: 32 or 128.
+pub(super) fn host_prefix_len(addr: IpAddr) -> u8 {
+    if addr.is_ipv4() { 32 } else { 128 }
+}
+
+/// The host route to a container address, either family:
+/// `ip/32 dev <host veth> scope link` or `ip/128 dev <host veth>`.
+pub(super) fn host_route(addr: IpAddr, oif: u32) -> RouteMessage {
+    match addr {
+        IpAddr::V4(v4) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(v4, 32)
+            .output_interface(oif)
+            .scope(RouteScope::Link)
+            .protocol(RouteProtocol::Other(RTPROT_FLATNET))
+            .build(),
+        IpAddr::V6(v6) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(v6, 128)
+            .output_interface(oif)
+            .protocol(RouteProtocol::Other(RTPROT_FLATNET))
+            .build(),
+    }
 }

@@ -60,10 +60,7 @@ impl Backend {
 #[derive(Debug, thiserror::Error)]
 pub enum NfError {
     #[error("cannot run {bin}: {source}")]
-    Spawn {
-        bin: String,
-        source: std::io::Error,
-    },
+    Spawn { bin: String, source: std::io::Error },
     #[error("{bin} failed: {stderr}")]
     Failed { bin: String, stderr: String },
 }

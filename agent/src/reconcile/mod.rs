@@ -15,8 +15,8 @@ use std::sync::Arc;
 use ipnetwork::IpNetwork;
 
 use crate::api::AttachmentRef;
-use crate::kernel::{Attachment, Built, Dataplane, DpError, FoundLink};
 use crate::handlers::{Agent, attachment_of, ref_of};
+use crate::kernel::{Attachment, Built, Dataplane, DpError, FoundLink};
 use plan::{ObservedLinks, RecordedAttachment, plan_attachments};
 
 /// The kernel operations reconciliation applies a plan with. The real
