@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::Host;
 use flatnet_lab::frr::Frr;
-use flatnet_lab::{NeighborConfig, Netns, Router, RouterConfig, veth, wait_for};
+use flatnet_lab::{Netns, Router, wait_for};
 
 /// Blackhole routes flatnet installed (protocol 200) in the host namespace.
 fn blackholes(host: &Host) -> Vec<String> {
@@ -32,32 +32,9 @@ fn learned(frr: &Frr) -> Vec<String> {
 
 #[test]
 fn released_block_loses_blackhole_and_advertisement_together() {
-    flatnet_lab::require_root().unwrap();
-    let tor = Netns::new("tor").unwrap();
-    let ns = Netns::new("hr").unwrap();
-    veth(&tor, "eth0", &ns, "eth0").unwrap();
-    tor.addr_add("eth0", "10.0.0.1/30").unwrap();
-    ns.addr_add("eth0", "10.0.0.2/30").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("file:{}/datastore", dir.path().display());
-    let rest = "[[pool]]\ncidr = \"10.244.0.0/16\"\nblock_size = 26\nempty_block_grace = 1\n\
-                [[bgp.peer]]\naddress = \"10.0.0.1\"\nasn = 65001\n";
-    let host = Host::start_with(
-        ns,
-        dir,
-        "hr",
-        "router_id = \"10.0.0.2\"\nasn = 65002",
-        rest,
-        &url,
-    );
-    let frr = Frr::start(
-        &tor,
-        RouterConfig::new("1.1.1.1".parse().unwrap(), 65001)
-            .neighbor(NeighborConfig::new("10.0.0.2".parse().unwrap(), 65002)),
-    )
-    .unwrap();
-    frr.wait_established("10.0.0.2", Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", host.log()));
+    let pools = "[[pool]]\ncidr = \"10.244.0.0/16\"\nblock_size = 26\nempty_block_grace = 1\n";
+    let (tor, host) = common::tor_and_bgp_host("hr", pools);
+    let frr = common::start_tor(&tor, &host);
 
     // ADD claims a block: blackhole and advertisement appear.
     let c = Netns::new("c").unwrap();

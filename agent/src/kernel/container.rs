@@ -8,7 +8,7 @@ use futures::TryStreamExt;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags};
 use netlink_packet_route::link::LinkFlags;
 use netlink_packet_route::neighbour::NeighbourState;
-use netlink_packet_route::route::RouteScope;
+use netlink_packet_route::route::{RouteMessage, RouteScope};
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 /// Inside the container: lo and the interface up, the addresses, the
@@ -56,57 +56,52 @@ pub(super) async fn configure_container(
             .await
             .map_err(nl(format!("set {ifname} up")))?;
     }
-    if v4.is_some() {
+    // Per family: a permanent neighbour for the gateway, (IPv4 only) the
+    // on-link route to it, and the default route via it.
+    let gateways = [
+        v4.map(|_| IpAddr::V4(GATEWAY_V4)),
+        v6.map(|_| IpAddr::V6(GATEWAY_V6)),
+    ];
+    for gw in gateways.into_iter().flatten() {
         h.neighbours()
-            .add(idx, IpAddr::V4(GATEWAY_V4))
+            .add(idx, gw)
             .link_layer_address(host_mac)
             .state(NeighbourState::Permanent)
             .replace()
             .execute()
             .await
-            .map_err(nl("neighbour 169.254.1.1"))?;
-        let gw = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(GATEWAY_V4, 32)
-            .output_interface(idx)
-            .scope(RouteScope::Link)
-            .build();
-        h.route()
-            .add(gw)
-            .replace()
-            .execute()
-            .await
-            .map_err(nl("route 169.254.1.1 scope link"))?;
-        let def = RouteMessageBuilder::<Ipv4Addr>::new()
-            .gateway(GATEWAY_V4)
-            .output_interface(idx)
-            .onlink()
-            .build();
-        h.route()
-            .add(def)
-            .replace()
-            .execute()
-            .await
-            .map_err(nl("default route via 169.254.1.1"))?;
-    }
-    if v6.is_some() {
-        h.neighbours()
-            .add(idx, IpAddr::V6(GATEWAY_V6))
-            .link_layer_address(host_mac)
-            .state(NeighbourState::Permanent)
-            .replace()
-            .execute()
-            .await
-            .map_err(nl("neighbour fe80::1"))?;
-        let def = RouteMessageBuilder::<Ipv6Addr>::new()
-            .gateway(GATEWAY_V6)
-            .output_interface(idx)
-            .build();
-        h.route()
-            .add(def)
-            .replace()
-            .execute()
-            .await
-            .map_err(nl("default route via fe80::1"))?;
+            .map_err(nl(format!("neighbour {gw}")))?;
+        let mut routes = Vec::new();
+        let def = match gw {
+            IpAddr::V4(g) => {
+                routes.push((
+                    RouteMessageBuilder::<Ipv4Addr>::new()
+                        .destination_prefix(g, 32)
+                        .output_interface(idx)
+                        .scope(RouteScope::Link)
+                        .build(),
+                    format!("route {g} scope link"),
+                ));
+                RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(g)
+                    .output_interface(idx)
+                    .onlink()
+                    .build()
+            }
+            IpAddr::V6(g) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .gateway(g)
+                .output_interface(idx)
+                .build(),
+        };
+        routes.push((def, format!("default route via {gw}")));
+        for (r, what) in routes {
+            h.route()
+                .add(r)
+                .replace()
+                .execute()
+                .await
+                .map_err(nl(what))?;
+        }
     }
     Ok(link_mac(&l))
 }
@@ -140,49 +135,34 @@ pub(super) async fn check_container(
                 })
         })
     };
-    if let Some(v4) = v4 {
-        if !has(IpAddr::V4(v4), 32) {
+    // One path for both families: the address, (IPv4 only) the on-link
+    // route to the gateway, and the default route via the gateway.
+    let fams = [
+        v4.map(|a| (IpAddr::V4(a), IpAddr::V4(GATEWAY_V4), true)),
+        v6.map(|a| (IpAddr::V6(a), IpAddr::V6(GATEWAY_V6), false)),
+    ];
+    for (addr, gw, gw_route) in fams.into_iter().flatten() {
+        let plen = if addr.is_ipv4() { 32 } else { 128 };
+        if !has(addr, plen) {
             return Err(DpError::Check(format!(
-                "address {v4}/32 missing on {ifname}"
+                "address {addr}/{plen} missing on {ifname}"
             )));
         }
-        let routes = dump_routes(h, false).await?;
-        let gw = routes.iter().any(|r| {
-            r.header.destination_prefix_length == 32
-                && route_dst(r) == Some(IpAddr::V4(GATEWAY_V4))
+        let routes = dump_routes(h, addr.is_ipv6()).await?;
+        let via = |r: &RouteMessage, len: u8, dst: Option<IpAddr>, gateway: Option<IpAddr>| {
+            r.header.destination_prefix_length == len
+                && (dst.is_none() || route_dst(r) == dst)
+                && (gateway.is_none() || route_gw(r) == gateway)
                 && route_oif(r) == Some(idx)
-        });
-        if !gw {
+        };
+        if gw_route && !routes.iter().any(|r| via(r, plen, Some(gw), None)) {
             return Err(DpError::Check(format!(
-                "route {GATEWAY_V4} dev {ifname} is missing in the container"
+                "route {gw} dev {ifname} is missing in the container"
             )));
         }
-        let def = routes.iter().any(|r| {
-            r.header.destination_prefix_length == 0
-                && route_gw(r) == Some(IpAddr::V4(GATEWAY_V4))
-                && route_oif(r) == Some(idx)
-        });
-        if !def {
+        if !routes.iter().any(|r| via(r, 0, None, Some(gw))) {
             return Err(DpError::Check(format!(
-                "default route via {GATEWAY_V4} dev {ifname} is missing in the container"
-            )));
-        }
-    }
-    if let Some(v6) = v6 {
-        if !has(IpAddr::V6(v6), 128) {
-            return Err(DpError::Check(format!(
-                "address {v6}/128 missing on {ifname}"
-            )));
-        }
-        let routes = dump_routes(h, true).await?;
-        let def = routes.iter().any(|r| {
-            r.header.destination_prefix_length == 0
-                && route_gw(r) == Some(IpAddr::V6(GATEWAY_V6))
-                && route_oif(r) == Some(idx)
-        });
-        if !def {
-            return Err(DpError::Check(format!(
-                "default route via {GATEWAY_V6} dev {ifname} is missing in the container"
+                "default route via {gw} dev {ifname} is missing in the container"
             )));
         }
     }
