@@ -27,9 +27,47 @@ pub struct AttachmentRef {
 }
 
 impl AttachmentRef {
-    /// The IPAM handle and endpoint key: `<container id>/<ifname>`.
-    pub fn handle(&self) -> String {
-        format!("{}/{}", self.container_id, self.ifname)
+    pub fn new(container_id: impl Into<String>, ifname: impl Into<String>) -> Self {
+        AttachmentRef {
+            container_id: container_id.into(),
+            ifname: ifname.into(),
+        }
+    }
+}
+
+/// The IPAM handle and endpoint key as text: `<container id>/<ifname>`.
+impl std::fmt::Display for AttachmentRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.container_id, self.ifname)
+    }
+}
+
+/// A handle text that is not `<container id>/<ifname>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad attachment handle {0:?}: expected <container id>/<ifname>")]
+pub struct BadHandle(pub String);
+
+/// Parses `<container id>/<ifname>`, splitting at the last '/' (an ifname
+/// has none; a container id may).
+impl std::str::FromStr for AttachmentRef {
+    type Err = BadHandle;
+    fn from_str(s: &str) -> Result<Self, BadHandle> {
+        match s.rsplit_once('/') {
+            Some((id, ifn)) if !id.is_empty() && !ifn.is_empty() => Ok(AttachmentRef::new(id, ifn)),
+            _ => Err(BadHandle(s.to_string())),
+        }
+    }
+}
+
+impl From<&AttachmentRef> for flatnet_ipam::Handle {
+    fn from(r: &AttachmentRef) -> Self {
+        flatnet_ipam::Handle::new(r.container_id.clone(), r.ifname.clone())
+    }
+}
+
+impl From<flatnet_ipam::Handle> for AttachmentRef {
+    fn from(h: flatnet_ipam::Handle) -> Self {
+        AttachmentRef::new(h.container_id, h.ifname)
     }
 }
 
@@ -268,6 +306,18 @@ use std::io::Read as _;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handles_split_at_the_last_slash() {
+        let h: AttachmentRef = "abc/def/eth0".parse().unwrap();
+        assert_eq!(
+            (h.container_id.as_str(), h.ifname.as_str()),
+            ("abc/def", "eth0")
+        );
+        assert!("noslash".parse::<AttachmentRef>().is_err());
+        assert_eq!(h.to_string(), "abc/def/eth0");
+        assert_eq!(flatnet_ipam::Handle::from(&h).to_string(), "abc/def/eth0");
+    }
 
     #[test]
     fn request_wire_shape_is_stable() {

@@ -16,7 +16,7 @@ use crate::api::{
     Op,
 };
 use crate::config::DEFAULT_API_SOCKET;
-use crate::dataplane::{GATEWAY_V4, GATEWAY_V6, valid_ifname};
+use crate::kernel::{GATEWAY_V4, GATEWAY_V6, valid_ifname};
 
 pub const SUPPORTED_VERSIONS: [&str; 3] = ["0.4.0", "1.0.0", "1.1.0"];
 pub const CURRENT_VERSION: &str = "1.1.0";

@@ -277,9 +277,23 @@ pub struct Pool {
     /// Prefix length of the blocks a host claims from this pool (default
     /// /26 for IPv4, /122 for IPv6).
     pub block_size: Option<u8>,
+    /// Seconds a block this host owns may stay empty before it returns to
+    /// the pool (and its blackhole route and advertisement go). Applies
+    /// when flatnetd creates the pool in the datastore; default 300.
+    #[serde(default)]
+    pub empty_block_grace: Option<u64>,
 }
 
 impl Pool {
+    /// The pool as the IPAM adapter creates it.
+    pub fn spec(&self) -> crate::ipam::PoolSpec {
+        crate::ipam::PoolSpec {
+            cidr: self.cidr.0,
+            block_prefix: self.block_prefix(),
+            empty_block_grace_ms: self.empty_block_grace.map(|s| s.saturating_mul(1000)),
+        }
+    }
+
     pub fn block_prefix(&self) -> u8 {
         self.block_size.unwrap_or(match self.cidr.0 {
             IpNetwork::V4(_) => 26,

@@ -1,15 +1,18 @@
 //! The agent's view of IPAM: the few calls flatnetd makes on every ADD/DEL/GC.
 //!
-//! `AddressManager` is the seam between flatnetd and the `flatnet-ipam`
-//! crate ([`FlatnetIpam`] adapts it): flatnetd calls it from blocking
-//! threads, the adapter drives the async IPAM on flatnetd's runtime.
+//! [`FlatnetIpam`] adapts the async `flatnet-ipam` crate to flatnetd's needs
+//! (typed handles, this host's blocks, batched releases). It is async end to
+//! end: handlers await it on the runtime, nothing blocks a thread.
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use flatnet_ipam::{AllocRequest, AnyStore, Handle, Ipam, Pool};
+use flatnet_ipam::{AllocRequest, AnyStore, Cidr, Handle, Ipam, Pool};
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::api::AttachmentRef;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum IpamError {
@@ -40,45 +43,25 @@ pub struct Allocated {
 /// One allocation as listed by `flatnet ipam show`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AllocationInfo {
+    /// `<container id>/<ifname>` on the wire.
     pub handle: String,
     pub addr: IpAddr,
-    pub block: String,
+    pub block: Cidr,
 }
 
 /// One block this host owns.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BlockInfo {
-    pub cidr: String,
+    pub cidr: Cidr,
     pub used: u64,
     pub capacity: u64,
 }
 
-/// What flatnetd needs from IPAM. Calls are blocking (they may touch disk or
-/// the network); flatnetd runs them on blocking threads.
-pub trait AddressManager: Send + Sync {
-    /// Addresses for `handle`; the same handle always gets the same answer
-    /// until released.
-    fn allocate(&self, handle: &str, app: Option<&str>) -> Result<Allocated, IpamError>;
-    /// Frees the handle's addresses; `Ok(false)` when it held none.
-    fn release(&self, handle: &str) -> Result<bool, IpamError>;
-    /// Releases every allocation of this host whose handle is not in `live`;
-    /// returns the released handles.
-    fn gc(&self, live: &HashSet<String>) -> Result<Vec<String>, IpamError>;
-    /// Blocks this host owns (each gets a blackhole route).
-    fn blocks(&self) -> Result<Vec<BlockInfo>, IpamError>;
-    fn allocations(&self) -> Result<Vec<AllocationInfo>, IpamError>;
-    /// Consistency problems found (empty when all is well).
-    fn check(&self) -> Result<Vec<String>, IpamError>;
-    /// Whether the datastore answers.
-    fn reachable(&self) -> bool;
-}
-
-/// Splits "<container id>/<ifname>" (the ifname has no '/').
-fn split_handle(h: &str) -> Result<Handle, IpamError> {
-    let (id, ifn) = h
-        .rsplit_once('/')
-        .ok_or_else(|| IpamError::Other(format!("bad handle {h:?}")))?;
-    Ok(Handle::new(id, ifn))
+impl BlockInfo {
+    /// The block as the kernel and BGP see it.
+    pub fn network(&self) -> Option<IpNetwork> {
+        to_net(&self.cidr)
+    }
 }
 
 fn map_err(e: flatnet_ipam::IpamError) -> IpamError {
@@ -91,8 +74,14 @@ fn map_err(e: flatnet_ipam::IpamError) -> IpamError {
     }
 }
 
-fn to_net(c: &flatnet_ipam::Cidr) -> Option<IpNetwork> {
+/// An IPAM CIDR as an [`IpNetwork`] (no text round trip).
+pub fn to_net(c: &Cidr) -> Option<IpNetwork> {
     IpNetwork::new(c.network(), c.prefix()).ok()
+}
+
+/// An [`IpNetwork`] as an IPAM CIDR (no text round trip).
+pub fn to_cidr(n: &IpNetwork) -> Result<Cidr, String> {
+    Cidr::new(n.network(), n.prefix())
 }
 
 /// Pool name derived from its CIDR ("10.244.0.0-16"): the same on every host
@@ -101,23 +90,32 @@ pub fn pool_name(cidr: &IpNetwork) -> String {
     format!("{}-{}", cidr.network(), cidr.prefix()).replace(':', ".")
 }
 
-/// [`AddressManager`] over `flatnet_ipam::Ipam`.
+/// One configured pool as the adapter creates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSpec {
+    pub cidr: IpNetwork,
+    pub block_prefix: u8,
+    /// How long an empty block stays with this host before it returns to
+    /// the pool (`None`: the IPAM default).
+    pub empty_block_grace_ms: Option<u64>,
+}
+
+/// flatnetd's IPAM: `flatnet_ipam::Ipam` for this host.
 pub struct FlatnetIpam {
     ipam: Ipam<AnyStore>,
     host: String,
     ipv6: bool,
-    rt: tokio::runtime::Handle,
     /// This host's allocations and releases all write its own blocks, so
     /// concurrent ones collide on the same compare-and-swap and retry
     /// (re-reading behind each other's fsync). One at a time, each commits
     /// first try.
-    writes: std::sync::Mutex<()>,
+    writes: tokio::sync::Mutex<()>,
     /// Releases waiting for the next commit: whoever takes `writes` next
     /// releases all of them in one transaction (group commit for DELs).
     pending_releases: std::sync::Mutex<Vec<PendingRelease>>,
 }
 
-type PendingRelease = (Handle, std::sync::mpsc::Sender<Result<bool, IpamError>>);
+type PendingRelease = (Handle, oneshot::Sender<Result<bool, IpamError>>);
 
 impl FlatnetIpam {
     /// Connects the datastore and makes sure the configured pools exist
@@ -125,18 +123,17 @@ impl FlatnetIpam {
     pub async fn open(
         store: AnyStore,
         host: &str,
-        pools: &[(IpNetwork, u8)],
+        pools: &[PoolSpec],
     ) -> Result<FlatnetIpam, IpamError> {
         let ipam = Ipam::new(store);
         let existing = ipam.pools().await.map_err(map_err)?;
-        for (cidr, bprefix) in pools {
-            let c: flatnet_ipam::Cidr = cidr
-                .to_string()
-                .parse()
-                .map_err(|e| IpamError::Other(format!("pool {cidr}: {e}")))?;
+        for spec in pools {
+            let cidr = &spec.cidr;
+            let bprefix = spec.block_prefix;
+            let c = to_cidr(cidr).map_err(|e| IpamError::Other(format!("pool {cidr}: {e}")))?;
             let name = pool_name(cidr);
             if let Some(p) = existing.iter().find(|p| p.name == name) {
-                if p.cidr != c || p.block_prefix != *bprefix {
+                if p.cidr != c || p.block_prefix != bprefix {
                     return Err(IpamError::Other(format!(
                         "pool {name} exists in the datastore as {}/{} blocks, config says {c} with /{bprefix} blocks",
                         p.cidr, p.block_prefix
@@ -145,7 +142,10 @@ impl FlatnetIpam {
                 continue;
             }
             let mut pool = Pool::new(name.clone(), c);
-            pool.block_prefix = *bprefix;
+            pool.block_prefix = bprefix;
+            if let Some(g) = spec.empty_block_grace_ms {
+                pool.empty_block_grace_ms = g;
+            }
             match ipam.create_pool(pool).await {
                 Ok(()) => {}
                 // Another host created it at the same moment.
@@ -157,26 +157,25 @@ impl FlatnetIpam {
         Ok(FlatnetIpam {
             ipam,
             host: host.to_string(),
-            ipv6: pools.iter().any(|(c, _)| c.is_ipv6()),
-            rt: tokio::runtime::Handle::current(),
-            writes: std::sync::Mutex::new(()),
+            ipv6: pools.iter().any(|p| p.cidr.is_ipv6()),
+            writes: tokio::sync::Mutex::new(()),
             pending_releases: std::sync::Mutex::new(Vec::new()),
         })
     }
 
-    fn run<T>(&self, f: impl std::future::Future<Output = T>) -> T {
-        self.rt.block_on(f)
-    }
-}
-
-impl AddressManager for FlatnetIpam {
-    fn allocate(&self, handle: &str, app: Option<&str>) -> Result<Allocated, IpamError> {
-        let mut req = AllocRequest::v4(split_handle(handle)?, self.host.clone());
+    /// Addresses for `handle`; the same handle always gets the same answer
+    /// until released.
+    pub async fn allocate(
+        &self,
+        handle: &AttachmentRef,
+        app: Option<&str>,
+    ) -> Result<Allocated, IpamError> {
+        let mut req = AllocRequest::v4(handle.into(), self.host.clone());
         req.ipv6 = self.ipv6;
         req.app = app.map(String::from);
         let a = {
-            let _w = self.writes.lock().unwrap_or_else(|p| p.into_inner());
-            self.run(self.ipam.allocate(&req)).map_err(map_err)?
+            let _w = self.writes.lock().await;
+            self.ipam.allocate(&req).await.map_err(map_err)?
         };
         let mut out = Allocated {
             addrs: Assigned { v4: None, v6: None },
@@ -194,15 +193,15 @@ impl AddressManager for FlatnetIpam {
         Ok(out)
     }
 
-    fn release(&self, handle: &str) -> Result<bool, IpamError> {
-        let h = split_handle(handle)?;
-        let (tx, rx) = std::sync::mpsc::channel();
+    /// Frees the handle's addresses; `Ok(false)` when it held none.
+    pub async fn release(&self, handle: &AttachmentRef) -> Result<bool, IpamError> {
+        let (tx, rx) = oneshot::channel();
         self.pending_releases
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((h, tx));
+            .push((handle.into(), tx));
         {
-            let _w = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+            let _w = self.writes.lock().await;
             let batch = std::mem::take(
                 &mut *self
                     .pending_releases
@@ -212,7 +211,7 @@ impl AddressManager for FlatnetIpam {
             // Empty when an earlier holder already committed ours.
             if !batch.is_empty() {
                 let handles: Vec<Handle> = batch.iter().map(|(h, _)| h.clone()).collect();
-                match self.run(self.ipam.release_many(&self.host, &handles)) {
+                match self.ipam.release_many(&self.host, &handles).await {
                     Ok(released) => {
                         for (h, tx) in batch {
                             let _ = tx.send(Ok(released.iter().any(|a| a.handle == h)));
@@ -227,40 +226,53 @@ impl AddressManager for FlatnetIpam {
                 }
             }
         }
-        rx.recv()
+        rx.await
             .map_err(|_| IpamError::Other("release batch lost".into()))?
     }
 
-    fn gc(&self, live: &HashSet<String>) -> Result<Vec<String>, IpamError> {
-        let live: BTreeSet<Handle> = live.iter().filter_map(|h| split_handle(h).ok()).collect();
+    /// Releases every allocation of this host whose handle is not in `live`;
+    /// returns the released handles.
+    pub async fn gc(&self, live: &HashSet<AttachmentRef>) -> Result<Vec<AttachmentRef>, IpamError> {
+        let live: BTreeSet<Handle> = live.iter().map(Handle::from).collect();
         // flatnetd passes every handle it may still be setting up, so no
         // grace period: the first pass marks, the second releases.
         let mut released = Vec::new();
         for _ in 0..2 {
-            let r = self
-                .run(self.ipam.gc(&self.host, &live, 0))
-                .map_err(map_err)?;
-            released.extend(r.released.iter().map(|h| h.to_string()));
+            let r = self.ipam.gc(&self.host, &live, 0).await.map_err(map_err)?;
+            released.extend(r.released.into_iter().map(AttachmentRef::from));
         }
         Ok(released)
     }
 
-    fn blocks(&self) -> Result<Vec<BlockInfo>, IpamError> {
-        let u = self.run(self.ipam.utilisation()).map_err(map_err)?;
+    /// Returns this host's blocks that have been empty for their pool's
+    /// grace period to the pool; returns the blocks released.
+    pub async fn release_empty_blocks(&self) -> Result<Vec<Cidr>, IpamError> {
+        let _w = self.writes.lock().await;
+        self.ipam
+            .release_empty_blocks(&self.host)
+            .await
+            .map_err(map_err)
+    }
+
+    /// Blocks this host owns (each gets a blackhole route and is advertised).
+    pub async fn blocks(&self) -> Result<Vec<BlockInfo>, IpamError> {
+        let u = self.ipam.utilisation().await.map_err(map_err)?;
         Ok(u.blocks
             .iter()
             .filter(|b| b.host.as_deref() == Some(self.host.as_str()))
             .map(|b| BlockInfo {
-                cidr: b.cidr.to_string(),
+                cidr: b.cidr,
                 used: b.allocated,
                 capacity: b.capacity,
             })
             .collect())
     }
 
-    fn allocations(&self) -> Result<Vec<AllocationInfo>, IpamError> {
+    pub async fn allocations(&self) -> Result<Vec<AllocationInfo>, IpamError> {
         let allocs = self
-            .run(self.ipam.host_allocations(&self.host))
+            .ipam
+            .host_allocations(&self.host)
+            .await
             .map_err(map_err)?;
         Ok(allocs
             .iter()
@@ -268,24 +280,26 @@ impl AddressManager for FlatnetIpam {
                 a.addrs.iter().map(|ad| AllocationInfo {
                     handle: a.handle.to_string(),
                     addr: ad.ip,
-                    block: ad.block.to_string(),
+                    block: ad.block,
                 })
             })
             .collect())
     }
 
-    fn check(&self) -> Result<Vec<String>, IpamError> {
+    /// Consistency problems found (empty when all is well).
+    pub async fn check(&self) -> Result<Vec<String>, IpamError> {
         // Every host that owns a block counts as alive here: this host
         // cannot know which other hosts exist.
-        let blocks = self.run(self.ipam.all_blocks()).map_err(map_err)?;
+        let blocks = self.ipam.all_blocks().await.map_err(map_err)?;
         let mut hosts: BTreeSet<String> = blocks.iter().filter_map(|b| b.host.clone()).collect();
         hosts.insert(self.host.clone());
-        let issues = self.run(self.ipam.check(&hosts)).map_err(map_err)?;
+        let issues = self.ipam.check(&hosts).await.map_err(map_err)?;
         Ok(issues.iter().map(|i| format!("{i:?}")).collect())
     }
 
-    fn reachable(&self) -> bool {
-        self.run(self.ipam.pools()).is_ok()
+    /// Whether the datastore answers.
+    pub async fn reachable(&self) -> bool {
+        self.ipam.pools().await.is_ok()
     }
 }
 
@@ -321,14 +335,8 @@ pub async fn open_store(url: &crate::config::DatastoreUrl) -> Result<AnyStore, I
 mod tests {
     use super::*;
 
-    #[test]
-    fn handles_split_at_the_last_slash() {
-        let h = split_handle("abc/def/eth0").unwrap();
-        assert_eq!(
-            (h.container_id.as_str(), h.ifname.as_str()),
-            ("abc/def", "eth0")
-        );
-        assert!(split_handle("noslash").is_err());
+    fn h(s: &str) -> AttachmentRef {
+        s.parse().unwrap()
     }
 
     #[test]
@@ -343,6 +351,16 @@ mod tests {
         );
     }
 
+    #[test]
+    fn cidrs_convert_both_ways_without_text() {
+        for s in ["10.244.0.64/26", "fd00:244::40/122", "0.0.0.0/0"] {
+            let n: IpNetwork = s.parse().unwrap();
+            let c = to_cidr(&n).unwrap();
+            assert_eq!(c.to_string(), s);
+            assert_eq!(to_net(&c), Some(n));
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn adapter_allocates_releases_and_gcs() {
         let d = tempfile::tempdir().unwrap();
@@ -350,40 +368,51 @@ mod tests {
             .await
             .unwrap();
         let pools = vec![
-            ("10.1.0.0/24".parse().unwrap(), 30),
-            ("fd00::/120".parse().unwrap(), 126),
+            PoolSpec {
+                cidr: "10.1.0.0/24".parse().unwrap(),
+                block_prefix: 30,
+                empty_block_grace_ms: Some(0),
+            },
+            PoolSpec {
+                cidr: "fd00::/120".parse().unwrap(),
+                block_prefix: 126,
+                empty_block_grace_ms: Some(0),
+            },
         ];
-        let m = std::sync::Arc::new(FlatnetIpam::open(store, "h1", &pools).await.unwrap());
-        let m2 = m.clone();
-        tokio::task::spawn_blocking(move || {
-            let a = m2.allocate("c1/eth0", Some("web")).unwrap();
-            assert!(a.addrs.v4.is_some() && a.addrs.v6.is_some());
-            assert_eq!(a.own_blocks.len(), 2);
-            assert_eq!(m2.allocate("c1/eth0", None).unwrap().addrs, a.addrs);
-            m2.allocate("c2/eth0", None).unwrap();
-            assert_eq!(m2.allocations().unwrap().len(), 4);
-            let live: HashSet<String> = ["c1/eth0".to_string()].into();
-            assert_eq!(m2.gc(&live).unwrap(), vec!["c2/eth0".to_string()]);
-            assert!(m2.release("c1/eth0").unwrap());
-            assert!(!m2.release("c1/eth0").unwrap());
-            // Concurrent releases are committed in batches, each answered.
-            for i in 0..8 {
-                m2.allocate(&format!("b{i}/eth0"), None).unwrap();
-            }
-            std::thread::scope(|s| {
-                let hs: Vec<_> = (0..8)
-                    .map(|i| {
-                        let m = &m2;
-                        s.spawn(move || m.release(&format!("b{i}/eth0")).unwrap())
-                    })
-                    .collect();
-                assert!(hs.into_iter().all(|h| h.join().unwrap()));
-            });
-            assert!(m2.allocations().unwrap().is_empty());
-            assert!(m2.check().unwrap().is_empty());
-            assert!(m2.reachable());
-        })
-        .await
-        .unwrap();
+        let m2 = std::sync::Arc::new(FlatnetIpam::open(store, "h1", &pools).await.unwrap());
+        let a = m2.allocate(&h("c1/eth0"), Some("web")).await.unwrap();
+        assert!(a.addrs.v4.is_some() && a.addrs.v6.is_some());
+        assert_eq!(a.own_blocks.len(), 2);
+        assert_eq!(
+            m2.allocate(&h("c1/eth0"), None).await.unwrap().addrs,
+            a.addrs
+        );
+        m2.allocate(&h("c2/eth0"), None).await.unwrap();
+        assert_eq!(m2.allocations().await.unwrap().len(), 4);
+        let live: HashSet<AttachmentRef> = [h("c1/eth0")].into();
+        assert_eq!(m2.gc(&live).await.unwrap(), vec![h("c2/eth0")]);
+        assert!(m2.release(&h("c1/eth0")).await.unwrap());
+        assert!(!m2.release(&h("c1/eth0")).await.unwrap());
+        // Concurrent releases are committed in batches, each answered.
+        for i in 0..8 {
+            m2.allocate(&h(&format!("b{i}/eth0")), None).await.unwrap();
+        }
+        let rels = (0..8).map(|i| {
+            let m = m2.clone();
+            tokio::spawn(async move { m.release(&h(&format!("b{i}/eth0"))).await.unwrap() })
+        });
+        for r in rels.collect::<Vec<_>>() {
+            assert!(r.await.unwrap());
+        }
+        assert!(m2.allocations().await.unwrap().is_empty());
+        assert!(m2.check().await.unwrap().is_empty());
+        assert!(m2.reachable().await);
+        // With a zero grace, empty blocks go back to the pool: the first
+        // pass stamps them empty, a later one releases them.
+        assert!(!m2.blocks().await.unwrap().is_empty());
+        let mut released = m2.release_empty_blocks().await.unwrap();
+        released.extend(m2.release_empty_blocks().await.unwrap());
+        assert!(!released.is_empty());
+        assert!(m2.blocks().await.unwrap().is_empty());
     }
 }

@@ -2,11 +2,15 @@
 //! plugin `flatnet-cni`.
 
 pub mod api;
+pub mod blocks;
 pub mod cni;
 pub mod config;
-pub mod daemon;
-pub mod dataplane;
+pub mod handlers;
 pub mod ipam;
+pub mod kernel;
 pub mod metrics;
+pub mod netfilter;
+pub mod reconcile;
 pub mod routing;
+pub mod server;
 pub mod store;

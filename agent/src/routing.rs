@@ -15,7 +15,6 @@ use flatnet_bgp::wire::Prefix;
 
 use crate::api::PeerState;
 use crate::config::Config;
-use crate::ipam::AddressManager;
 
 /// Name of the export policy: exactly the blocks this host owns. RFC 8212
 /// would otherwise send nothing to eBGP peers, and a host must never become
@@ -24,16 +23,11 @@ const EXPORT: &str = "flatnet-export";
 /// Import: accept everything (kernel programming is the routing issue's).
 const IMPORT: &str = "flatnet-import";
 
-/// How often the originated set is re-checked against IPAM even without a
-/// nudge (blocks claimed or released by another path, e.g. GC or restart).
-const RECONCILE_EVERY: Duration = Duration::from_secs(2);
-
 /// The running speaker plus the last peer states seen.
 pub struct BgpRouting {
     speaker: Speaker,
     peers: Mutex<Vec<PeerState>>,
     originated: tokio::sync::Mutex<BTreeSet<Prefix>>,
-    nudge: tokio::sync::Notify,
 }
 
 fn policy(name: &str, terms: Vec<Term>) -> Policy {
@@ -122,37 +116,20 @@ impl BgpRouting {
             speaker,
             peers: Mutex::new(initial),
             originated: tokio::sync::Mutex::new(BTreeSet::new()),
-            nudge: tokio::sync::Notify::new(),
         })))
     }
 
-    /// Keeps the peer states and the originated set current, forever.
-    pub async fn run(self: Arc<Self>, ipam: Arc<dyn AddressManager>) {
+    /// Keeps the peer states current, forever. The originated set is the
+    /// owned-blocks reconciler's ([`crate::blocks`]), through [`Self::advertise`].
+    pub async fn run(self: Arc<Self>) {
         let mut changes = self.speaker.changes();
-        let me = self.clone();
-        tokio::spawn(async move {
-            loop {
-                me.refresh_peers().await;
-                tokio::select! {
-                    r = changes.changed() => if r.is_err() { break },
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        });
         loop {
-            if let Err(e) = self.reconcile(&ipam).await {
-                tracing::warn!(error = %e, "BGP originate reconcile");
-            }
+            self.refresh_peers().await;
             tokio::select! {
-                _ = self.nudge.notified() => {}
-                _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+                r = changes.changed() => if r.is_err() { break },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
-    }
-
-    /// Asks for a reconcile soon (after an ADD, DEL or GC).
-    pub fn nudge(&self) {
-        self.nudge.notify_one();
     }
 
     async fn refresh_peers(&self) {
@@ -169,14 +146,8 @@ impl BgpRouting {
         }
     }
 
-    /// Makes the originated set equal to the blocks IPAM says we own.
-    pub async fn reconcile(&self, ipam: &Arc<dyn AddressManager>) -> anyhow::Result<()> {
-        let ipam = ipam.clone();
-        let blocks = tokio::task::spawn_blocking(move || ipam.blocks()).await??;
-        let want: BTreeSet<Prefix> = blocks
-            .iter()
-            .filter_map(|b| b.cidr.parse::<Prefix>().ok())
-            .collect();
+    /// Makes the originated set equal to `want` (the blocks this host owns).
+    pub async fn advertise(&self, want: BTreeSet<Prefix>) -> anyhow::Result<()> {
         let mut have = self.originated.lock().await;
         if *have == want {
             return Ok(());

@@ -6,29 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Host, POOLS_V4};
-use flatnet_lab::frr::Frr;
-use flatnet_lab::{NeighborConfig, Netns, Router, RouterConfig, veth, wait_for};
+use common::POOLS_V4;
+use flatnet_lab::{Netns, Router, wait_for};
 
 #[test]
 fn bgp_status_ready_after_established_and_block_advertised() {
-    flatnet_lab::require_root().unwrap();
-    let tor = Netns::new("tor").unwrap();
-    let ns = Netns::new("hb").unwrap();
-    veth(&tor, "eth0", &ns, "eth0").unwrap();
-    tor.addr_add("eth0", "10.0.0.1/30").unwrap();
-    ns.addr_add("eth0", "10.0.0.2/30").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("file:{}/datastore", dir.path().display());
-    let rest = format!("{POOLS_V4}[[bgp.peer]]\naddress = \"10.0.0.1\"\nasn = 65001\n");
-    let host = Host::start_with(
-        ns,
-        dir,
-        "hb",
-        "router_id = \"10.0.0.2\"\nasn = 65002",
-        &rest,
-        &url,
-    );
+    let (tor, host) = common::tor_and_bgp_host("hb", POOLS_V4);
 
     // No ToR yet: flatnetd and the datastore are up, but not ready.
     let (v, code) = host.cni("STATUS", "", "", "", &host.conf("1.1.0"));
@@ -43,14 +26,7 @@ fn bgp_status_ready_after_established_and_block_advertised() {
     assert_eq!(s["peers"][0]["address"], "10.0.0.1", "{s}");
     assert_ne!(s["peers"][0]["state"], "Established", "{s}");
 
-    let frr = Frr::start(
-        &tor,
-        RouterConfig::new("1.1.1.1".parse().unwrap(), 65001)
-            .neighbor(NeighborConfig::new("10.0.0.2".parse().unwrap(), 65002)),
-    )
-    .unwrap();
-    frr.wait_established("10.0.0.2", Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", host.log()));
+    let frr = common::start_tor(&tor, &host);
     wait_for("CNI STATUS ready", Duration::from_secs(30), || {
         let (_, code) = host.cni("STATUS", "", "", "", &host.conf("1.1.0"));
         Ok((code == 0).then_some(()))

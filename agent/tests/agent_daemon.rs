@@ -83,6 +83,36 @@ fn socket_is_root_only_metrics_and_health_answer() {
     host.del("m1", &c.path());
 }
 
+/// Several requests on one connection (HTTP/1.1 keep-alive, pipelined):
+/// health, an unknown path, a wrong method, and metrics last.
+#[test]
+fn metrics_server_keeps_alive_and_answers_404_and_405() {
+    let host = Host::start("h", POOLS_V4);
+    let out = host
+        .ns
+        .run_in(|| {
+            let mut s = std::net::TcpStream::connect("127.0.0.1:9469").unwrap();
+            s.write_all(
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n\
+                  GET /nope HTTP/1.1\r\nHost: x\r\n\r\n\
+                  POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n\
+                  GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        })
+        .unwrap();
+    let statuses: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("HTTP/1.1 "))
+        .map(|l| &l[9..12])
+        .collect();
+    assert_eq!(statuses, vec!["200", "404", "405", "200"], "{out}");
+    assert!(out.contains("flatnet_endpoints 0"), "{out}");
+}
+
 #[test]
 fn api_rejects_other_versions_and_garbage() {
     let host = Host::start("h", POOLS_V4);

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use flatnet_agent::dataplane::host_ifname;
+use flatnet_agent::kernel::host_ifname;
 use flatnet_lab::Netns;
 
 fn ping(from: &Netns, to: &str) -> bool {

@@ -156,7 +156,13 @@ fn main() -> ExitCode {
                     &["BLOCK", "USED", "CAPACITY"],
                     &v.blocks
                         .iter()
-                        .map(|b| vec![b.cidr.clone(), b.used.to_string(), b.capacity.to_string()])
+                        .map(|b| {
+                            vec![
+                                b.cidr.to_string(),
+                                b.used.to_string(),
+                                b.capacity.to_string(),
+                            ]
+                        })
                         .collect::<Vec<_>>(),
                 );
                 s.push('\n');
@@ -164,7 +170,7 @@ fn main() -> ExitCode {
                     &["ADDRESS", "BLOCK", "HANDLE"],
                     &v.allocations
                         .iter()
-                        .map(|a| vec![a.addr.to_string(), a.block.clone(), a.handle.clone()])
+                        .map(|a| vec![a.addr.to_string(), a.block.to_string(), a.handle.clone()])
                         .collect::<Vec<_>>(),
                 ));
                 s

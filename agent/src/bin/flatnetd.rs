@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use flatnet_agent::config::{Config, LogFormat};
-use flatnet_agent::daemon::{Agent, bind_socket, serve_api, serve_metrics};
+use flatnet_agent::handlers::Agent;
+use flatnet_agent::server::{bind_socket, serve_api, serve_metrics};
 
 #[derive(Parser)]
 #[command(version, about = "flatnet host agent")]

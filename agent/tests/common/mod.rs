@@ -352,3 +352,43 @@ pub fn path_exists(p: &str) -> bool {
 
 pub const POOLS_V4: &str = "[[pool]]\ncidr = \"10.244.0.0/16\"\nblock_size = 26\n";
 pub const POOLS_DUAL: &str = "[[pool]]\ncidr = \"10.244.0.0/16\"\nblock_size = 26\n[[pool]]\ncidr = \"fd00:244::/56\"\nblock_size = 122\n";
+
+/// A ToR namespace linked to a host namespace running flatnetd with one
+/// `[[bgp.peer]]` (the ToR, 10.0.0.1, AS 65001; the host is 10.0.0.2, AS
+/// 65002). `pools` is the TOML of the [[pool]] tables. No router runs in
+/// the ToR yet.
+pub fn tor_and_bgp_host(tag: &str, pools: &str) -> (Netns, Host) {
+    flatnet_lab::require_root().unwrap();
+    let tor = Netns::new("tor").unwrap();
+    let ns = Netns::new(tag).unwrap();
+    flatnet_lab::veth(&tor, "eth0", &ns, "eth0").unwrap();
+    tor.addr_add("eth0", "10.0.0.1/30").unwrap();
+    ns.addr_add("eth0", "10.0.0.2/30").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file:{}/datastore", dir.path().display());
+    let rest = format!("{pools}[[bgp.peer]]\naddress = \"10.0.0.1\"\nasn = 65001\n");
+    let host = Host::start_with(
+        ns,
+        dir,
+        tag,
+        "router_id = \"10.0.0.2\"\nasn = 65002",
+        &rest,
+        &url,
+    );
+    (tor, host)
+}
+
+/// FRR in the ToR of [`tor_and_bgp_host`], peered with the host; returns
+/// once the session is Established.
+pub fn start_tor<'a>(tor: &'a Netns, host: &Host) -> flatnet_lab::frr::Frr<'a> {
+    use flatnet_lab::{NeighborConfig, Router, RouterConfig};
+    let frr = flatnet_lab::frr::Frr::start(
+        tor,
+        RouterConfig::new("1.1.1.1".parse().unwrap(), 65001)
+            .neighbor(NeighborConfig::new("10.0.0.2".parse().unwrap(), 65002)),
+    )
+    .unwrap();
+    frr.wait_established("10.0.0.2", Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", host.log()));
+    frr
+}

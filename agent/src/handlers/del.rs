@@ -1,0 +1,77 @@
+//! DEL, and the removal of one attachment that DEL, GC and restart share.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Agent, dp_err, ipam_err, store_err};
+use crate::api::{ApiError, AttachmentRef, DelArgs, ErrorKind};
+use crate::kernel::host_ifname;
+
+impl Agent {
+    pub(super) async fn del(self: &Arc<Self>, a: DelArgs) -> Result<(), ApiError> {
+        let r = &a.attachment;
+        if r.container_id.is_empty() {
+            return Err(ApiError::new(
+                ErrorKind::InvalidRequest,
+                "container id is empty",
+            ));
+        }
+        let lock = self.lock_for(r);
+        let _g = lock.lock().await;
+        self.remove_attachment(r, true).await?;
+        Ok(())
+    }
+
+    /// Removes kernel state, the allocation and the record; idempotent.
+    /// With `defer_veth` (DEL) a recorded attachment is made inert (host
+    /// routes gone) and its veth is deleted by the reaper after the answer;
+    /// otherwise (GC, restart, no record) the veth is deleted before.
+    pub(crate) async fn remove_attachment(
+        &self,
+        r: &AttachmentRef,
+        defer_veth: bool,
+    ) -> Result<(), ApiError> {
+        let (id, ifname) = (r.container_id.as_str(), r.ifname.as_str());
+        let stored = self.store.get(id, ifname).await.map_err(store_err)?;
+        let host_if = match &stored {
+            Some(s) => s.ep.host_ifname.clone(),
+            None => host_ifname(id, ifname),
+        };
+        let t0 = Instant::now();
+        match &stored {
+            Some(s) if defer_veth => {
+                let idx = self
+                    .dp
+                    .detach(&host_if, s.ep.v4, s.ep.v6)
+                    .await
+                    .map_err(dp_err)?;
+                if let Some(i) = idx {
+                    let _ = self.reap.send((i, host_if.clone()));
+                }
+            }
+            _ => self.dp.del(&host_if).await.map_err(dp_err)?,
+        }
+        let t_kernel = t0.elapsed();
+        let t1 = Instant::now();
+        // The kernel side is gone: the allocation and the record can go in
+        // either order (a crash between them leaves a record without veth or
+        // an allocation without record; restart reconciliation removes
+        // both), so do both at once.
+        let rec = async {
+            match &stored {
+                Some(s) => self.store.remove_at(id, ifname, s.rev).await,
+                None => Ok(()),
+            }
+        };
+        let (rel, rec) = tokio::join!(self.ipam.release(r), rec);
+        rel.map_err(ipam_err)?;
+        rec.map_err(store_err)?;
+        let t_ipam = t1.elapsed();
+        tracing::info!(
+            container_id = %id, %ifname,
+            kernel_ms = t_kernel.as_secs_f64() * 1e3, ipam_ms = t_ipam.as_secs_f64() * 1e3,
+            "endpoint removed"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,166 @@
+//! One attachment, built and checked from links, sysctls, routes and the
+//! container side.
+
+use super::routes::{host_prefix_len, host_route};
+use super::*;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+
+use netlink_packet_route::address::{AddressAttribute, AddressFlags};
+use netlink_packet_route::link::{InfoData, InfoVeth, LinkFlags};
+use rtnetlink::{LinkUnspec, LinkVeth};
+
+impl Dataplane {
+    pub(super) async fn add_here(&self, a: &Attachment) -> Result<Built, DpError> {
+        if !valid_ifname(&a.ifname) {
+            return Err(DpError::BadIfname(a.ifname.clone()));
+        }
+        let mut created = None;
+        match self.add_inner(a, &mut created).await {
+            Ok(b) => Ok(b),
+            Err(e) => {
+                // Deleting the host end takes the peer, addresses and both
+                // sides' routes with it: nothing of this ADD remains.
+                if let Some(name) = created
+                    && let Err(err) = self.del_link(&name).await
+                {
+                    tracing::warn!(%name, %err, "rollback: delete veth failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub(super) async fn add_inner(
+        &self,
+        a: &Attachment,
+        created: &mut Option<String>,
+    ) -> Result<Built, DpError> {
+        let host_if = a.host_ifname();
+        let ns = open_netns(&a.netns)?;
+        let peer = LinkUnspec::new_with_name(&a.ifname)
+            .mtu(self.mtu)
+            .setns_by_fd(ns.as_raw_fd())
+            .build();
+        let msg = LinkVeth::new(&host_if, &a.ifname)
+            .mtu(self.mtu)
+            .alias(a.alias())
+            .up()
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .build();
+        // EEXIST does not say which side collided. A host end of ours (a DEL's
+        // veth still waiting for the reaper, or a crash leftover) is dead
+        // weight: delete it and try once more. Only a clash inside the
+        // container is "interface name taken".
+        let mut retried = false;
+        loop {
+            match self.handle.link().add(msg.clone()).execute().await {
+                Ok(()) => break,
+                Err(e) if errno(&e) == Some(EEXIST) => {
+                    if !retried && self.remove_stale_host_end(a, &host_if).await? {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(self.diagnose_eexist(a, &host_if).await);
+                }
+                Err(e) => return Err(nl(format!("create veth {host_if}"))(e)),
+            }
+        }
+        drop(ns);
+        *created = Some(host_if.clone());
+        let host = get_link(&self.handle, &host_if)
+            .await?
+            .ok_or_else(|| DpError::Io(format!("veth {host_if} vanished after creation")))?;
+        let host_index = host.header.index;
+        let host_mac = link_mac_bytes(&host);
+
+        // Host-end sysctls before the route, so the first packet finds them.
+        sysctl(&format!("net.ipv4.conf.{host_if}.proxy_arp"), "1")?;
+        sysctl(&format!("net.ipv4.neigh.{host_if}.proxy_delay"), "0")?;
+        sysctl(&format!("net.ipv4.conf.{host_if}.rp_filter"), "1")?;
+        if a.v6.is_some() {
+            sysctl(&format!("net.ipv6.conf.{host_if}.proxy_ndp"), "1")?;
+            sysctl(&format!("net.ipv6.conf.{host_if}.forwarding"), "1")?;
+        }
+
+        // The container side, on a thread inside its namespace.
+        let (ifname, v4, v6, mac) = (a.ifname.clone(), a.v4, a.v6, host_mac.clone());
+        let container_mac = in_netns(&a.netns, move |h| async move {
+            configure_container(&h, &ifname, v4, v6, &mac).await
+        })
+        .await?;
+
+        if a.v6.is_some() {
+            // The container's gateway fe80::1 answers NDP from the host end.
+            let mut req = self
+                .handle
+                .address()
+                .add(host_index, IpAddr::V6(GATEWAY_V6), 64)
+                .replace();
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            req.execute()
+                .await
+                .map_err(nl("add fe80::1 to host veth"))?;
+        }
+        // Routes go away with the link, so the link undo covers them.
+        for addr in [a.v4.map(IpAddr::V4), a.v6.map(IpAddr::V6)]
+            .into_iter()
+            .flatten()
+        {
+            let plen = host_prefix_len(addr);
+            self.handle
+                .route()
+                .add(host_route(addr, host_index))
+                .replace()
+                .execute()
+                .await
+                .map_err(nl(format!("route {addr}/{plen} dev {host_if}")))?;
+        }
+        Ok(Built {
+            host_ifname: host_if,
+            host_mac: mac_string(&host_mac),
+            container_mac,
+        })
+    }
+
+    pub(super) async fn check_here(&self, a: &Attachment) -> Result<(), DpError> {
+        let host_if = a.host_ifname();
+        let host = get_link(&self.handle, &host_if)
+            .await?
+            .ok_or_else(|| DpError::Check(format!("host veth {host_if} is missing")))?;
+        if !host.header.flags.contains(LinkFlags::Up) {
+            return Err(DpError::Check(format!("host veth {host_if} is down")));
+        }
+        if read_sysctl(&format!("net.ipv4.conf.{host_if}.proxy_arp"))? != "1" {
+            return Err(DpError::Check(format!("proxy_arp is off on {host_if}")));
+        }
+        let idx = host.header.index;
+        for addr in [a.v4.map(IpAddr::V4), a.v6.map(IpAddr::V6)]
+            .into_iter()
+            .flatten()
+        {
+            if !self.host_route_present(addr, idx).await? {
+                return Err(DpError::Check(format!(
+                    "host route {addr} dev {host_if} is missing"
+                )));
+            }
+            if !self.antispoof_present(addr.is_ipv6()).await? {
+                return Err(DpError::Check(format!(
+                    "anti-spoofing rule ({} raw {ANTISPOOF_CHAIN}) is missing",
+                    if addr.is_ipv6() {
+                        "ip6tables"
+                    } else {
+                        "iptables"
+                    }
+                )));
+            }
+        }
+        let (ifname, v4, v6) = (a.ifname.clone(), a.v4, a.v6);
+        in_netns(&a.netns, move |h| async move {
+            check_container(&h, &ifname, v4, v6).await
+        })
+        .await
+    }
+}
