@@ -7,6 +7,7 @@
 
 pub mod bird;
 pub mod captures;
+pub mod deploy;
 pub mod etcd;
 pub mod feed;
 pub mod frr;
@@ -15,6 +16,7 @@ pub mod netns;
 pub mod pcap;
 pub mod router;
 pub mod scripted;
+pub mod topology;
 
 pub use netns::{Daemon, Daemons, Netns, require_root, run, veth, wait_for};
 pub use router::{

@@ -77,6 +77,9 @@ pub fn wait_for<T>(
 pub struct Netns {
     name: String,
     pids: std::sync::Mutex<Vec<u32>>,
+    /// A lab namespace that outlives this handle (`flatnet-lab up`): not
+    /// deleted on drop; `flatnet-lab down` removes it by name.
+    keep: bool,
 }
 
 impl Netns {
@@ -90,9 +93,29 @@ impl Netns {
         let ns = Netns {
             name,
             pids: std::sync::Mutex::new(Vec::new()),
+            keep: false,
         };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
+    }
+
+    /// Creates a namespace with exactly this name that is kept when the
+    /// handle drops (a lab left running); loopback up.
+    pub fn create_kept(name: &str) -> Result<Self, LabError> {
+        require_root()?;
+        run(Command::new("ip").args(["netns", "add", name]))?;
+        let ns = Netns::open_kept(name);
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// A handle on an existing namespace, kept when the handle drops.
+    pub fn open_kept(name: &str) -> Self {
+        Netns {
+            name: name.to_string(),
+            pids: std::sync::Mutex::new(Vec::new()),
+            keep: true,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -169,6 +192,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
         let pids = self.pids.lock().map(|p| p.clone()).unwrap_or_default();
         for pid in pids {
             kill_pid(pid);
@@ -304,7 +330,7 @@ fn send_signal(pid: u32, sig: &str) {
         .status();
 }
 
-fn kill_pid(pid: u32) {
+pub(crate) fn kill_pid(pid: u32) {
     send_signal(pid, "KILL");
 }
 

@@ -1,0 +1,365 @@
+//! The summary of a running lab: nodes, sessions, routes at each ToR and in
+//! each host's kernel, the reachability matrix (ping and real TCP connects
+//! between containers) and, where policies exist, expected versus actual.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{LabState, routers};
+use crate::router::Family;
+use crate::topology::policy;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeRow {
+    pub name: String,
+    pub role: String,
+    pub netns: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionRow {
+    pub node: String,
+    pub neighbor: String,
+    pub remote_as: Option<u32>,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteRow {
+    pub node: String,
+    pub prefix: String,
+    pub via: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReachRow {
+    pub from: String,
+    pub to: String,
+    pub addr: IpAddr,
+    pub ping: bool,
+    pub tcp: bool,
+    /// What the declared policy allows for this TCP connect.
+    pub expected_tcp: bool,
+}
+
+/// Everything `up` and `status` print, also as JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub lab: String,
+    pub nodes: Vec<NodeRow>,
+    pub sessions: Vec<SessionRow>,
+    pub tor_routes: Vec<RouteRow>,
+    pub host_routes: Vec<RouteRow>,
+    pub containers: Vec<super::ContainerState>,
+    pub reach: Vec<ReachRow>,
+    pub policy_declared: bool,
+    pub all_established: bool,
+    /// Every container pings every other on every address.
+    pub full_reachability: bool,
+    /// Every TCP connect did what the declared policy says.
+    pub policy_as_declared: bool,
+}
+
+/// A TCP connect from inside `ns` to `addr:port`, retried until `wait`.
+fn tcp(ns: &crate::Netns, addr: IpAddr, port: u16, wait: Duration) -> bool {
+    ns.run_in(move || {
+        let deadline = Instant::now() + wait;
+        loop {
+            if TcpStream::connect_timeout(&SocketAddr::new(addr, port), Duration::from_millis(500))
+                .is_ok()
+            {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .unwrap_or(false)
+}
+
+fn ping(ns: &crate::Netns, dst: IpAddr, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    loop {
+        let ok = ns
+            .command("ping")
+            .args(["-c", "1", "-W", "1", &dst.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok || Instant::now() >= deadline {
+            return ok;
+        }
+    }
+}
+
+/// Kernel routes of a host namespace learned or set for the fabric.
+fn kernel_routes(node: &super::NodeState) -> Vec<RouteRow> {
+    let mut rows = Vec::new();
+    for fam in ["-4", "-6"] {
+        let Ok(out) = node.ns().ip(&["-j", fam, "route", "show"]) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        for r in v.as_array().into_iter().flatten() {
+            let dst = r["dst"].as_str().unwrap_or("").to_string();
+            if dst.starts_with("fe80") || r["protocol"].as_str() == Some("kernel") {
+                continue;
+            }
+            let mut via: Vec<String> = Vec::new();
+            if let Some(g) = r["gateway"].as_str() {
+                via.push(g.to_string());
+            }
+            for nh in r["nexthops"].as_array().into_iter().flatten() {
+                if let Some(g) = nh["gateway"].as_str() {
+                    via.push(g.to_string());
+                }
+            }
+            if via.is_empty() {
+                via.push(
+                    r["dev"]
+                        .as_str()
+                        .or(r["type"].as_str())
+                        .unwrap_or("")
+                        .to_string(),
+                );
+            }
+            rows.push(RouteRow {
+                node: node.name.clone(),
+                prefix: dst,
+                via: via.join(","),
+            });
+        }
+    }
+    rows
+}
+
+/// Collects the summary of a running lab. `sample` limits the destinations
+/// each container tries (None: all), for large labs.
+pub fn collect(state: &LabState, sample: Option<usize>) -> Summary {
+    let mut s = Summary {
+        lab: state.name.clone(),
+        nodes: Vec::new(),
+        sessions: Vec::new(),
+        tor_routes: Vec::new(),
+        host_routes: Vec::new(),
+        containers: state.containers.clone(),
+        reach: Vec::new(),
+        policy_declared: !state.policies.is_empty(),
+        all_established: true,
+        full_reachability: true,
+        policy_as_declared: true,
+    };
+    for n in &state.nodes {
+        let role = match n.router {
+            Some(k) => format!("tor ({k:?})").to_lowercase(),
+            None => "host (flatnetd)".into(),
+        };
+        s.nodes.push(NodeRow {
+            name: n.name.clone(),
+            role,
+            netns: n.netns.clone(),
+        });
+        let Some(kind) = n.router else {
+            s.host_routes.extend(kernel_routes(n));
+            continue;
+        };
+        match routers::neighbors(kind, &n.ns(), &n.dir) {
+            Ok(ns) => {
+                for nb in ns {
+                    s.all_established &= nb.established();
+                    s.sessions.push(SessionRow {
+                        node: n.name.clone(),
+                        neighbor: nb.address.clone(),
+                        remote_as: nb.remote_as,
+                        state: format!("{:?}", nb.state),
+                    });
+                }
+            }
+            Err(e) => {
+                s.all_established = false;
+                s.sessions.push(SessionRow {
+                    node: n.name.clone(),
+                    neighbor: "-".into(),
+                    remote_as: None,
+                    state: format!("error: {e}"),
+                });
+            }
+        }
+        for fam in [Family::Ipv4Unicast, Family::Ipv6Unicast] {
+            for r in routers::rib(kind, &n.ns(), &n.dir, fam)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| r.learned && r.best)
+            {
+                let nh: Vec<String> = r.next_hops.iter().map(|n| n.to_string()).collect();
+                s.tor_routes.push(RouteRow {
+                    node: n.name.clone(),
+                    prefix: r.prefix,
+                    via: nh.join(","),
+                });
+            }
+        }
+    }
+    let wait = Duration::from_secs(5);
+    for a in &state.containers {
+        let ns = a.ns();
+        let others = state.containers.iter().filter(|b| b.name != a.name);
+        let others: Vec<_> = match sample {
+            Some(k) => others.take(k).collect(),
+            None => others.collect(),
+        };
+        for b in others {
+            let expected_tcp =
+                policy::allowed(&state.policies, a.app.as_deref(), b.app.as_deref(), b.port);
+            for addr in &b.addrs {
+                let p = ping(&ns, *addr, wait);
+                // A connect the policy denies is expected to fail: try it
+                // briefly, an allowed one gets the full wait.
+                let t = tcp(&ns, *addr, b.port, if expected_tcp { wait } else { Duration::from_secs(1) });
+                s.full_reachability &= p;
+                s.policy_as_declared &= t == expected_tcp;
+                s.reach.push(ReachRow {
+                    from: a.name.clone(),
+                    to: b.name.clone(),
+                    addr: *addr,
+                    ping: p,
+                    tcp: t,
+                    expected_tcp,
+                });
+            }
+        }
+    }
+    s
+}
+
+fn mark(b: bool) -> &'static str {
+    if b { "ok" } else { "FAIL" }
+}
+
+impl Summary {
+    /// The summary as text tables.
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "Lab {}", self.lab);
+        let _ = writeln!(o, "\nNodes\n{:<12} {:<16} Namespace", "Name", "Role");
+        for n in &self.nodes {
+            let _ = writeln!(o, "{:<12} {:<16} {}", n.name, n.role, n.netns);
+        }
+        let _ = writeln!(
+            o,
+            "\nBGP sessions (as the ToRs see them)\n{:<8} {:<26} {:<8} State",
+            "ToR", "Neighbor", "AS"
+        );
+        for r in &self.sessions {
+            let asn = r.remote_as.map(|a| a.to_string()).unwrap_or_default();
+            let _ = writeln!(o, "{:<8} {:<26} {:<8} {}", r.node, r.neighbor, asn, r.state);
+        }
+        let _ = writeln!(o, "\nRoutes at the ToRs\n{:<8} {:<26} Next hops", "ToR", "Prefix");
+        for r in &self.tor_routes {
+            let _ = writeln!(o, "{:<8} {:<26} {}", r.node, r.prefix, r.via);
+        }
+        let _ = writeln!(
+            o,
+            "\nRoutes in the hosts' kernels\n{:<8} {:<26} Via",
+            "Host", "Prefix"
+        );
+        for r in &self.host_routes {
+            let _ = writeln!(o, "{:<8} {:<26} {}", r.node, r.prefix, r.via);
+        }
+        let _ = writeln!(o, "\nContainers\n{:<10} {:<8} {:<6} {:<6} Addresses", "Name", "Host", "App", "Port");
+        for c in &self.containers {
+            let a: Vec<String> = c.addrs.iter().map(|a| a.to_string()).collect();
+            let _ = writeln!(
+                o,
+                "{:<10} {:<8} {:<6} {:<6} {}",
+                c.name,
+                c.host,
+                c.app.as_deref().unwrap_or("-"),
+                c.port,
+                a.join(" ")
+            );
+        }
+        let _ = writeln!(
+            o,
+            "\nReachability (row to column; ping v4/v6)"
+        );
+        self.matrix(&mut o, |r| mark(r.ping).to_string());
+        if self.policy_declared {
+            let _ = writeln!(
+                o,
+                "\nPolicy (TCP to the column's port; expected/actual, allow or deny)"
+            );
+            self.matrix(&mut o, |r| {
+                let c = |b: bool| if b { "allow" } else { "deny" };
+                let m = if r.tcp == r.expected_tcp { "" } else { "!" };
+                format!("{}/{}{m}", c(r.expected_tcp), c(r.tcp))
+            });
+        } else {
+            let _ = writeln!(o, "\nTCP connects (row to column's port; v4/v6)");
+            self.matrix(&mut o, |r| mark(r.tcp).to_string());
+        }
+        let _ = writeln!(
+            o,
+            "\nall sessions Established: {}; full reachability: {}; TCP as the policy declares: {}",
+            yes(self.all_established),
+            yes(self.full_reachability),
+            yes(self.policy_as_declared)
+        );
+        o
+    }
+
+    fn matrix(&self, o: &mut String, cell: impl Fn(&ReachRow) -> String) {
+        let names: Vec<&str> = self.containers.iter().map(|c| c.name.as_str()).collect();
+        let w = names.iter().map(|n| n.len()).max().unwrap_or(4).max(4);
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        for a in &names {
+            let mut row = Vec::new();
+            for b in &names {
+                let cells: Vec<String> = self
+                    .reach
+                    .iter()
+                    .filter(|r| r.from == *a && r.to == *b)
+                    .map(&cell)
+                    .collect();
+                row.push(if a == b {
+                    "-".to_string()
+                } else if cells.is_empty() {
+                    ".".to_string()
+                } else {
+                    cells.join("/")
+                });
+            }
+            rows.push(row);
+        }
+        let cw = rows
+            .iter()
+            .flatten()
+            .map(String::len)
+            .chain(names.iter().map(|n| n.len()))
+            .max()
+            .unwrap_or(4);
+        let _ = write!(o, "{:<w$}", "");
+        for b in &names {
+            let _ = write!(o, " {b:<cw$}");
+        }
+        let _ = writeln!(o);
+        for (a, row) in names.iter().zip(rows) {
+            let _ = write!(o, "{a:<w$}");
+            for c in row {
+                let _ = write!(o, " {c:<cw$}");
+            }
+            let _ = writeln!(o);
+        }
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "NO" }
+}
