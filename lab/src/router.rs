@@ -463,3 +463,12 @@ pub(crate) fn parse_as_path(s: &str) -> Vec<u32> {
         .filter_map(|t| t.parse().ok())
         .collect()
 }
+
+impl std::fmt::Display for BgpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BgpState::Fsm(s) => write!(f, "{s}"),
+            BgpState::Other(s) => f.write_str(s),
+        }
+    }
+}

@@ -118,7 +118,8 @@ impl LabState {
 
     fn save(&self) -> Result<(), DeployError> {
         let p = run_dir(&self.name).join("state.json");
-        let text = serde_json::to_string_pretty(self).map_err(|e| DeployError::State(p.clone(), e))?;
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| DeployError::State(p.clone(), e))?;
         std::fs::write(&p, text).map_err(|e| DeployError::Io(p, e))
     }
 
@@ -130,7 +131,10 @@ impl LabState {
         if let Some(c) = self.containers.iter().find(|c| c.name == name) {
             return Ok(c.ns());
         }
-        Err(DeployError::UnknownNode(name.to_string(), self.name.clone()))
+        Err(DeployError::UnknownNode(
+            name.to_string(),
+            self.name.clone(),
+        ))
     }
 }
 

@@ -227,11 +227,9 @@ pub(super) fn rib(
         RouterKind::Bird => {
             crate::bird::parse_routes(&birdc(ns, dir, &["show", "route", "table", t, "all"])?)
         }
-        RouterKind::Gobgp => crate::gobgp::parse_rib(&json(&gobgp(
-            ns,
-            dir,
-            &["-j", "global", "rib", "-a", g],
-        )?)?),
+        RouterKind::Gobgp => {
+            crate::gobgp::parse_rib(&json(&gobgp(ns, dir, &["-j", "global", "rib", "-a", g])?)?)
+        }
     })
 }
 

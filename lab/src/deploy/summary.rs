@@ -57,6 +57,10 @@ pub struct Summary {
     pub containers: Vec<super::ContainerState>,
     pub reach: Vec<ReachRow>,
     pub policy_declared: bool,
+    /// Whether the lab applied the declared policy to the hosts. False until
+    /// `flatnet policy apply` exists (issue 10): the matrix then shows the
+    /// declaration against an unenforced fabric.
+    pub policy_applied: bool,
     pub all_established: bool,
     /// Every container pings every other on every address.
     pub full_reachability: bool,
@@ -152,6 +156,7 @@ pub fn collect(state: &LabState, sample: Option<usize>) -> Summary {
         containers: state.containers.clone(),
         reach: Vec::new(),
         policy_declared: !state.policies.is_empty(),
+        policy_applied: false,
         all_established: true,
         full_reachability: true,
         policy_as_declared: true,
@@ -178,7 +183,7 @@ pub fn collect(state: &LabState, sample: Option<usize>) -> Summary {
                         node: n.name.clone(),
                         neighbor: nb.address.clone(),
                         remote_as: nb.remote_as,
-                        state: format!("{:?}", nb.state),
+                        state: nb.state.to_string(),
                     });
                 }
             }
@@ -222,7 +227,16 @@ pub fn collect(state: &LabState, sample: Option<usize>) -> Summary {
                 let p = ping(&ns, *addr, wait);
                 // A connect the policy denies is expected to fail: try it
                 // briefly, an allowed one gets the full wait.
-                let t = tcp(&ns, *addr, b.port, if expected_tcp { wait } else { Duration::from_secs(1) });
+                let t = tcp(
+                    &ns,
+                    *addr,
+                    b.port,
+                    if expected_tcp {
+                        wait
+                    } else {
+                        Duration::from_secs(1)
+                    },
+                );
                 s.full_reachability &= p;
                 s.policy_as_declared &= t == expected_tcp;
                 s.reach.push(ReachRow {
@@ -261,7 +275,11 @@ impl Summary {
             let asn = r.remote_as.map(|a| a.to_string()).unwrap_or_default();
             let _ = writeln!(o, "{:<8} {:<26} {:<8} {}", r.node, r.neighbor, asn, r.state);
         }
-        let _ = writeln!(o, "\nRoutes at the ToRs\n{:<8} {:<26} Next hops", "ToR", "Prefix");
+        let _ = writeln!(
+            o,
+            "\nRoutes at the ToRs\n{:<8} {:<26} Next hops",
+            "ToR", "Prefix"
+        );
         for r in &self.tor_routes {
             let _ = writeln!(o, "{:<8} {:<26} {}", r.node, r.prefix, r.via);
         }
@@ -273,7 +291,11 @@ impl Summary {
         for r in &self.host_routes {
             let _ = writeln!(o, "{:<8} {:<26} {}", r.node, r.prefix, r.via);
         }
-        let _ = writeln!(o, "\nContainers\n{:<10} {:<8} {:<6} {:<6} Addresses", "Name", "Host", "App", "Port");
+        let _ = writeln!(
+            o,
+            "\nContainers\n{:<10} {:<8} {:<6} {:<6} Addresses",
+            "Name", "Host", "App", "Port"
+        );
         for c in &self.containers {
             let a: Vec<String> = c.addrs.iter().map(|a| a.to_string()).collect();
             let _ = writeln!(
@@ -286,21 +308,20 @@ impl Summary {
                 a.join(" ")
             );
         }
-        let _ = writeln!(
-            o,
-            "\nReachability (row to column; ping v4/v6)"
-        );
+        let _ = writeln!(o, "\nReachability (row to column; ping v4/v6)");
         self.matrix(&mut o, |r| mark(r.ping).to_string());
         if self.policy_declared {
             let _ = writeln!(
                 o,
                 "\nPolicy (TCP to the column's port; expected/actual, allow or deny)"
             );
-            self.matrix(&mut o, |r| {
-                let c = |b: bool| if b { "allow" } else { "deny" };
-                let m = if r.tcp == r.expected_tcp { "" } else { "!" };
-                format!("{}/{}{m}", c(r.expected_tcp), c(r.tcp))
-            });
+            self.policy_matrix(&mut o);
+            if !self.policy_applied {
+                let _ = writeln!(
+                    o,
+                    "note: the policy is declared but not applied — flatnet-lab needs `flatnet policy apply` (issue 10); `!` marks a connect that differs from the declaration"
+                );
+            }
         } else {
             let _ = writeln!(o, "\nTCP connects (row to column's port; v4/v6)");
             self.matrix(&mut o, |r| mark(r.tcp).to_string());
@@ -315,25 +336,71 @@ impl Summary {
         o
     }
 
+    /// Expected/actual per pair, both families folded into one word.
+    fn policy_matrix(&self, o: &mut String) {
+        let c = |b: bool| if b { "allow" } else { "deny" };
+        let cells: Vec<(String, String, String)> = self
+            .containers
+            .iter()
+            .flat_map(|a| self.containers.iter().map(move |b| (a, b)))
+            .filter(|(a, b)| a.name != b.name)
+            .filter_map(|(a, b)| {
+                let rs: Vec<&ReachRow> = self
+                    .reach
+                    .iter()
+                    .filter(|r| r.from == a.name && r.to == b.name)
+                    .collect();
+                let first = rs.first()?;
+                let actual = if rs.iter().all(|r| r.tcp) {
+                    "allow"
+                } else if rs.iter().all(|r| !r.tcp) {
+                    "deny"
+                } else {
+                    "mixed"
+                };
+                let m = if actual == c(first.expected_tcp) {
+                    ""
+                } else {
+                    "!"
+                };
+                Some((
+                    a.name.clone(),
+                    b.name.clone(),
+                    format!("{}/{actual}{m}", c(first.expected_tcp)),
+                ))
+            })
+            .collect();
+        self.grid(o, |a, b| {
+            cells
+                .iter()
+                .find(|(x, y, _)| x == a && y == b)
+                .map(|(_, _, s)| s.clone())
+        });
+    }
+
     fn matrix(&self, o: &mut String, cell: impl Fn(&ReachRow) -> String) {
+        self.grid(o, |a, b| {
+            let cells: Vec<String> = self
+                .reach
+                .iter()
+                .filter(|r| r.from == a && r.to == b)
+                .map(&cell)
+                .collect();
+            (!cells.is_empty()).then(|| cells.join("/"))
+        });
+    }
+
+    fn grid(&self, o: &mut String, cell: impl Fn(&str, &str) -> Option<String>) {
         let names: Vec<&str> = self.containers.iter().map(|c| c.name.as_str()).collect();
         let w = names.iter().map(|n| n.len()).max().unwrap_or(4).max(4);
         let mut rows: Vec<Vec<String>> = Vec::new();
         for a in &names {
             let mut row = Vec::new();
             for b in &names {
-                let cells: Vec<String> = self
-                    .reach
-                    .iter()
-                    .filter(|r| r.from == *a && r.to == *b)
-                    .map(&cell)
-                    .collect();
                 row.push(if a == b {
                     "-".to_string()
-                } else if cells.is_empty() {
-                    ".".to_string()
                 } else {
-                    cells.join("/")
+                    cell(a, b).unwrap_or_else(|| ".".to_string())
                 });
             }
             rows.push(row);
@@ -362,4 +429,29 @@ impl Summary {
 
 fn yes(b: bool) -> &'static str {
     if b { "yes" } else { "NO" }
+}
+
+/// Ping and TCP from container `from` to every address of `to`.
+pub fn pair(state: &LabState, from: &str, to: &str) -> Result<Vec<ReachRow>, super::DeployError> {
+    let find = |n: &str| {
+        state
+            .containers
+            .iter()
+            .find(|c| c.name == n)
+            .ok_or_else(|| super::DeployError::UnknownNode(n.to_string(), state.name.clone()))
+    };
+    let (a, b) = (find(from)?, find(to)?);
+    let expected_tcp = policy::allowed(&state.policies, a.app.as_deref(), b.app.as_deref(), b.port);
+    let ns = a.ns();
+    Ok(b.addrs
+        .iter()
+        .map(|addr| ReachRow {
+            from: a.name.clone(),
+            to: b.name.clone(),
+            addr: *addr,
+            ping: ping(&ns, *addr, Duration::from_secs(3)),
+            tcp: tcp(&ns, *addr, b.port, Duration::from_secs(2)),
+            expected_tcp,
+        })
+        .collect())
 }

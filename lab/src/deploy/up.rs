@@ -273,7 +273,11 @@ fn flatnetd_config(
         s.push('\n');
     }
     for p in &h.peers {
-        let _ = writeln!(s, "[[bgp.peer]]\naddress = \"{}\"\nasn = {}", p.address, p.asn);
+        let _ = writeln!(
+            s,
+            "[[bgp.peer]]\naddress = \"{}\"\nasn = {}",
+            p.address, p.asn
+        );
         if let Some(nh) = &p.next_hop_ipv6 {
             let _ = writeln!(s, "next_hop_ipv6 = \"{nh}\"");
         }
@@ -329,14 +333,15 @@ fn wait_sessions(
         for t in &tors {
             let Some(kind) = t.router else { continue };
             match routers::neighbors(kind, &t.ns(), &t.dir) {
-                Ok(ns) if ns.is_empty() => {
-                    missing.push((t.name.clone(), format!("{}: no sessions configured", t.name)))
-                }
+                Ok(ns) if ns.is_empty() => missing.push((
+                    t.name.clone(),
+                    format!("{}: no sessions configured", t.name),
+                )),
                 Ok(ns) => {
                     for n in ns.iter().filter(|n| !n.established()) {
                         missing.push((
                             t.name.clone(),
-                            format!("{} session to {} is {:?}", t.name, n.address, n.state),
+                            format!("{} session to {} is {}", t.name, n.address, n.state),
                         ));
                     }
                 }

@@ -7,9 +7,9 @@
 //! and checking that the config files it binds exist. Every problem is
 //! reported as `file:line: message`, all of them at once.
 
+mod locate;
 pub mod model;
 pub mod policy;
-mod locate;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -167,8 +167,7 @@ impl Topology {
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 16
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
@@ -223,7 +222,9 @@ fn check(
                 let Some(h) = file.flatnet.hosts.get(name) else {
                     bad(
                         line,
-                        format!("host {name} has no entry under flatnet.hosts (asn, router-id, peers)"),
+                        format!(
+                            "host {name} has no entry under flatnet.hosts (asn, router-id, peers)"
+                        ),
                     );
                     continue;
                 };
@@ -237,9 +238,7 @@ fn check(
                     Some(other) => {
                         bad(
                             loc.key_line(&["topology", "nodes", name, "labels"], "flatnet.router"),
-                            format!(
-                                "node {name}: router {other:?} is not one of frr, bird, gobgp"
-                            ),
+                            format!("node {name}: router {other:?} is not one of frr, bird, gobgp"),
                         );
                         continue;
                     }
@@ -311,7 +310,9 @@ fn check(
             if iface.is_empty() || iface.len() > MAX_IFNAME || iface == "lo" {
                 bad(
                     line,
-                    format!("link endpoint {ep:?}: interface name must be 1-{MAX_IFNAME} characters and not lo"),
+                    format!(
+                        "link endpoint {ep:?}: interface name must be 1-{MAX_IFNAME} characters and not lo"
+                    ),
                 );
                 continue;
             }
@@ -353,33 +354,54 @@ fn check(
             Some(_) => {}
         }
         if h.router_id.parse::<std::net::Ipv4Addr>().is_err() {
-            bad(line, format!("host {host}: router-id {:?} is not an IPv4 address", h.router_id));
+            bad(
+                line,
+                format!(
+                    "host {host}: router-id {:?} is not an IPv4 address",
+                    h.router_id
+                ),
+            );
         }
         for p in &h.peers {
             if p.address.parse::<std::net::IpAddr>().is_err() {
                 bad(
                     loc.value_line(&["flatnet", "hosts", host], &p.address),
-                    format!("host {host}: peer address {:?} is not an IP address", p.address),
+                    format!(
+                        "host {host}: peer address {:?} is not an IP address",
+                        p.address
+                    ),
                 );
             }
         }
         for c in &h.containers {
             let cl = loc.value_line(&["flatnet", "hosts", host], &c.name);
             if !valid_name(&c.name) || file.topology.nodes.contains_key(&c.name) {
-                bad(cl, format!("container name {:?} must be a-z0-9- and not a node's name", c.name));
+                bad(
+                    cl,
+                    format!(
+                        "container name {:?} must be a-z0-9- and not a node's name",
+                        c.name
+                    ),
+                );
             }
             if !ctr_names.insert(&c.name) {
                 bad(cl, format!("container {:?} declared twice", c.name));
             }
             if let Some(app) = &c.app {
                 if !apps.contains(app.as_str()) {
-                    bad(cl, format!("container {}: app {app:?} is not in flatnet.apps", c.name));
+                    bad(
+                        cl,
+                        format!("container {}: app {app:?} is not in flatnet.apps", c.name),
+                    );
                 }
             }
         }
     }
     if !fl.hosts.is_empty() && fl.pools.is_empty() {
-        bad(loc.key_line(&[], "flatnet"), "flatnet.pools: hosts need at least one pool".into());
+        bad(
+            loc.key_line(&[], "flatnet"),
+            "flatnet.pools: hosts need at least one pool".into(),
+        );
     }
     for p in &fl.pools {
         if p.cidr.parse::<flatnet_bgp::wire::Prefix>().is_err() {
@@ -394,7 +416,10 @@ fn check(
             if !apps.contains(app.as_str()) {
                 bad(
                     loc.value_line(&["flatnet", "policies"], app),
-                    format!("policy {} -> {}: app {app:?} is not in flatnet.apps", p.from, p.to),
+                    format!(
+                        "policy {} -> {}: app {app:?} is not in flatnet.apps",
+                        p.from, p.to
+                    ),
                 );
             }
         }

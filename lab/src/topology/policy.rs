@@ -47,7 +47,10 @@ mod tests {
         let ps = [p("web", "api", &[8080]), p("api", "db", &[])];
         assert!(allowed(&ps, Some("web"), Some("api"), 8080));
         assert!(!allowed(&ps, Some("web"), Some("api"), 9090));
-        assert!(!allowed(&ps, Some("api"), Some("web"), 8080), "not symmetric");
+        assert!(
+            !allowed(&ps, Some("api"), Some("web"), 8080),
+            "not symmetric"
+        );
         assert!(allowed(&ps, Some("api"), Some("db"), 1));
         assert!(!allowed(&ps, Some("web"), Some("db"), 8080));
         assert!(allowed(&ps, Some("db"), Some("db"), 8080), "same app");

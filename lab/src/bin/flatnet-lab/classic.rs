@@ -1,4 +1,4 @@
-//! `flatnet-lab`: the main job. Builds a small leaf of the fabric in network
+//! `flatnet-lab` without a subcommand: the fixed run. Builds a small leaf of the fabric in network
 //! namespaces on this machine — two FRR ToRs, two hosts running `flatnetd`
 //! (containers attached through the real `flatnet-cni` plugin) whose embedded
 //! BGP speaker advertises each host's blocks to both ToRs — then shows the
@@ -9,31 +9,29 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use flatnet_lab::deploy::cni;
 use flatnet_lab::frr::Frr;
 use flatnet_lab::router::WorkDir;
 use flatnet_lab::{
     Daemon, Family, LabError, NeighborConfig, Netns, Router, RouterConfig, veth, wait_for,
 };
 
-#[derive(Parser)]
-#[command(
-    about = "Bring up a flatnet lab (2 ToRs, 2 hosts, containers), show reachability, tear it down"
-)]
-struct Args {
+/// Options of the fixed run.
+#[derive(clap::Args)]
+pub struct Args {
     /// Directory holding flatnetd, flatnet and flatnet-cni
     /// (default: the directory of this executable).
     #[arg(long)]
-    bin_dir: Option<PathBuf>,
+    pub bin_dir: Option<PathBuf>,
     /// Containers per host.
     #[arg(long, default_value_t = 2)]
-    containers: usize,
+    pub containers: usize,
     /// Keep the lab up until Enter is pressed (inspect with `ip netns`).
     #[arg(long)]
-    hold: bool,
+    pub hold: bool,
 }
 
 const TOR_AS: [u32; 2] = [65001, 65002];
@@ -54,9 +52,8 @@ struct Container {
     addrs: Vec<IpAddr>,
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
+pub fn main(args: &Args) -> ExitCode {
+    match run(args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
             eprintln!(
@@ -377,99 +374,17 @@ fn bad<E: std::fmt::Display>(e: E) -> LabError {
     LabError::Other(e.to_string())
 }
 
-fn cni_conf(host: &Host) -> String {
-    format!(
-        r#"{{"cniVersion":"1.1.0","name":"flatnet","type":"flatnet-cni","flatnetd_socket":"{}"}}"#,
-        host.socket.display()
-    )
-}
-
-fn cni_exec(cni: &Path, host: &Host, cmd: &str, id: &str, ns: &Netns) -> Result<String, LabError> {
-    let mut c = host.ns.command(cni);
-    c.env("CNI_COMMAND", cmd)
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_NETNS", ns.path())
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", cni.parent().unwrap_or(Path::new("/")))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c
-        .spawn()
-        .map_err(|e| LabError::Spawn("flatnet-cni".into(), e))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(cni_conf(host).as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        return Err(LabError::Other(format!(
-            "flatnet-cni {cmd} for {id} failed: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(stdout)
-}
-
 fn cni_add(cni: &Path, host: &Host, id: &str, ns: &Netns) -> Result<Vec<IpAddr>, LabError> {
-    let out = cni_exec(cni, host, "ADD", id, ns)?;
-    let v: serde_json::Value = serde_json::from_str(&out).map_err(bad)?;
-    let mut addrs = Vec::new();
-    for ip in v["ips"].as_array().into_iter().flatten() {
-        if let Some(a) = ip["address"].as_str().and_then(|s| s.split('/').next()) {
-            addrs.push(a.parse().map_err(bad)?);
-        }
-    }
-    if addrs.is_empty() {
-        return Err(LabError::Other(format!(
-            "flatnet-cni ADD returned no addresses: {out}"
-        )));
-    }
-    Ok(addrs)
+    cni::add(cni, host.ns, &host.socket, id, ns)
 }
 
 fn cni_del(cni: &Path, host: &Host, id: &str, ns: &Netns) -> Result<(), LabError> {
-    cni_exec(cni, host, "DEL", id, ns).map(|_| ())
+    cni::del(cni, host.ns, &host.socket, id, ns)
 }
 
 /// The blocks flatnetd claimed for this host, from `flatnet ipam show --json`.
 fn host_blocks(flatnet: &Path, host: &Host) -> Result<Vec<String>, LabError> {
-    let out = flatnet_lab::run(
-        Command::new(flatnet)
-            .arg("--socket")
-            .arg(&host.socket)
-            .args(["ipam", "show", "--json"]),
-    )?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(bad)?;
-    let mut blocks = Vec::new();
-    collect_blocks(&v, &mut blocks);
-    blocks.sort();
-    blocks.dedup();
-    Ok(blocks)
-}
-
-fn collect_blocks(v: &serde_json::Value, out: &mut Vec<String>) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, val) in m {
-                if k == "blocks" {
-                    for b in val.as_array().into_iter().flatten() {
-                        let s = b
-                            .as_str()
-                            .or_else(|| b["cidr"].as_str())
-                            .or_else(|| b["block"].as_str());
-                        if let Some(s) = s {
-                            out.push(s.to_string());
-                        }
-                    }
-                } else {
-                    collect_blocks(val, out);
-                }
-            }
-        }
-        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_blocks(x, out)),
-        _ => {}
-    }
+    cni::host_blocks(flatnet, &host.socket)
 }
 
 fn ping(from: &Netns, dst: IpAddr) -> bool {

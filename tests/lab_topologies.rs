@@ -1,0 +1,277 @@
+//! The shipped topologies come up under `flatnet-lab up` and go down again,
+//! with their summaries checked; `down` after a SIGKILLed `up` leaves no
+//! namespace or process behind; a bad topology file is rejected with file
+//! and line before anything is created. Each test works on its own copy of
+//! a topology under its own lab name, so they run in parallel.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use flatnet_tests::lab::deploy::{leftovers, run_dir};
+use flatnet_tests::lab::topology::{Topology, policy};
+use serde_json::Value;
+
+/// `target/<profile>` of this test binary (`target/<profile>/deps/…`).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf()
+}
+
+fn lab_bin() -> PathBuf {
+    let dir = bin_dir();
+    for b in ["flatnet-lab", "flatnetd", "flatnet", "flatnet-cni"] {
+        assert!(
+            dir.join(b).exists(),
+            "{} missing: build the workspace binaries first (`cargo build --workspace --bins`)",
+            dir.join(b).display()
+        );
+    }
+    dir.join("flatnet-lab")
+}
+
+fn shipped(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../lab/topologies")
+        .join(name)
+}
+
+/// Copies a shipped topology's folder into `dir`, renaming the lab.
+fn copy_as(name: &str, lab: &str, dir: &Path) -> PathBuf {
+    let src = shipped(name);
+    let out = Command::new("cp")
+        .arg("-r")
+        .arg(format!("{}/.", src.display()))
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let f = dir.join(format!("{name}.clab.yml"));
+    let text = std::fs::read_to_string(&f).unwrap();
+    let text = text.replacen(&format!("name: {name}\n"), &format!("name: {lab}\n"), 1);
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
+fn flatnet_lab(args: &[&str]) -> Output {
+    Command::new(lab_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Takes a lab down when the test ends, also when it fails.
+struct Down(String);
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = flatnet_lab(&["down", &self.0]);
+    }
+}
+
+fn up_down_checked(name: &str, lab: &str, sessions: usize) {
+    flatnet_tests::lab::require_root().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = copy_as(name, lab, dir.path());
+    let topo = Topology::load(&file).unwrap();
+    let guard = Down(lab.to_string());
+    let out = flatnet_lab(&["up", file.to_str().unwrap(), "--json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "up failed:\n{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("BGP sessions Established: done in"),
+        "progress lines: {stderr}"
+    );
+    let s: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(s["lab"], lab);
+    assert_eq!(s["nodes"].as_array().unwrap().len(), topo.nodes.len());
+
+    // Every session at every ToR is Established.
+    let sess = s["sessions"].as_array().unwrap();
+    assert_eq!(sess.len(), sessions, "{stdout}");
+    assert!(sess.iter().all(|r| r["state"] == "Established"), "{stdout}");
+    assert_eq!(s["all_established"], true);
+
+    // Each ToR learned every container's address block, v4 and v6.
+    let containers = s["containers"].as_array().unwrap();
+    let n_ctr: usize = topo.hosts().map(|(_, h)| h.containers.len()).sum();
+    assert_eq!(containers.len(), n_ctr);
+    for (tor, _, _) in topo.tors() {
+        let routes: Vec<&str> = s["tor_routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["node"] == tor.name.as_str())
+            .map(|r| r["prefix"].as_str().unwrap())
+            .collect();
+        let hosts = topo.hosts().count();
+        assert_eq!(routes.len(), 2 * hosts, "{} routes: {routes:?}", tor.name);
+    }
+    // Each host's kernel has its ECMP default (static-default: true).
+    for (h, _) in topo.hosts() {
+        assert!(
+            s["host_routes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["node"] == h.name.as_str() && r["prefix"] == "default"),
+            "{stdout}"
+        );
+    }
+
+    // Full reachability: every ordered pair, every address, by ping and TCP
+    // where the policy allows it.
+    let reach = s["reach"].as_array().unwrap();
+    assert_eq!(reach.len(), n_ctr * (n_ctr - 1) * 2, "v4 and v6 per pair");
+    assert!(reach.iter().all(|r| r["ping"] == true), "{stdout}");
+    assert_eq!(s["full_reachability"], true);
+    let app = |n: &str| -> Option<String> {
+        containers
+            .iter()
+            .find(|c| c["name"] == n)
+            .and_then(|c| c["app"].as_str().map(String::from))
+    };
+    for r in reach {
+        let (from, to) = (r["from"].as_str().unwrap(), r["to"].as_str().unwrap());
+        let port = containers.iter().find(|c| c["name"] == to).unwrap()["port"]
+            .as_u64()
+            .unwrap() as u16;
+        let want = policy::allowed(
+            &topo.flatnet.policies,
+            app(from).as_deref(),
+            app(to).as_deref(),
+            port,
+        );
+        assert_eq!(r["expected_tcp"], want, "{from} -> {to}");
+        if want {
+            assert_eq!(r["tcp"], true, "{from} -> {to} allowed but not connected");
+        }
+    }
+
+    // status sees the same lab; down removes all of it.
+    let st = flatnet_lab(&["status", lab, "--json"]);
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let pids = lab_pids(lab);
+    assert!(!pids.is_empty());
+    drop(guard);
+    assert_gone(lab, &pids);
+}
+
+/// PIDs of processes inside the lab's namespaces.
+fn lab_pids(lab: &str) -> Vec<u32> {
+    let mut v = Vec::new();
+    for ns in leftovers(lab) {
+        let out = Command::new("ip")
+            .args(["netns", "pids", &ns])
+            .output()
+            .unwrap();
+        v.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    v
+}
+
+/// Running (not zombie) processes among `pids`.
+fn alive(pids: &[u32]) -> Vec<u32> {
+    pids.iter()
+        .copied()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .map(|r| r.trim_start().starts_with('Z'))
+                        .map(|z| !z)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn assert_gone(lab: &str, pids: &[u32]) {
+    assert_eq!(leftovers(lab), Vec::<String>::new(), "namespaces left");
+    assert!(!run_dir(lab).exists(), "run dir left");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !alive(pids).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(alive(pids), Vec::<u32>::new(), "processes left");
+}
+
+#[test]
+fn single_tor_up_summary_down() {
+    up_down_checked("single-tor", "t-single", 1);
+}
+
+#[test]
+fn two_tier_up_summary_down() {
+    up_down_checked("two-tier", "t-twotier", 6);
+}
+
+#[test]
+fn down_after_sigkilled_up_leaves_nothing() {
+    flatnet_tests::lab::require_root().unwrap();
+    let lab = "t-killed";
+    let dir = tempfile::tempdir().unwrap();
+    let file = copy_as("two-tier", lab, dir.path());
+    let _guard = Down(lab.to_string());
+    let mut child = Command::new(lab_bin())
+        .args(["up", file.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it mid-way: once some host's flatnetd is up.
+    let sock = run_dir(lab).join("host1/flatnetd.sock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "up never started flatnetd");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let pids = lab_pids(lab);
+    assert!(!pids.is_empty(), "the killed up left daemons to clean");
+    assert!(!leftovers(lab).is_empty());
+    let out = flatnet_lab(&["down", lab]);
+    assert!(out.status.success());
+    assert_gone(lab, &pids);
+}
+
+#[test]
+fn bad_topology_is_rejected_before_anything_is_created() {
+    flatnet_tests::lab::require_root().unwrap();
+    let lab = "t-bad";
+    let dir = tempfile::tempdir().unwrap();
+    let file = copy_as("single-tor", lab, dir.path());
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.contains("\"host1:eth0\""))
+        .unwrap()
+        + 1;
+    std::fs::write(&file, text.replace("\"host1:eth0\"", "\"host7:eth0\"")).unwrap();
+    let out = flatnet_lab(&["up", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "{}:{line}: link endpoint \"host7:eth0\": unknown node \"host7\"",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(leftovers(lab), Vec::<String>::new());
+    assert!(!run_dir(lab).exists());
+}
