@@ -70,13 +70,28 @@ impl Drop for Down {
     }
 }
 
-fn up_down_checked(name: &str, lab: &str, sessions: usize) {
+/// Brings a copy of topology `name` up as `lab` (after `edit` on its
+/// text; `hosts` for `scale`), checks the summary, takes it down and checks
+/// that nothing is left.
+fn up_down_checked(
+    name: &str,
+    lab: &str,
+    hosts: Option<usize>,
+    sessions: usize,
+    edit: impl Fn(String) -> String,
+) {
     flatnet_tests::lab::require_root().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = copy_as(name, lab, dir.path());
-    let topo = Topology::load(&file).unwrap();
+    std::fs::write(&file, edit(std::fs::read_to_string(&file).unwrap())).unwrap();
+    let topo = Topology::load_scaled(&file, hosts).unwrap();
     let guard = Down(lab.to_string());
-    let out = flatnet_lab(&["up", file.to_str().unwrap(), "--json"]);
+    let n = hosts.map(|n| n.to_string());
+    let mut args = vec!["up", file.to_str().unwrap(), "--json"];
+    if let Some(n) = &n {
+        args.extend(["--hosts", n.as_str()]);
+    }
+    let out = flatnet_lab(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "up failed:\n{stdout}\n{stderr}");
@@ -210,12 +225,42 @@ fn assert_gone(lab: &str, pids: &[u32]) {
 
 #[test]
 fn single_tor_up_summary_down() {
-    up_down_checked("single-tor", "t-single", 1);
+    up_down_checked("single-tor", "t-single", None, 1, |t| t);
 }
 
 #[test]
 fn two_tier_up_summary_down() {
-    up_down_checked("two-tier", "t-twotier", 6);
+    up_down_checked("two-tier", "t-twotier", None, 6, |t| t);
+}
+
+#[test]
+fn scale_at_small_n_up_summary_down() {
+    up_down_checked("scale", "t-scale", Some(3), 6, |t| t);
+}
+
+/// The ToR's daemon is chosen per node: BIRD 2 with its config next to the
+/// topology.
+#[test]
+fn single_tor_with_a_bird_tor() {
+    up_down_checked("single-tor", "t-bird", None, 1, |t| {
+        t.replace("flatnet.router: frr", "flatnet.router: bird")
+            .replace(
+                "tor1/frr.conf:/etc/frr/frr.conf",
+                "tor1/bird.conf:/etc/bird/bird.conf",
+            )
+    });
+}
+
+/// ... and GoBGP.
+#[test]
+fn single_tor_with_a_gobgp_tor() {
+    up_down_checked("single-tor", "t-gobgp", None, 1, |t| {
+        t.replace("flatnet.router: frr", "flatnet.router: gobgp")
+            .replace(
+                "tor1/frr.conf:/etc/frr/frr.conf",
+                "tor1/gobgp.toml:/etc/gobgp/gobgp.toml",
+            )
+    });
 }
 
 #[test]

@@ -49,6 +49,8 @@ pub struct ReachRow {
 /// Everything `up` and `status` print, also as JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// Destinations each container tried (None: every other).
+    pub sample: Option<usize>,
     pub lab: String,
     pub nodes: Vec<NodeRow>,
     pub sessions: Vec<SessionRow>,
@@ -148,6 +150,7 @@ fn kernel_routes(node: &super::NodeState) -> Vec<RouteRow> {
 /// each container tries (None: all), for large labs.
 pub fn collect(state: &LabState, sample: Option<usize>) -> Summary {
     let mut s = Summary {
+        sample,
         lab: state.name.clone(),
         nodes: Vec::new(),
         sessions: Vec::new(),
@@ -213,14 +216,10 @@ pub fn collect(state: &LabState, sample: Option<usize>) -> Summary {
         }
     }
     let wait = Duration::from_secs(5);
-    for a in &state.containers {
+    let all = &state.containers;
+    for (i, a) in all.iter().enumerate() {
         let ns = a.ns();
-        let others = state.containers.iter().filter(|b| b.name != a.name);
-        let others: Vec<_> = match sample {
-            Some(k) => others.take(k).collect(),
-            None => others.collect(),
-        };
-        for b in others {
+        for b in destinations(all.len(), i, sample).map(|j| &all[j]) {
             let expected_tcp =
                 policy::allowed(&state.policies, a.app.as_deref(), b.app.as_deref(), b.port);
             for addr in &b.addrs {
@@ -252,6 +251,17 @@ pub fn collect(state: &LabState, sample: Option<usize>) -> Summary {
     }
     s
 }
+
+/// Indices container `i` of `n` tries: all others, or `k` spread evenly.
+pub fn destinations(n: usize, i: usize, sample: Option<usize>) -> impl Iterator<Item = usize> {
+    let others = n.saturating_sub(1);
+    let k = sample.unwrap_or(others).min(others);
+    let step = if k == 0 { 1 } else { (others / k).max(1) };
+    (0..k).map(move |j| (i + 1 + j * step) % n)
+}
+
+/// Largest lab whose matrices are printed as grids.
+const GRID_MAX: usize = 16;
 
 fn mark(b: bool) -> &'static str {
     if b { "ok" } else { "FAIL" }
@@ -391,6 +401,33 @@ impl Summary {
     }
 
     fn grid(&self, o: &mut String, cell: impl Fn(&str, &str) -> Option<String>) {
+        if self.containers.len() > GRID_MAX {
+            let tried = self.reach.len();
+            let ping = self.reach.iter().filter(|r| r.ping).count();
+            let tcp = self.reach.iter().filter(|r| r.tcp).count();
+            let _ = writeln!(
+                o,
+                "{} containers (sampled): {ping}/{tried} pings and {tcp}/{tried} TCP connects ok",
+                self.containers.len()
+            );
+            for r in self
+                .reach
+                .iter()
+                .filter(|r| !r.ping || r.tcp != r.expected_tcp)
+                .take(10)
+            {
+                let _ = writeln!(
+                    o,
+                    "  {} -> {} {}: ping {}, tcp {}",
+                    r.from,
+                    r.to,
+                    r.addr,
+                    mark(r.ping),
+                    mark(r.tcp)
+                );
+            }
+            return;
+        }
         let names: Vec<&str> = self.containers.iter().map(|c| c.name.as_str()).collect();
         let w = names.iter().map(|n| n.len()).max().unwrap_or(4).max(4);
         let mut rows: Vec<Vec<String>> = Vec::new();
@@ -454,4 +491,19 @@ pub fn pair(state: &LabState, from: &str, to: &str) -> Result<Vec<ReachRow>, sup
             expected_tcp,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::destinations;
+
+    #[test]
+    fn sample_spreads_and_skips_self() {
+        let all: Vec<usize> = destinations(4, 1, None).collect();
+        assert_eq!(all, [2, 3, 0]);
+        let s: Vec<usize> = destinations(10, 0, Some(3)).collect();
+        assert_eq!(s, [1, 4, 7]);
+        assert!(destinations(10, 9, Some(3)).all(|j| j != 9));
+        assert_eq!(destinations(1, 0, Some(3)).count(), 0);
+    }
 }

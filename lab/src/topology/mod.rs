@@ -10,6 +10,7 @@
 mod locate;
 pub mod model;
 pub mod policy;
+pub mod scale;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -115,6 +116,12 @@ const MAX_IFNAME: usize = 15;
 impl Topology {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Topology, TopologyError> {
+        Self::load_scaled(path, None)
+    }
+
+    /// Like [`Topology::load`], with `hosts` generated hosts for a file with
+    /// a `flatnet.scale` section (None: the section's own number).
+    pub fn load_scaled(path: &Path, hosts: Option<usize>) -> Result<Topology, TopologyError> {
         let text = std::fs::read_to_string(path).map_err(|e| TopologyError {
             file: path.to_path_buf(),
             problems: vec![Problem {
@@ -122,24 +129,59 @@ impl Topology {
                 message: format!("cannot read: {e}"),
             }],
         })?;
-        Self::parse(path, &text)
+        Self::parse_scaled(path, &text, hosts)
     }
 
     /// Validates `text` as if read from `path` (bind paths are relative to
     /// its directory).
     pub fn parse(path: &Path, text: &str) -> Result<Topology, TopologyError> {
+        Self::parse_scaled(path, text, None)
+    }
+
+    /// [`Topology::parse`] with generated hosts (see [`scale`]).
+    pub fn parse_scaled(
+        path: &Path,
+        text: &str,
+        hosts: Option<usize>,
+    ) -> Result<Topology, TopologyError> {
         let err = |problems| TopologyError {
             file: path.to_path_buf(),
             problems,
         };
-        let file: model::File = serde_norway::from_str(text).map_err(|e| {
+        let mut file: model::File = serde_norway::from_str(text).map_err(|e| {
             err(vec![Problem {
                 line: e.location().map(|l| l.line()).unwrap_or(0),
                 message: e.to_string(),
             }])
         })?;
+        scale::expand(&mut file, hosts).map_err(|message| {
+            err(vec![Problem {
+                line: Locator::new(text).key_line(&["flatnet"], "scale"),
+                message,
+            }])
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         check(path, base, text, file).map_err(err)
+    }
+
+    /// The file with its generated hosts written out (for containerlab).
+    pub fn expanded_yaml(path: &Path, hosts: Option<usize>) -> Result<String, TopologyError> {
+        let t = Self::load_scaled(path, hosts)?;
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut file: model::File = serde_norway::from_str(&text).map_err(|e| TopologyError {
+            file: t.file.clone(),
+            problems: vec![Problem {
+                line: 0,
+                message: e.to_string(),
+            }],
+        })?;
+        let bad = |message: String| TopologyError {
+            file: t.file.clone(),
+            problems: vec![Problem { line: 0, message }],
+        };
+        scale::expand(&mut file, hosts).map_err(bad)?;
+        file.flatnet.scale = None;
+        serde_norway::to_string(&file).map_err(|e| bad(e.to_string()))
     }
 
     /// The node called `name`.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// A whole `.clab.yml` file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct File {
     pub name: String,
     pub topology: TopologySection,
@@ -17,7 +17,7 @@ pub struct File {
 }
 
 /// `topology:`: nodes by name and the links between them.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TopologySection {
     #[serde(default)]
     pub nodes: BTreeMap<String, NodeDef>,
@@ -26,7 +26,7 @@ pub struct TopologySection {
 }
 
 /// One node as containerlab describes it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NodeDef {
     pub kind: Option<String>,
     pub image: Option<String>,
@@ -44,13 +44,13 @@ pub struct NodeDef {
 }
 
 /// `endpoints: ["a:eth1", "b:eth0"]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LinkDef {
     pub endpoints: Vec<String>,
 }
 
 /// flatnet's own settings; containerlab ignores unknown top-level keys.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct FlatnetSection {
     /// Hosts get a static ECMP default over their peers until flatnetd
@@ -68,6 +68,8 @@ pub struct FlatnetSection {
     /// Per host node: its BGP identity, peers and containers.
     #[serde(default)]
     pub hosts: BTreeMap<String, HostDef>,
+    /// Generated hosts (the `scale` topology); see [`crate::topology::scale`].
+    pub scale: Option<super::scale::ScaleDef>,
 }
 
 impl Default for FlatnetSection {
@@ -78,6 +80,7 @@ impl Default for FlatnetSection {
             apps: Vec::new(),
             policies: Vec::new(),
             hosts: BTreeMap::new(),
+            scale: None,
         }
     }
 }

@@ -31,6 +31,13 @@ enum Cmd {
     /// Build a topology file's lab and leave it running; print its summary.
     Up {
         file: PathBuf,
+        /// Hosts of a topology with a flatnet.scale section (the `scale` topology).
+        #[arg(long)]
+        hosts: Option<usize>,
+        /// Destinations each container tries (default: all up to 16
+        /// containers, else 3).
+        #[arg(long)]
+        sample: Option<usize>,
         /// Directory holding flatnetd, flatnet and flatnet-cni (default:
         /// this executable's).
         #[arg(long)]
@@ -42,11 +49,23 @@ enum Cmd {
         json: bool,
     },
     /// Check a topology file without creating anything.
-    Check { file: PathBuf },
+    Check {
+        file: PathBuf,
+        #[arg(long)]
+        hosts: Option<usize>,
+    },
+    /// Print a scale topology with its generated hosts (for containerlab).
+    Expand {
+        file: PathBuf,
+        #[arg(long)]
+        hosts: Option<usize>,
+    },
     /// Summary of a running lab.
     Status {
         /// Lab name or topology file (default: the only lab up).
         lab: Option<String>,
+        #[arg(long)]
+        sample: Option<usize>,
         #[arg(long)]
         json: bool,
     },
@@ -126,6 +145,11 @@ fn lab_name(arg: Option<String>) -> Result<String, DeployError> {
     }
 }
 
+/// Every pair in a small lab, 3 destinations per container in a large one.
+fn default_sample(state: &LabState) -> Option<usize> {
+    (state.containers.len() > 16).then_some(3)
+}
+
 fn print_json<T: serde::Serialize>(v: &T) {
     match serde_json::to_string_pretty(v) {
         Ok(s) => println!("{s}"),
@@ -144,8 +168,12 @@ fn verdict(s: &deploy::Summary) -> ExitCode {
 
 fn run(cmd: Cmd) -> Result<ExitCode, DeployError> {
     match cmd {
-        Cmd::Check { file } => {
-            let t = Topology::load(&file)?;
+        Cmd::Expand { file, hosts } => {
+            print!("{}", Topology::expanded_yaml(&file, hosts)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Check { file, hosts } => {
+            let t = Topology::load_scaled(&file, hosts)?;
             println!(
                 "{}: lab {}: {} nodes, {} links, {} hosts — ok",
                 file.display(),
@@ -158,11 +186,13 @@ fn run(cmd: Cmd) -> Result<ExitCode, DeployError> {
         }
         Cmd::Up {
             file,
+            hosts,
+            sample,
             bin_dir,
             timeout,
             json,
         } => {
-            let topo = Topology::load(&file)?;
+            let topo = Topology::load_scaled(&file, hosts)?;
             let exe = std::env::current_exe().map_err(|e| DeployError::Io(file.clone(), e))?;
             let bin_dir = match bin_dir {
                 Some(d) => d,
@@ -190,7 +220,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, DeployError> {
                 }
             };
             progress("checking reachability (ping and TCP between every pair of containers)");
-            let s = deploy::summarize(&state, None);
+            let s = deploy::summarize(&state, sample.or(default_sample(&state)));
             if json {
                 print_json(&s);
             } else {
@@ -213,9 +243,9 @@ fn run(cmd: Cmd) -> Result<ExitCode, DeployError> {
             }
             Ok(verdict(&s))
         }
-        Cmd::Status { lab, json } => {
+        Cmd::Status { lab, sample, json } => {
             let state = LabState::load(&lab_name(lab)?)?;
-            let s = deploy::summarize(&state, None);
+            let s = deploy::summarize(&state, sample.or(default_sample(&state)));
             if json {
                 print_json(&s);
             } else {
