@@ -320,3 +320,29 @@ fn bad_topology_is_rejected_before_anything_is_created() {
     assert_eq!(leftovers(lab), Vec::<String>::new());
     assert!(!run_dir(lab).exists());
 }
+
+#[test]
+fn missing_packages_are_named_before_anything_is_created() {
+    flatnet_tests::lab::require_root().unwrap();
+    let lab = "t-nodeps";
+    let dir = tempfile::tempdir().unwrap();
+    let file = copy_as("single-tor", lab, dir.path());
+    // An empty PATH: ping and setsid are not found (ip is, in /usr/sbin).
+    let out = Command::new(lab_bin())
+        .args(["up", file.to_str().unwrap()])
+        .env("PATH", dir.path().join("nowhere"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("missing packages: ")
+            && stderr.contains("iputils-ping (for ping)")
+            && stderr.contains("util-linux (for setsid)")
+            && stderr.contains("--install-deps"),
+        "{stderr}"
+    );
+    assert_eq!(leftovers(lab), Vec::<String>::new());
+    assert!(!run_dir(lab).exists());
+}

@@ -9,6 +9,7 @@
 
 pub mod cni;
 mod down;
+pub mod preflight;
 mod routers;
 pub mod summary;
 mod up;
@@ -97,6 +98,8 @@ pub enum DeployError {
     NotUp(String, PathBuf),
     #[error("no node or container {0:?} in lab {1}")]
     UnknownNode(String, String),
+    #[error("missing packages: {}; install them with `flatnet-lab up --install-deps` or `apt-get install {}`", .0.iter().map(|(p, progs)| format!("{p} (for {})", progs.join(", "))).collect::<Vec<_>>().join(", "), .0.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(" "))]
+    Missing(Vec<(String, Vec<String>)>),
     #[error("{node}: {what}")]
     Node { node: String, what: String },
     #[error(transparent)]

@@ -60,6 +60,15 @@ pub fn up(
     progress: &mut dyn FnMut(&str),
 ) -> Result<LabState, DeployError> {
     crate::require_root()?;
+    let missing = super::preflight::missing(topo);
+    if !missing.is_empty() {
+        return Err(DeployError::Missing(
+            missing
+                .into_iter()
+                .map(|(p, progs)| (p.to_string(), progs.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+        ));
+    }
     let flatnetd = need(&opts.bin_dir, "flatnetd")?;
     let flatnet = need(&opts.bin_dir, "flatnet")?;
     let cni = need(&opts.bin_dir, "flatnet-cni")?;

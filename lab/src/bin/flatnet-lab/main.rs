@@ -45,6 +45,9 @@ enum Cmd {
         /// Seconds to wait for sessions and routes.
         #[arg(long, default_value_t = 90)]
         timeout: u64,
+        /// Install missing packages first (quietly; log file printed).
+        #[arg(long)]
+        install_deps: bool,
         #[arg(long)]
         json: bool,
     },
@@ -188,11 +191,27 @@ fn run(cmd: Cmd) -> Result<ExitCode, DeployError> {
             file,
             hosts,
             sample,
+            install_deps,
             bin_dir,
             timeout,
             json,
         } => {
             let topo = Topology::load_scaled(&file, hosts)?;
+            let missing = deploy::preflight::missing(&topo);
+            if install_deps && !missing.is_empty() {
+                let pkgs: Vec<&str> = missing.keys().copied().collect();
+                let log = PathBuf::from("/tmp/flatnet-lab-install.log");
+                eprint!(
+                    "==> installing {} (log: {}) ... ",
+                    pkgs.join(" "),
+                    log.display()
+                );
+                deploy::preflight::install(&pkgs, &log).map_err(|what| DeployError::Node {
+                    node: "install-deps".into(),
+                    what,
+                })?;
+                eprintln!("ok");
+            }
             let exe = std::env::current_exe().map_err(|e| DeployError::Io(file.clone(), e))?;
             let bin_dir = match bin_dir {
                 Some(d) => d,
