@@ -7,6 +7,7 @@
 //! its run directory `/run/flatnet-lab/<lab>/`; `down` finds everything by
 //! that name, also after an `up` that was SIGKILLed.
 
+pub mod bench;
 pub mod cni;
 mod down;
 pub mod preflight;
@@ -50,6 +51,10 @@ pub struct LabState {
     pub nodes: Vec<NodeState>,
     pub containers: Vec<ContainerState>,
     pub policies: Vec<PolicyDef>,
+    /// Seconds from the start of `up` to each milestone (`established`,
+    /// `routes`), for the scale report.
+    #[serde(default)]
+    pub timings: std::collections::BTreeMap<String, f64>,
 }
 
 /// One ToR or host.

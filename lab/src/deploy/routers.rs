@@ -241,3 +241,8 @@ pub(super) fn logs(kind: RouterKind) -> &'static [&'static str] {
         RouterKind::Gobgp => &["gobgpd.log"],
     }
 }
+
+/// An FRR `show ... json` command's output.
+pub(super) fn frr_json(ns: &Netns, dir: &Path, cmd: &str) -> Result<serde_json::Value, LabError> {
+    json(&vtysh(ns, dir, &[cmd])?)
+}

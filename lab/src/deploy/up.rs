@@ -84,7 +84,9 @@ pub fn up(
         nodes: Vec::new(),
         containers: Vec::new(),
         policies: topo.flatnet.policies.clone(),
+        timings: Default::default(),
     };
+    let t0 = Instant::now();
 
     progress(&format!(
         "creating {} namespaces and {} links",
@@ -202,7 +204,12 @@ pub fn up(
     state.save()?;
 
     wait_sessions(&state, opts.timeout, progress)?;
+    let established = t0.elapsed().as_secs_f64();
+    state.timings.insert("established".into(), established);
     wait_routes(&state, &flatnet, opts.timeout, progress)?;
+    let routes = t0.elapsed().as_secs_f64();
+    state.timings.insert("routes".into(), routes);
+    state.save()?;
     Ok(state)
 }
 

@@ -5,6 +5,7 @@
 //! Without a subcommand it runs the fixed two-ToR lab once (the earlier
 //! main job) and removes it again.
 
+mod bench;
 mod classic;
 
 use std::io::Write;
@@ -95,6 +96,31 @@ enum Cmd {
         lab: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Benchmarks on labs: scale, rss, all (scale + rss, --docs rewrites its
+    /// section of docs/benchmarks.md); bgp and cni run the existing
+    /// benchmarks (bench-bgp-feed, cargo bench cni_latency) with ARGS.
+    Bench {
+        name: String,
+        /// Host counts of the scale report.
+        #[arg(long, default_value = "10,25,50", value_delimiter = ',')]
+        hosts: Vec<usize>,
+        #[arg(long, default_value_t = 100)]
+        endpoints: usize,
+        #[arg(long, default_value_t = 10_000)]
+        routes: usize,
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// Seconds to wait for each lab.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// Rewrite the "flatnet-lab bench" section of this Markdown file.
+        #[arg(long)]
+        docs: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        #[arg(last = true)]
+        args: Vec<String>,
     },
     /// The TCP end of the reachability matrix (run in each container).
     #[command(hide = true)]
@@ -348,6 +374,37 @@ fn run(cmd: Cmd) -> Result<ExitCode, DeployError> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Cmd::Bench {
+            name,
+            hosts,
+            endpoints,
+            routes,
+            bin_dir,
+            timeout,
+            docs,
+            json,
+            args,
+        } => {
+            let exe = std::env::current_exe().map_err(|e| DeployError::Io(PathBuf::new(), e))?;
+            let bin_dir = bin_dir
+                .or_else(|| exe.parent().map(Path::to_path_buf))
+                .unwrap_or_default();
+            let opts = UpOptions {
+                bin_dir: bin_dir.clone(),
+                listener: exe,
+                timeout: Duration::from_secs(timeout),
+            };
+            bench::run(
+                &name,
+                &opts,
+                &hosts,
+                endpoints,
+                routes,
+                docs.as_deref(),
+                json,
+                &args,
+            )
         }
         Cmd::ServeTcp { port } => {
             serve_tcp(port);
