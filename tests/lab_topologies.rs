@@ -233,6 +233,13 @@ fn two_tier_up_summary_down() {
     up_down_checked("two-tier", "t-twotier", None, 6, |t| t);
 }
 
+/// Fabric links with IPv6 link-local addresses only: sessions over
+/// link-local, IPv4 with extended next hop.
+#[test]
+fn unnumbered_up_summary_down() {
+    up_down_checked("unnumbered", "t-unnum", None, 4, |t| t);
+}
+
 #[test]
 fn scale_at_small_n_up_summary_down() {
     up_down_checked("scale", "t-scale", Some(3), 6, |t| t);

@@ -320,6 +320,14 @@ pub struct BgpPeer {
     /// IPv6 next hop): this host's global IPv6 address on the link to the peer.
     #[serde(default)]
     pub next_hop_ipv6: Option<std::net::Ipv6Addr>,
+    /// Interface of a link-local (unnumbered) peer: `address` is then the
+    /// peer's `fe80::` address on that link.
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// Announce extended next hop (RFC 8950): IPv4 blocks over an IPv6
+    /// session, as an unnumbered fabric needs.
+    #[serde(default)]
+    pub extended_next_hop: bool,
 }
 
 fn default_bgp_port() -> u16 {

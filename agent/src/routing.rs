@@ -74,6 +74,8 @@ impl BgpRouting {
                 let mut c = PeerConfig::new(p.address, p.asn);
                 c.port = p.port;
                 c.next_hop_ipv6 = p.next_hop_ipv6;
+                c.connect.interface = p.interface.clone();
+                c.extended_next_hop = p.extended_next_hop;
                 c.import_policy = Some(IMPORT.into());
                 c.export_policy = Some(EXPORT.into());
                 c

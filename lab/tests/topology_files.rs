@@ -80,6 +80,24 @@ fn shipped_topologies_load() {
             .all(|(_, k, c)| k == RouterKind::Frr && c.is_file())
     );
 
+    let u = Topology::load(&shipped("unnumbered")).unwrap();
+    assert_eq!((u.tors().count(), u.hosts().count()), (2, 2));
+    assert!(u.hosts().all(|(_, h)| {
+        h.peers.iter().all(|p| {
+            p.interface.is_some() && p.extended_next_hop && p.address.starts_with("fe80::")
+        })
+    }));
+
+    let sc = Topology::load_scaled(&shipped("scale"), Some(50)).unwrap();
+    assert_eq!(
+        (sc.tors().count(), sc.hosts().count(), sc.links.len()),
+        (2, 50, 100)
+    );
+    assert!(
+        sc.hosts()
+            .all(|(_, h)| h.containers.len() == 3 && h.peers.len() == 2)
+    );
+
     let s = Topology::load(&shipped("single-tor")).unwrap();
     assert_eq!(
         (s.tors().count(), s.hosts().count(), s.links.len()),
@@ -170,6 +188,31 @@ fn unknown_app_and_host_entries_are_rejected() {
     let e = parse(&bad).unwrap_err();
     assert!(
         e.contains(r#"flatnet.role "spine" is not tor or host"#),
+        "{e}"
+    );
+}
+
+#[test]
+fn link_local_peer_needs_an_interface() {
+    let bad = GOOD.replace(
+        "{ address: 10.255.1.0, asn: 65001 }",
+        "{ address: \"fe80::1\", asn: 65001 }",
+    );
+    let e = parse(&bad).unwrap_err();
+    assert!(
+        e.contains("link-local peer fe80::1 needs an interface"),
+        "{e}"
+    );
+}
+
+#[test]
+fn hosts_option_needs_a_scale_section() {
+    let d = scratch();
+    let f = d.path().join("t.clab.yml");
+    std::fs::write(&f, GOOD).unwrap();
+    let e = Topology::load_scaled(&f, Some(3)).unwrap_err().to_string();
+    assert!(
+        e.contains("--hosts needs a topology with a flatnet.scale section"),
         "{e}"
     );
 }

@@ -118,14 +118,20 @@ fn kernel_routes(node: &super::NodeState) -> Vec<RouteRow> {
             if dst.starts_with("fe80") || r["protocol"].as_str() == Some("kernel") {
                 continue;
             }
-            let mut via: Vec<String> = Vec::new();
-            if let Some(g) = r["gateway"].as_str() {
-                via.push(g.to_string());
-            }
+            // A gateway is `gateway`, or `via.host` for an IPv4 route over
+            // an IPv6 next hop; ECMP routes list them under `nexthops`.
+            let gw = |v: &serde_json::Value| {
+                v["gateway"]
+                    .as_str()
+                    .or(v["via"]["host"].as_str())
+                    .map(|g| match v["dev"].as_str() {
+                        Some(d) if g.starts_with("fe80") => format!("{g}%{d}"),
+                        _ => g.to_string(),
+                    })
+            };
+            let mut via: Vec<String> = gw(r).into_iter().collect();
             for nh in r["nexthops"].as_array().into_iter().flatten() {
-                if let Some(g) = nh["gateway"].as_str() {
-                    via.push(g.to_string());
-                }
+                via.extend(gw(nh));
             }
             if via.is_empty() {
                 via.push(

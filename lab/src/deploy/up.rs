@@ -236,24 +236,34 @@ fn daemon_tail(st: &NodeState) -> String {
 /// ECMP defaults over the host's peers (until flatnetd programs learned
 /// routes).
 fn static_default(ns: &Netns, h: &HostDef) -> Result<(), crate::LabError> {
-    let mut v4 = vec!["route", "add", "default"];
-    let mut v6 = vec!["-6", "route", "add", "default"];
+    let mut v4: Vec<String> = ["-4", "route", "add", "default"].map(String::from).to_vec();
+    let mut v6: Vec<String> = ["-6", "route", "add", "default"].map(String::from).to_vec();
+    let base = (v4.len(), v6.len());
     for p in &h.peers {
-        if p.address.contains(':') {
-            continue;
+        let dev = |v: &mut Vec<String>| {
+            if let Some(i) = &p.interface {
+                v.extend(["dev".to_string(), i.clone()]);
+            }
+        };
+        if !p.address.contains(':') {
+            v4.extend(["nexthop", "via", p.address.as_str()].map(String::from));
+        } else if p.extended_next_hop {
+            // IPv4 over an IPv6 next hop (RFC 5549 routes).
+            v4.extend(["nexthop", "via", "inet6", p.address.as_str()].map(String::from));
+            dev(&mut v4);
         }
-        v4.extend(["nexthop", "via", p.address.as_str()]);
-    }
-    for p in &h.peers {
         if let Some(g) = &p.gateway6 {
-            v6.extend(["nexthop", "via", g.as_str()]);
+            v6.extend(["nexthop", "via", g.as_str()].map(String::from));
+            dev(&mut v6);
         }
     }
-    if v4.len() > 3 {
-        ns.ip(&v4)?;
+    if v4.len() > base.0 {
+        let a: Vec<&str> = v4.iter().map(String::as_str).collect();
+        ns.ip(&a)?;
     }
-    if v6.len() > 4 {
-        ns.ip(&v6)?;
+    if v6.len() > base.1 {
+        let a: Vec<&str> = v6.iter().map(String::as_str).collect();
+        ns.ip(&a)?;
     }
     Ok(())
 }
@@ -296,6 +306,12 @@ fn flatnetd_config(
         );
         if let Some(nh) = &p.next_hop_ipv6 {
             let _ = writeln!(s, "next_hop_ipv6 = \"{nh}\"");
+        }
+        if let Some(i) = &p.interface {
+            let _ = writeln!(s, "interface = \"{i}\"");
+        }
+        if p.extended_next_hop {
+            let _ = writeln!(s, "extended_next_hop = true");
         }
         s.push('\n');
     }

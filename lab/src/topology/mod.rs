@@ -405,6 +405,16 @@ fn check(
             );
         }
         for p in &h.peers {
+            let link_local = matches!(p.address.parse::<std::net::IpAddr>(), Ok(std::net::IpAddr::V6(a)) if a.is_unicast_link_local());
+            if link_local && p.interface.is_none() {
+                bad(
+                    loc.value_line(&["flatnet", "hosts", host], &p.address),
+                    format!(
+                        "host {host}: link-local peer {} needs an interface",
+                        p.address
+                    ),
+                );
+            }
             if p.address.parse::<std::net::IpAddr>().is_err() {
                 bad(
                     loc.value_line(&["flatnet", "hosts", host], &p.address),

@@ -133,6 +133,11 @@ pub struct PeerDef {
     pub next_hop_ipv6: Option<String>,
     /// The ToR's IPv6 address on this link (static IPv6 default).
     pub gateway6: Option<String>,
+    /// The host's interface towards a link-local (unnumbered) peer.
+    pub interface: Option<String>,
+    /// Announce extended next hop (IPv4 blocks over an IPv6 session).
+    #[serde(default)]
+    pub extended_next_hop: bool,
 }
 
 /// A container attached through flatnet-cni on its host.

@@ -83,6 +83,8 @@ pub(super) fn expand(file: &mut File, n: Option<usize>) -> Result<(), String> {
                 asn: tor.asn,
                 next_hop_ipv6: Some(host6),
                 gateway6: Some(tor6),
+                interface: None,
+                extended_next_hop: false,
             });
         }
         let mut labels = std::collections::BTreeMap::new();
