@@ -262,7 +262,7 @@ pub fn collect(state: &LabState, sample: Option<usize>) -> Summary {
 pub fn destinations(n: usize, i: usize, sample: Option<usize>) -> impl Iterator<Item = usize> {
     let others = n.saturating_sub(1);
     let k = sample.unwrap_or(others).min(others);
-    let step = if k == 0 { 1 } else { (others / k).max(1) };
+    let step = others.checked_div(k).unwrap_or(1).max(1);
     (0..k).map(move |j| (i + 1 + j * step) % n)
 }
 

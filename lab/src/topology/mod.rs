@@ -439,13 +439,13 @@ fn check(
             if !ctr_names.insert(&c.name) {
                 bad(cl, format!("container {:?} declared twice", c.name));
             }
-            if let Some(app) = &c.app {
-                if !apps.contains(app.as_str()) {
-                    bad(
-                        cl,
-                        format!("container {}: app {app:?} is not in flatnet.apps", c.name),
-                    );
-                }
+            if let Some(app) = &c.app
+                && !apps.contains(app.as_str())
+            {
+                bad(
+                    cl,
+                    format!("container {}: app {app:?} is not in flatnet.apps", c.name),
+                );
             }
         }
     }
