@@ -35,23 +35,9 @@ pub struct ScaleRun {
 
 /// flatnetd's resident memory (KiB) in a host's namespace.
 pub fn flatnetd_rss_kib(netns: &str) -> Option<u64> {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "pids", netns])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse::<u32>().ok())
-        .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "flatnetd")
-        })
-        .find_map(|p| {
-            let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
+    let ns = crate::Netns::open_kept(netns);
+    let pid = crate::feed::pid_in_ns(&ns, "flatnetd")?;
+    crate::feed::proc_kib(pid, "VmRSS")
 }
 
 fn quiet(_: &str) {}

@@ -89,7 +89,8 @@ fn tcp(ns: &crate::Netns, addr: IpAddr, port: u16, wait: Duration) -> bool {
     .unwrap_or(false)
 }
 
-fn ping(ns: &crate::Netns, dst: IpAddr, wait: Duration) -> bool {
+/// One ping a second from inside `ns` until one answers or `wait` passes.
+pub fn ping(ns: &crate::Netns, dst: IpAddr, wait: Duration) -> bool {
     let deadline = Instant::now() + wait;
     loop {
         let ok = ns

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use flatnet_lab::deploy::cni;
@@ -388,19 +388,5 @@ fn host_blocks(flatnet: &Path, host: &Host) -> Result<Vec<String>, LabError> {
 }
 
 fn ping(from: &Netns, dst: IpAddr) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let ok = from
-            .command("ping")
-            .args(["-c", "1", "-W", "1", &dst.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if ok {
-            return true;
-        }
-    }
-    false
+    flatnet_lab::deploy::summary::ping(from, dst, Duration::from_secs(10))
 }
