@@ -353,3 +353,34 @@ fn missing_packages_are_named_before_anything_is_created() {
     assert_eq!(leftovers(lab), Vec::<String>::new());
     assert!(!run_dir(lab).exists());
 }
+
+/// A session that never comes up: `up` fails naming the ToR, the session's
+/// state and what both daemons logged last, and leaves the lab for a look.
+#[test]
+fn failed_up_names_the_node_and_what_it_last_saw() {
+    flatnet_tests::lab::require_root().unwrap();
+    let lab = "t-badas";
+    let dir = tempfile::tempdir().unwrap();
+    let file = copy_as("single-tor", lab, dir.path());
+    let frr = dir.path().join("tor1/frr.conf");
+    let conf = std::fs::read_to_string(&frr).unwrap();
+    std::fs::write(&frr, conf.replace("remote-as 64601", "remote-as 64699")).unwrap();
+    let _guard = Down(lab.to_string());
+    let out = flatnet_lab(&["up", file.to_str().unwrap(), "--timeout", "8"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("waiting for BGP sessions Established: 1 missing"),
+        "progress while waiting: {stderr}"
+    );
+    assert!(
+        stderr.contains("flatnet-lab: tor1: tor1 session to 10.255.1.1 is "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--- last lines of bgpd.out:"), "{stderr}");
+    assert!(
+        stderr.contains("Bad Peer AS"),
+        "the daemons' view: {stderr}"
+    );
+    assert!(!leftovers(lab).is_empty(), "left up for a look");
+}

@@ -108,8 +108,9 @@ fn start_frr(ns: &Netns, dir: &Path, config: &Path) -> Result<(), LabError> {
     let s = d(dir);
     chown_frr(dir)?;
     std::fs::copy(config, dir.join("frr.conf"))?;
-    std::fs::write(dir.join("zebra.conf"), "")?;
-    std::fs::write(dir.join("bgpd.conf"), "")?;
+    // Log to the daemon's .out file, so a failure report can show it.
+    std::fs::write(dir.join("zebra.conf"), "log stdout informational\n")?;
+    std::fs::write(dir.join("bgpd.conf"), "log stdout informational\n")?;
     std::fs::write(dir.join("vtysh.conf"), "")?;
     for f in ["frr.conf", "zebra.conf", "bgpd.conf", "vtysh.conf"] {
         chown_frr(&dir.join(f))?;

@@ -384,10 +384,24 @@ fn wait_sessions(
     })
     .map_err(|(node, what)| {
         let st = state.nodes.iter().find(|n| n.name == node);
+        // The other end's view: the first hosts' flatnetd logs.
+        let hosts: String = state
+            .nodes
+            .iter()
+            .filter(|n| n.router.is_none())
+            .take(3)
+            .map(|h| {
+                format!(
+                    "--- {} flatnetd.log:\n{}\n",
+                    h.name,
+                    tail(&h.dir.join("flatnetd.log"), 4)
+                )
+            })
+            .collect();
         node_err(
             &node,
             format!(
-                "{what} after {} s\n{}",
+                "{what} after {} s\n{}{hosts}",
                 timeout.as_secs(),
                 st.map(daemon_tail).unwrap_or_default()
             ),
