@@ -57,6 +57,8 @@ enum Cmd {
         file: PathBuf,
         #[arg(long)]
         hosts: Option<usize>,
+        #[arg(long)]
+        json: bool,
     },
     /// Print a scale topology with its generated hosts (for containerlab).
     Expand {
@@ -201,8 +203,29 @@ fn run(cmd: Cmd) -> Result<ExitCode, DeployError> {
             print!("{}", Topology::expanded_yaml(&file, hosts)?);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Check { file, hosts } => {
-            let t = Topology::load_scaled(&file, hosts)?;
+        Cmd::Check { file, hosts, json } => {
+            let t = match Topology::load_scaled(&file, hosts) {
+                Ok(t) => t,
+                Err(e) if json => {
+                    let problems: Vec<_> = e
+                        .problems
+                        .iter()
+                        .map(|p| serde_json::json!({ "line": p.line, "message": p.message }))
+                        .collect();
+                    print_json(
+                        &serde_json::json!({ "file": e.file, "ok": false, "problems": problems }),
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if json {
+                print_json(&serde_json::json!({
+                    "file": file, "ok": true, "lab": t.name, "nodes": t.nodes.len(),
+                    "links": t.links.len(), "hosts": t.hosts().count(),
+                }));
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "{}: lab {}: {} nodes, {} links, {} hosts — ok",
                 file.display(),
