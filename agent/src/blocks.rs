@@ -1,7 +1,7 @@
 //! The one owner of "the blocks this host owns".
 //!
-//! Every pass returns blocks that stayed empty past their pool's grace to
-//! the pool, reads the owned blocks from IPAM, plans ([`plan_blocks`]) and
+//! Every pass (each tick) returns blocks that stayed empty past their pool's
+//! grace to the pool, reads the owned blocks from IPAM, plans ([`plan_blocks`]) and
 //! applies: blackhole routes added and removed through [`Kernel`], then the
 //! BGP speaker told the same set. So a claimed block gets its blackhole and
 //! its advertisement, and a released block loses both, from one place.
@@ -19,7 +19,7 @@ use std::time::Duration;
 use flatnet_bgp::wire::{Ipv4Prefix, Ipv6Prefix, Prefix};
 use ipnetwork::IpNetwork;
 
-use crate::ipam::FlatnetIpam;
+use crate::ipam::{FlatnetIpam, to_net};
 use crate::kernel::{Dataplane, DpError};
 use crate::reconcile::Kernel;
 use crate::reconcile::plan::{BlockPlan, plan_blocks};
@@ -80,7 +80,7 @@ impl OwnedBlocks {
         self.installed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Asks for a pass soon (after an ADD, DEL or GC).
+    /// Asks for a pass soon (an ADD claimed a block).
     pub fn nudge(&self) {
         self.nudge.notify_one();
     }
@@ -111,6 +111,8 @@ impl OwnedBlocks {
             self.dp.add_blackhole(b).await?;
             self.installed().insert(b, pass);
         }
+        // A block new to this host: advertise it without waiting for a tick.
+        self.nudge();
         Ok(())
     }
 
@@ -131,19 +133,21 @@ impl OwnedBlocks {
         Ok(())
     }
 
-    /// One pass: release expired empty blocks, then make blackholes and
-    /// advertisements equal to the owned set.
-    pub async fn pass(&self) -> anyhow::Result<BlockPlan> {
+    /// One pass: with `release`, return expired empty blocks to the pool
+    /// first; then make blackholes and advertisements equal to the owned set.
+    pub async fn pass(&self, release: bool) -> anyhow::Result<BlockPlan> {
         let pass = self.pass.fetch_add(1, Ordering::SeqCst) + 1;
-        for b in self.ipam.release_empty_blocks().await? {
-            tracing::info!(block = %b, "empty block returned to the pool");
+        if release {
+            for b in self.ipam.release_empty_blocks().await? {
+                tracing::info!(block = %b, "empty block returned to the pool");
+            }
         }
         let owned: BTreeSet<IpNetwork> = self
             .ipam
-            .blocks()
+            .owned_blocks()
             .await?
             .iter()
-            .filter_map(|b| b.network())
+            .filter_map(to_net)
             .collect();
         let _a = self.apply.lock().await;
         // Planned and un-recorded in one critical section: an ADD that
@@ -184,15 +188,19 @@ impl OwnedBlocks {
         }
     }
 
-    /// Runs passes forever: on every nudge and every [`PASS_EVERY`].
+    /// Runs passes forever: every [`PASS_EVERY`] (releasing expired empty
+    /// blocks), and at once when an ADD claimed a block (to advertise it).
     pub async fn run(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(PASS_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
         loop {
-            if let Err(e) = self.pass().await {
+            let release = tokio::select! {
+                _ = self.nudge.notified() => false,
+                _ = tick.tick() => true,
+            };
+            if let Err(e) = self.pass(release).await {
                 tracing::warn!(error = %e, "owned blocks pass");
-            }
-            tokio::select! {
-                _ = self.nudge.notified() => {}
-                _ = tokio::time::sleep(PASS_EVERY) => {}
             }
         }
     }
