@@ -29,9 +29,11 @@ use crate::routing::BgpRouting;
 /// released after their grace, or claimed by another path).
 const PASS_EVERY: Duration = Duration::from_secs(2);
 
-pub struct OwnedBlocks {
+/// Generic over the [`Kernel`] so the passes are testable without root;
+/// flatnetd uses [`Dataplane`].
+pub struct OwnedBlocks<K = Dataplane> {
     ipam: Arc<FlatnetIpam>,
-    dp: Dataplane,
+    dp: K,
     bgp: Option<Arc<BgpRouting>>,
     /// The configured pools: only blackholes inside them are ours to adopt
     /// or remove at start.
@@ -57,13 +59,13 @@ pub fn prefix_of(n: &IpNetwork) -> Option<Prefix> {
     }
 }
 
-impl OwnedBlocks {
+impl<K: Kernel> OwnedBlocks<K> {
     pub fn new(
         ipam: Arc<FlatnetIpam>,
-        dp: Dataplane,
+        dp: K,
         bgp: Option<Arc<BgpRouting>>,
         pools: Vec<IpNetwork>,
-    ) -> OwnedBlocks {
+    ) -> OwnedBlocks<K> {
         OwnedBlocks {
             ipam,
             dp,
@@ -187,7 +189,9 @@ impl OwnedBlocks {
             None => Ok(plan),
         }
     }
+}
 
+impl OwnedBlocks<Dataplane> {
     /// Runs passes forever: every [`PASS_EVERY`] (releasing expired empty
     /// blocks), and at once when an ADD claimed a block (to advertise it).
     pub async fn run(self: Arc<Self>) {
@@ -210,6 +214,101 @@ impl OwnedBlocks {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::api::AttachmentRef;
+    use crate::ipam::{PoolSpec, open_store};
+    use crate::kernel::{Attachment, Built, FoundLink};
+
+    /// Blackholes in memory; the rest of the kernel is not used here.
+    #[derive(Default)]
+    struct FakeKernel {
+        blackholes: Mutex<BTreeSet<IpNetwork>>,
+    }
+
+    impl FakeKernel {
+        fn now(&self) -> BTreeSet<IpNetwork> {
+            self.blackholes.lock().unwrap().clone()
+        }
+    }
+
+    impl Kernel for FakeKernel {
+        async fn links(&self) -> Result<Vec<FoundLink>, DpError> {
+            Ok(Vec::new())
+        }
+        async fn check(&self, _: &Attachment) -> Result<(), DpError> {
+            Ok(())
+        }
+        async fn rebuild(&self, _: &str, _: &Attachment) -> Result<Built, DpError> {
+            Err(DpError::Io("not in this fake".into()))
+        }
+        async fn delete_link(&self, _: &str) -> Result<(), DpError> {
+            Ok(())
+        }
+        async fn blackholes(&self) -> Result<Vec<IpNetwork>, DpError> {
+            Ok(self.now().into_iter().collect())
+        }
+        async fn add_blackhole(&self, b: IpNetwork) -> Result<(), DpError> {
+            self.blackholes.lock().unwrap().insert(b);
+            Ok(())
+        }
+        async fn remove_blackhole(&self, b: IpNetwork) -> Result<(), DpError> {
+            self.blackholes.lock().unwrap().remove(&b);
+            Ok(())
+        }
+    }
+
+    /// Claim (ADD), empty (DEL), release after the grace: the blackhole
+    /// follows the owned set in both directions; a leftover blackhole of a
+    /// block this host no longer owns is removed at start, one outside the
+    /// pools is left alone.
+    #[tokio::test]
+    async fn pass_follows_owned_blocks_both_ways() {
+        let d = tempfile::tempdir().unwrap();
+        let store = open_store(&crate::config::DatastoreUrl::File(d.path().join("ds")))
+            .await
+            .unwrap();
+        let pool: IpNetwork = "10.9.0.0/24".parse().unwrap();
+        let spec = PoolSpec {
+            cidr: pool,
+            block_prefix: 28,
+            empty_block_grace_ms: Some(0),
+        };
+        let ipam = Arc::new(FlatnetIpam::open(store, "h1", &[spec]).await.unwrap());
+        let k = FakeKernel::default();
+        let stale: IpNetwork = "10.9.0.240/28".parse().unwrap();
+        let foreign: IpNetwork = "192.168.0.0/24".parse().unwrap();
+        k.add_blackhole(stale).await.unwrap();
+        k.add_blackhole(foreign).await.unwrap();
+        let blocks = OwnedBlocks::new(ipam.clone(), k, None, vec![pool]);
+        blocks.adopt_kernel().await.unwrap();
+        let p = blocks.pass(true).await.unwrap();
+        assert_eq!(p.remove_blackholes, vec![stale]);
+        assert_eq!(blocks.dp.now(), [foreign].into());
+
+        let h: AttachmentRef = "c1/eth0".parse().unwrap();
+        let a = ipam.allocate(&h, None).await.unwrap();
+        assert_eq!(a.own_blocks.len(), 1);
+        let block = a.own_blocks[0];
+        blocks.ensure(&a.own_blocks).await.unwrap();
+        assert!(blocks.dp.now().contains(&block));
+        let p = blocks.pass(true).await.unwrap();
+        assert!(p.remove_blackholes.is_empty());
+        assert_eq!(p.advertise, [block].into());
+
+        assert!(ipam.release(&h).await.unwrap());
+        // Zero grace: stamped empty by one pass (or the release), returned
+        // to the pool by the next; the blackhole goes in the same pass.
+        let mut passes = 0;
+        while blocks.dp.now().contains(&block) {
+            let p = blocks.pass(true).await.unwrap();
+            passes += 1;
+            assert!(
+                passes <= 2,
+                "block still owned after {passes} passes: {p:?}"
+            );
+        }
+        assert!(ipam.owned_blocks().await.unwrap().is_empty());
+        assert_eq!(blocks.dp.now(), [foreign].into());
+    }
 
     #[test]
     fn blocks_become_bgp_prefixes_without_text() {
