@@ -224,11 +224,6 @@ impl Core {
         self.peers.contains_key(&normalize(ip))
     }
 
-    /// Every configured peer's address.
-    pub fn peer_addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        self.peers.keys().copied()
-    }
-
     fn addr_of(&self, id: PeerId) -> Option<IpAddr> {
         self.ids.get(&id).copied()
     }
