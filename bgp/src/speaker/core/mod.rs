@@ -61,6 +61,8 @@ struct PeerEntry {
     stale_deadline: Option<Instant>,
     /// Families whose max-prefix warning was logged this session.
     warned: HashSet<Family>,
+    /// Families past a warning-only limit (logged once) this session.
+    over_limit: HashSet<Family>,
     max_prefix_resets: u32,
 }
 
@@ -320,6 +322,7 @@ impl Core {
                 last_error: None,
                 stale_deadline: None,
                 warned: HashSet::new(),
+                over_limit: HashSet::new(),
                 max_prefix_resets: 0,
             },
         );
