@@ -247,7 +247,10 @@ impl Agent {
             ),
             Some(b) => {
                 let peers = b.peers();
-                let up = peers.iter().filter(|p| p.state == "Established").count();
+                let up = peers
+                    .iter()
+                    .filter(|p| p.state == flatnet_bgp::fsm::State::Established)
+                    .count();
                 (
                     format!("bgp: {up}/{} peers established", peers.len()),
                     peers,

@@ -33,7 +33,7 @@ use timers::{Jitter, backoff};
 
 /// The six states of RFC 4271 section 8.2.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "speaker", derive(serde::Serialize))]
+#[cfg_attr(feature = "speaker", derive(serde::Serialize, serde::Deserialize))]
 pub enum State {
     Idle,
     Connect,
