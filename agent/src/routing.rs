@@ -57,6 +57,14 @@ fn export_policy(blocks: &BTreeSet<Prefix>) -> Policy {
     )
 }
 
+/// The speaker's view of one `[[bgp.peer]]`, with flatnetd's policies.
+pub(crate) fn peer_config(p: &crate::config::BgpPeer) -> PeerConfig {
+    let mut c = p.peer_config();
+    c.import_policy = Some(IMPORT.into());
+    c.export_policy = Some(EXPORT.into());
+    c
+}
+
 impl BgpRouting {
     /// Starts the speaker when peers are configured (`None` otherwise).
     pub async fn start(cfg: &Config) -> anyhow::Result<Option<Arc<BgpRouting>>> {
@@ -66,19 +74,7 @@ impl BgpRouting {
         let (Some(asn), Some(router_id)) = (cfg.node.asn, cfg.node.router_id) else {
             anyhow::bail!("bgp.peer needs node.asn and node.router_id");
         };
-        let peers = cfg
-            .bgp
-            .peers
-            .iter()
-            .map(|p| {
-                let mut c = PeerConfig::new(p.address, p.asn);
-                c.port = p.port;
-                c.next_hop_ipv6 = p.next_hop_ipv6;
-                c.import_policy = Some(IMPORT.into());
-                c.export_policy = Some(EXPORT.into());
-                c
-            })
-            .collect();
+        let peers = cfg.bgp.peers.iter().map(peer_config).collect();
         let mut policies = std::collections::HashMap::new();
         policies.insert(EXPORT.to_string(), export_policy(&BTreeSet::new()));
         policies.insert(

@@ -326,6 +326,7 @@ fn with_max_prefix(limit: usize, restart: Option<Duration>, t0: Instant) -> Core
         limit,
         warning_percent: 50,
         restart_interval: restart,
+        warning_only: false,
     }];
     let mut c = core();
     c.handle(Event::AddPeer(Box::new(cfg)), t0).unwrap();

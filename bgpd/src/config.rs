@@ -236,6 +236,9 @@ struct MaxPrefixToml {
     /// Seconds; absent = stay down until restarted by hand.
     #[serde(default)]
     restart_interval: Option<u64>,
+    /// Log past the limit instead of resetting the session.
+    #[serde(default)]
+    warning_only: bool,
 }
 
 fn default_warning() -> u8 {
@@ -381,6 +384,7 @@ pub fn parse(text: &str, file: &str) -> Result<SpeakerConfig, ConfigError> {
                 limit: m.limit,
                 warning_percent: m.warning_percent.min(100),
                 restart_interval: m.restart_interval.map(Duration::from_secs),
+                warning_only: m.warning_only,
             })
             .collect();
         peers.push(c);

@@ -19,6 +19,9 @@ pub struct MaxPrefix {
     pub warning_percent: u8,
     /// Restart the session this long after the Cease (`None`: stay down).
     pub restart_interval: Option<Duration>,
+    /// Only log past the limit, never reset the session (operators who
+    /// prefer a noisy log to a dark rack).
+    pub warning_only: bool,
 }
 
 /// Graceful restart settings of one peer.

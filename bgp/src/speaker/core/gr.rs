@@ -120,6 +120,7 @@ impl Core {
                 None
             };
             p.warned.clear();
+            p.warned_over.clear();
         }
         self.apply(all);
     }

@@ -36,7 +36,13 @@ impl Core {
                 tracing::warn!(%peer, family = %mp.family, count, limit = mp.limit, "max-prefix warning threshold reached");
             }
             if count > mp.limit {
-                exceeded = Some(mp.clone());
+                if mp.warning_only {
+                    if p.warned_over.insert(mp.family) {
+                        tracing::warn!(%peer, family = %mp.family, count, limit = mp.limit, "max-prefix exceeded (warning only: session kept)");
+                    }
+                } else {
+                    exceeded = Some(mp.clone());
+                }
             }
         }
         if let Some(mp) = exceeded {
