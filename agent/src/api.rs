@@ -121,6 +121,14 @@ pub enum Op {
     Endpoints,
     IpamShow,
     IpamCheck,
+    /// `flatnet bgp neighbors` (flatnet-bgpd answers it too).
+    BgpNeighbors,
+    /// `flatnet bgp routes [--received-from P | --advertised-to P]`.
+    BgpRoutes(flatnet_bgp::speaker::control::RoutesArgs),
+    /// `flatnet fib`: flatnet's (protocol 200) routes in the kernel.
+    Fib,
+    /// `flatnet reload` (like SIGHUP): re-read the config file, apply the peers.
+    Reload,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -201,6 +209,37 @@ pub enum Answer {
     Endpoints(Vec<Endpoint>),
     Ipam(IpamView),
     IpamCheck(Vec<String>),
+    BgpNeighbors(Vec<flatnet_bgp::speaker::control::Neighbor>),
+    BgpRoutes(Vec<flatnet_bgp::speaker::control::Route>),
+    Fib(Vec<FibRoute>),
+    Reloaded(crate::routing::reload::ReloadReport),
+}
+
+/// One route flatnet has in the kernel (route protocol 200), as `ip route`
+/// shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FibRoute {
+    /// `10.244.1.0/26`.
+    pub prefix: String,
+    /// `unicast`, `blackhole`, ...
+    pub kind: String,
+    /// Routing table id.
+    pub table: u32,
+    pub metric: Option<u32>,
+    /// Nexthop object id, when the route uses one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nexthop_id: Option<u32>,
+    /// Next hops (several: ECMP).
+    pub nexthops: Vec<FibNexthop>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FibNexthop {
+    pub gateway: Option<IpAddr>,
+    /// Interface name (or index when the name is unknown).
+    pub dev: Option<String>,
+    /// ECMP weight (1 = equal).
+    pub weight: u16,
 }
 
 /// Failure classes a client can act on (the CNI plugin maps them to codes).

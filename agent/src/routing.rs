@@ -1,7 +1,10 @@
 //! The embedded BGP speaker: advertises the blocks this host owns to the
 //! configured `[[bgp.peer]]`s and reports whether any session is up, which
-//! STATUS uses for readiness. Learning fabric routes into the kernel is not
-//! done here.
+//! STATUS uses for readiness; applies config reloads to the peers
+//! ([`reload`]) and answers the BGP queries of the control API. Learning
+//! fabric routes into the kernel is not done here.
+
+pub mod reload;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -26,6 +29,8 @@ const IMPORT: &str = "flatnet-import";
 /// The running speaker plus the last peer states seen.
 pub struct BgpRouting {
     speaker: Speaker,
+    /// The `[[bgp.peer]]`s running now (what a reload diffs against).
+    configured: tokio::sync::Mutex<Vec<crate::config::BgpPeer>>,
     peers: Mutex<Vec<PeerState>>,
     originated: tokio::sync::Mutex<BTreeSet<Prefix>>,
 }
@@ -110,6 +115,7 @@ impl BgpRouting {
             .collect();
         Ok(Some(Arc::new(BgpRouting {
             speaker,
+            configured: tokio::sync::Mutex::new(cfg.bgp.peers.clone()),
             peers: Mutex::new(initial),
             originated: tokio::sync::Mutex::new(BTreeSet::new()),
         })))
@@ -163,6 +169,44 @@ impl BgpRouting {
         self.speaker.set_policy(EXPORT, export_policy(&want))?;
         *have = want;
         Ok(())
+    }
+
+    /// The speaker, for queries.
+    pub fn speaker(&self) -> &Speaker {
+        &self.speaker
+    }
+
+    /// Makes the running peers those of `new`, touching only the peers
+    /// that were added, removed or changed.
+    pub async fn reload(
+        &self,
+        new: &[crate::config::BgpPeer],
+    ) -> anyhow::Result<reload::ReloadReport> {
+        let mut cur = self.configured.lock().await;
+        let d = reload::diff(&cur, new);
+        let mut report = reload::ReloadReport {
+            unchanged: d.unchanged,
+            ..Default::default()
+        };
+        for ip in d.remove {
+            tracing::info!(peer = %ip, "reload: removing peer (Cease)");
+            self.speaker.remove_peer(ip).await?;
+            report.removed.push(ip);
+        }
+        for p in d.change {
+            tracing::info!(peer = %p.address, "reload: peer changed, resetting it");
+            self.speaker.change_peer(peer_config(&p)).await?;
+            report.changed.push(p.address);
+        }
+        for p in d.add {
+            tracing::info!(peer = %p.address, "reload: adding peer");
+            self.speaker.add_peer(peer_config(&p)).await?;
+            report.added.push(p.address);
+        }
+        *cur = new.to_vec();
+        drop(cur);
+        self.refresh_peers().await;
+        Ok(report)
     }
 
     /// Last seen peer states.

@@ -110,9 +110,9 @@ pub struct PeerProblem {
 }
 
 impl BgpPeer {
-    /// The session key: the address, and the interface of a link-local peer.
-    pub fn key(&self) -> (IpAddr, Option<&str>) {
-        (self.address, self.interface.as_deref())
+    /// The session key: the speaker runs one session per peer address.
+    pub fn key(&self) -> IpAddr {
+        flatnet_bgp::speaker::core::normalize(self.address)
     }
 
     fn is_link_local(&self) -> bool {
@@ -385,12 +385,9 @@ restart_interval = 30
             check_peers(&[peer("192.0.2.1"), peer("192.0.2.2"), peer("192.0.2.1")]).unwrap_err();
         assert_eq!((e.index, e.key), (2, "address"));
         assert!(e.message.contains("duplicate peer"), "{e:?}");
-        // The same link-local address on two links is two peers.
-        let mut a = peer("fe80::1");
-        a.interface = Some("eth0".into());
-        let mut b = a.clone();
-        b.interface = Some("eth1".into());
-        check_peers(&[a, b]).unwrap();
+        // An IPv4-mapped IPv6 address is the same peer.
+        let e = check_peers(&[peer("192.0.2.1"), peer("::ffff:192.0.2.1")]).unwrap_err();
+        assert_eq!(e.index, 1);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! sends messages to the driver, so it is cheap to clone and safe to use
 //! anywhere.
 
+pub mod control;
 pub mod core;
 mod driver;
 mod listener;
