@@ -135,6 +135,27 @@ fn sighup_adds_and_removes_peers_and_the_third_never_notices() {
         "{fib}"
     );
 
+    // Prometheus: session state, prefixes and UPDATEs per peer.
+    let m = common::http_get(&host.ns, "/metrics");
+    assert!(
+        m.contains("flatnet_bgp_session_state{peer=\"10.0.1.1\"} 6"),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            "flatnet_bgp_prefixes{peer=\"10.0.1.1\",family=\"ipv4-unicast\",kind=\"advertised\"} 1"
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains("flatnet_bgp_updates_sent_total{peer=\"10.0.2.1\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("flatnet_kernel_route_install_errors_total 0"),
+        "{m}"
+    );
+
     // SIGHUP with peer 2 removed and peer 3 added.
     rewrite_peers(&host, &format!("{}{}", peer(1), peer(3)));
     let pid = host.daemon.as_ref().unwrap().pid().unwrap();

@@ -134,16 +134,16 @@ impl BgpPeer {
                 "a link-local peer needs `interface` (the fabric link it is on)".into(),
             );
         }
-        if let Some(p) = &self.password {
-            if p.is_empty() || p.len() > MD5_MAX_KEY {
-                return bad(
-                    "password",
-                    format!(
-                        "the kernel cannot sign with this TCP-MD5 key: expected 1 to {MD5_MAX_KEY} bytes (TCP_MD5SIG_MAXKEYLEN), found {} bytes",
-                        p.len()
-                    ),
-                );
-            }
+        if let Some(p) = &self.password
+            && (p.is_empty() || p.len() > MD5_MAX_KEY)
+        {
+            return bad(
+                "password",
+                format!(
+                    "the kernel cannot sign with this TCP-MD5 key: expected 1 to {MD5_MAX_KEY} bytes (TCP_MD5SIG_MAXKEYLEN), found {} bytes",
+                    p.len()
+                ),
+            );
         }
         if let Some(t) = self.ttl_security
             && !(1..=254).contains(&t)

@@ -327,6 +327,11 @@ impl Agent {
 
     /// Gauges are computed when scraped, not on every ADD.
     pub(crate) async fn refresh_gauges(&self) {
+        if let Some(b) = &self.bgp
+            && let Ok(peers) = b.speaker().peers().await
+        {
+            self.metrics.record_peers(&peers);
+        }
         if let Ok((eps, _)) = self.store.list().await {
             self.metrics.endpoints.set(eps.len() as i64);
         }
