@@ -403,4 +403,63 @@ mod tests {
             serde_json::json!({"version":1,"ok":{"kind":"done"}})
         );
     }
+
+    /// flatnet-bgpd answers with `flatnet_bgp::speaker::control`'s types:
+    /// the CLI must read them as its own, and its requests must be theirs.
+    #[test]
+    fn bgp_queries_and_answers_are_flatnet_bgpds() {
+        use flatnet_bgp::speaker::control::{self, Query, Reply, RoutesArgs};
+        for (op, q) in [
+            (Op::BgpNeighbors, Query::BgpNeighbors),
+            (
+                Op::BgpRoutes(RoutesArgs {
+                    received_from: Some("10.0.0.1".parse().unwrap()),
+                    advertised_to: None,
+                }),
+                Query::BgpRoutes(RoutesArgs {
+                    received_from: Some("10.0.0.1".parse().unwrap()),
+                    advertised_to: None,
+                }),
+            ),
+        ] {
+            let mut j = serde_json::to_value(Request { version: 1, op }).unwrap();
+            j.as_object_mut().unwrap().remove("version");
+            assert_eq!(serde_json::from_value::<Query>(j).unwrap(), q);
+        }
+        let n = control::Neighbor {
+            address: "10.0.0.1".parse().unwrap(),
+            remote_as: 65001,
+            state: "Established".into(),
+            uptime_secs: Some(3),
+            last_error: None,
+            capabilities: vec!["route-refresh".into()],
+            families: vec!["ipv4-unicast".into()],
+            hold_time: Some(9),
+            prefixes_received: 1,
+            prefixes_accepted: 1,
+            prefixes_advertised: 2,
+            per_family: Vec::new(),
+            updates_in: 4,
+            updates_out: 5,
+            stale_paths: 0,
+            max_prefix_resets: 0,
+        };
+        let wire = serde_json::json!({"version": 1, "ok": Reply::BgpNeighbors(vec![n.clone()])});
+        let r: Response = serde_json::from_value(wire).unwrap();
+        assert_eq!(r.result, Outcome::Ok(Answer::BgpNeighbors(vec![n])));
+        let wire = serde_json::json!({"version": 1, "ok": Reply::BgpRoutes(Vec::new())});
+        let r: Response = serde_json::from_value(wire).unwrap();
+        assert_eq!(r.result, Outcome::Ok(Answer::BgpRoutes(Vec::new())));
+        let e: Response = serde_json::from_str(
+            r#"{"version":1,"error":{"kind":"not_found","message":"no peer 192.0.2.9"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            e.result,
+            Outcome::Error(ApiError {
+                kind: ErrorKind::NotFound,
+                ..
+            })
+        ));
+    }
 }

@@ -148,3 +148,32 @@ pub async fn routes(s: &Speaker, args: &RoutesArgs) -> Result<Vec<Route>, Speake
     };
     Ok(entries.into_iter().map(Route::from).collect())
 }
+
+/// Version of the control protocol (flatnetd's `api::API_VERSION` is the same).
+pub const CONTROL_VERSION: u32 = 1;
+
+/// The BGP requests of the control protocol, tagged by `op` exactly as
+/// flatnetd's API tags them, so one client speaks to both daemons.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Query {
+    BgpNeighbors,
+    BgpRoutes(RoutesArgs),
+}
+
+/// Their answers, tagged `kind` with the payload in `data` (flatnetd's
+/// `api::Answer` shape).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
+pub enum Reply {
+    BgpNeighbors(Vec<Neighbor>),
+    BgpRoutes(Vec<Route>),
+}
+
+/// Answers one query.
+pub async fn answer(s: &Speaker, q: &Query) -> Result<Reply, SpeakerError> {
+    Ok(match q {
+        Query::BgpNeighbors => Reply::BgpNeighbors(neighbors(s).await?),
+        Query::BgpRoutes(a) => Reply::BgpRoutes(routes(s, a).await?),
+    })
+}
