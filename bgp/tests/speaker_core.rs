@@ -436,3 +436,55 @@ fn a_batch_of_updates_is_announced_once() {
         .count();
     assert_eq!(changed, 1);
 }
+
+#[test]
+fn max_prefix_warning_only_logs_past_the_limit_and_keeps_the_session() {
+    let t0 = Instant::now();
+    let mut cfg = peer_cfg();
+    cfg.max_prefix = vec![MaxPrefix {
+        family: Family::IPV4_UNICAST,
+        limit: 2,
+        warning_percent: 50,
+        restart_interval: None,
+        warning_only: true,
+    }];
+    let mut c = core();
+    c.handle(Event::AddPeer(Box::new(cfg)), t0).unwrap();
+    up(&mut c, true, t0);
+    drain(&mut c);
+    announce(
+        &mut c,
+        &(0..5).map(|i| p4([10, 1, i, 0], 24)).collect::<Vec<_>>(),
+        t0,
+    );
+    assert!(local_errors(&drain(&mut c)).is_empty());
+    let st = &c.peer_status(t0)[0];
+    assert_eq!(st.state, State::Established);
+    assert_eq!(st.max_prefix_resets, 0);
+    assert_eq!(st.prefixes_received, 5);
+    assert_eq!(st.updates_in, 1);
+    assert_eq!(st.families[0].received, 5);
+}
+
+#[test]
+fn adj_rib_in_marks_best_and_out_is_empty_without_exports() {
+    use flatnet_bgp::speaker::core::AdjRib;
+    let t0 = Instant::now();
+    let c = established_with_two_routes(t0);
+    let rin = c.adj_rib(peer_ip(), AdjRib::In).unwrap();
+    let got: Vec<(String, bool)> = rin
+        .iter()
+        .map(|e| (e.prefix.to_string(), e.paths[0].best))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("10.0.0.0/24".to_string(), true),
+            ("10.0.1.0/24".to_string(), true)
+        ]
+    );
+    assert_eq!(rin[0].paths[0].source.to_string(), peer_ip().to_string());
+    // Nothing is originated: nothing goes back to the peer it came from.
+    assert!(c.adj_rib(peer_ip(), AdjRib::Out).unwrap().is_empty());
+    assert!(c.adj_rib("192.0.2.9".parse().unwrap(), AdjRib::In).is_err());
+}
