@@ -19,8 +19,8 @@ pub struct MaxPrefix {
     pub warning_percent: u8,
     /// Restart the session this long after the Cease (`None`: stay down).
     pub restart_interval: Option<Duration>,
-    /// Only log past the limit, never reset the session (operators who
-    /// prefer a noisy log to a dark rack).
+    /// Past the limit, only log (once per session) instead of sending the
+    /// Cease: for peers whose table size is watched, not enforced.
     pub warning_only: bool,
 }
 

@@ -120,7 +120,7 @@ impl Core {
                 None
             };
             p.warned.clear();
-            p.warned_over.clear();
+            p.over_limit.clear();
         }
         self.apply(all);
     }

@@ -1,6 +1,7 @@
 //! Maximum prefixes per peer and family: a warning at a threshold, and past
 //! the limit a Cease / Maximum Number of Prefixes Reached NOTIFICATION
-//! (RFC 4486) with an optional restart after an interval.
+//! (RFC 4486) with an optional restart after an interval, or in warning-only
+//! mode a log line and nothing else.
 
 use std::net::IpAddr;
 
@@ -36,12 +37,10 @@ impl Core {
                 tracing::warn!(%peer, family = %mp.family, count, limit = mp.limit, "max-prefix warning threshold reached");
             }
             if count > mp.limit {
-                if mp.warning_only {
-                    if p.warned_over.insert(mp.family) {
-                        tracing::warn!(%peer, family = %mp.family, count, limit = mp.limit, "max-prefix exceeded (warning only: session kept)");
-                    }
-                } else {
+                if !mp.warning_only {
                     exceeded = Some(mp.clone());
+                } else if p.over_limit.insert(mp.family) {
+                    tracing::warn!(%peer, family = %mp.family, count, limit = mp.limit, "max-prefix exceeded (warning only): keeping the session");
                 }
             }
         }
