@@ -65,6 +65,14 @@ fn run(ns: &Netns, dir: &Path, text: &str) -> (i32, String) {
     (status.code().unwrap_or(-1), err)
 }
 
+fn check_config(ns: &Netns, file: &Path) -> std::process::Output {
+    ns.command(FLATNETD)
+        .arg("--check-config")
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 fn assert_refused(ns: &Netns, extra: &str, at: &str, says: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (code, err) = run(ns, dir.path(), &config(dir.path(), extra));
@@ -77,12 +85,7 @@ fn assert_refused(ns: &Netns, extra: &str, at: &str, says: &str) {
         assert!(!dir.path().join(left).exists(), "{left} created; {err}");
     }
     // --check-config says the same and exits non-zero.
-    let out = ns
-        .command(FLATNETD)
-        .arg("--check-config")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = check_config(ns, &file);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).starts_with(&want));
 }
@@ -132,12 +135,7 @@ fn good_peer_options_pass_check_config() {
         "password = \"s3cret\"\nttl_security = 1\nhold_time = 9\nkeepalive = 3\n[[bgp.peer.max_prefix]]\nfamily = \"ipv4-unicast\"\nlimit = 100\nwarning_only = true\n",
     );
     std::fs::write(&file, text).unwrap();
-    let out = ns
-        .command(FLATNETD)
-        .arg("--check-config")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = check_config(&ns, &file);
     assert!(
         out.status.success(),
         "{}",

@@ -37,6 +37,19 @@ fn wait_frr(frr: &Frr, i: u8, what: &str, f: impl Fn(&Value) -> bool, host: &Hos
     .unwrap_or_else(|e| panic!("{e}\n{}\nlog:\n{}", frr_neighbor(frr, i), host.log()))
 }
 
+/// `flatnet bgp neighbors`: exactly `addrs`, all Established.
+fn all_established(host: &Host, addrs: &[&str]) -> Value {
+    let n = host.cli_json(&["bgp", "neighbors"]);
+    let list = n.as_array().unwrap();
+    let got: Vec<&str> = list
+        .iter()
+        .map(|p| p["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, addrs, "{n}");
+    assert!(list.iter().all(|p| p["state"] == "Established"), "{n}");
+    n
+}
+
 fn rewrite_peers(host: &Host, peers: &str) {
     let path = host.dir.path().join("flatnetd.toml");
     let text = std::fs::read_to_string(&path).unwrap();
@@ -98,21 +111,7 @@ fn sighup_adds_and_removes_peers_and_the_third_never_notices() {
     assert!(before["bgpTimerUpEstablishedEpoch"].is_u64(), "{before}");
 
     // The CLI shows both sessions and what is advertised.
-    let n = host.cli_json(&["bgp", "neighbors"]);
-    let addrs: Vec<&str> = n
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["address"].as_str().unwrap())
-        .collect();
-    assert_eq!(addrs, ["10.0.1.1", "10.0.2.1"], "{n}");
-    assert!(
-        n.as_array()
-            .unwrap()
-            .iter()
-            .all(|p| p["state"] == "Established"),
-        "{n}"
-    );
+    let n = all_established(&host, &["10.0.1.1", "10.0.2.1"]);
     assert!(
         n[0]["capabilities"]
             .as_array()
@@ -182,21 +181,7 @@ fn sighup_adds_and_removes_peers_and_the_third_never_notices() {
         after["bgpTimerUpEstablishedEpoch"], before["bgpTimerUpEstablishedEpoch"],
         "{after}"
     );
-    let n = host.cli_json(&["bgp", "neighbors"]);
-    let addrs: Vec<&str> = n
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["address"].as_str().unwrap())
-        .collect();
-    assert_eq!(addrs, ["10.0.1.1", "10.0.3.1"], "{n}");
-    assert!(
-        n.as_array()
-            .unwrap()
-            .iter()
-            .all(|p| p["state"] == "Established"),
-        "{n}"
-    );
+    all_established(&host, &["10.0.1.1", "10.0.3.1"]);
 
     // `flatnet reload` with peer 3 changed (hold time): only peer 3 resets.
     rewrite_peers(&host, &format!("{}{}hold_time = 30\n", peer(1), peer(3)));
