@@ -310,6 +310,10 @@ impl Pool {
 pub struct Bgp {
     #[serde(default, rename = "peer")]
     pub peers: Vec<BgpPeer>,
+    /// Addresses to accept BGP connections on (e.g. `["10.0.1.2:179"]`);
+    /// empty (the default): flatnetd only connects out. Needed by passive peers.
+    #[serde(default)]
+    pub listen: Vec<SocketAddr>,
 }
 
 /// A configuration error, already located in its file.
@@ -410,6 +414,14 @@ impl Config {
         if !self.bgp.peers.is_empty() && (self.node.asn.is_none() || self.node.router_id.is_none())
         {
             return Err("bgp.peer needs node.asn and node.router_id".into());
+        }
+        if self.bgp.listen.is_empty()
+            && let Some(p) = self.bgp.peers.iter().find(|p| p.passive)
+        {
+            return Err(format!(
+                "bgp.peer {}: passive needs bgp.listen (flatnetd only connects out otherwise)",
+                p.address
+            ));
         }
         if self.api.socket.as_os_str().is_empty() || !self.api.socket.is_absolute() {
             return Err("api.socket: expected an absolute path".into());
@@ -596,6 +608,18 @@ asn = 65000
             "{PEERS}[[bgp.peer.max_prefix]]\nfamily = \"l2vpn\"\nlimit = 1\n"
         ));
         assert!(e.starts_with("t.toml:11:10: "), "{e}");
+    }
+
+    #[test]
+    fn passive_peer_needs_a_listener() {
+        let e = err(&format!("{PEERS}passive = true\n"));
+        assert!(e.contains("passive needs bgp.listen"), "{e}");
+        let text = PEERS.replace(
+            "[[bgp.peer]]",
+            "[bgp]\nlisten = [\"10.0.0.2:179\"]\n[[bgp.peer]]",
+        );
+        let c = Config::parse(&format!("{text}passive = true\n"), "t.toml").unwrap();
+        assert_eq!(c.bgp.listen, vec!["10.0.0.2:179".parse().unwrap()]);
     }
 
     #[test]

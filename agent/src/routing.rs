@@ -93,8 +93,9 @@ impl BgpRouting {
         let speaker = Speaker::start(SpeakerConfig {
             asn,
             router_id,
-            // Outbound only: port 179 on the host may belong to another daemon.
-            listen: Vec::new(),
+            // Outbound only unless bgp.listen: port 179 on the host may
+            // belong to another daemon.
+            listen: cfg.bgp.listen.clone(),
             peers,
             policies,
             originate: Vec::new(),

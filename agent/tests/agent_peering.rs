@@ -244,3 +244,39 @@ fn unnumbered_ipv6_link_local_fabric_carries_ipv4_blocks() {
         "no IPv4 on the fabric link"
     );
 }
+
+#[test]
+fn passive_peer_accepts_the_tors_connection_on_bgp_listen() {
+    flatnet_lab::require_root().unwrap();
+    let tor = Netns::new("ppt").unwrap();
+    let ns = Netns::new("pph").unwrap();
+    flatnet_lab::veth(&tor, "eth1", &ns, "eth0").unwrap();
+    tor.addr_add("eth1", "10.0.1.1/30").unwrap();
+    ns.addr_add("eth0", "10.0.1.2/30").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file:{}/datastore", dir.path().display());
+    let rest = format!(
+        "{POOLS_V4}[bgp]\nlisten = [\"10.0.1.2:179\"]\n[[bgp.peer]]\naddress = \"10.0.1.1\"\nasn = {TOR_AS}\npassive = true\n"
+    );
+    let host = Host::start_with(
+        ns,
+        dir,
+        "pph",
+        "router_id = \"10.0.1.2\"\nasn = 65101",
+        &rest,
+        &url,
+    );
+    // FRR connects; flatnetd never does (passive), so the session is FRR's.
+    let frr = Frr::start(&tor, tor_config(TOR_AS, &[65101])).unwrap();
+    wait_up(&frr, 1, &host);
+    let c = Netns::new("ppc").unwrap();
+    host.add("pp1", &c);
+    let block = host.cli_json(&["ipam", "show"])["blocks"][0]["cidr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(frr.wait_route(&block, T).unwrap().as_path, vec![65101]);
+    let n = frr.vtysh_json("show bgp neighbors json").unwrap();
+    // FRR opened the connection: its local port is ephemeral, the host's 179.
+    assert_eq!(n["10.0.1.2"]["portForeign"], 179, "{}", n["10.0.1.2"]);
+}

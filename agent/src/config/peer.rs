@@ -38,8 +38,7 @@ pub struct BgpPeer {
     /// connected); packets with a lower TTL are dropped by the kernel.
     #[serde(default)]
     pub ttl_security: Option<u8>,
-    /// Only accept connections, never connect. flatnetd opens no listener on
-    /// port 179, so a passive peer needs `listen` (see operations.md).
+    /// Only accept connections, never connect; needs `bgp.listen`.
     #[serde(default)]
     pub passive: bool,
     /// Proposed hold time in seconds (0, or 3 and more; default 90).

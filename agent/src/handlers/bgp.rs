@@ -79,6 +79,9 @@ impl Agent {
                 restart_needed.push(name.to_string());
             }
         }
+        if old.bgp.listen != new.bgp.listen {
+            restart_needed.push("bgp.listen".into());
+        }
         let mut report = match &self.bgp {
             Some(b) => b
                 .reload(&new.bgp.peers)
