@@ -121,6 +121,14 @@ pub enum Op {
     Endpoints,
     IpamShow,
     IpamCheck,
+    /// `flatnet bgp neighbors` (flatnet-bgpd answers it too).
+    BgpNeighbors,
+    /// `flatnet bgp routes [--received-from P | --advertised-to P]`.
+    BgpRoutes(flatnet_bgp::speaker::control::RoutesArgs),
+    /// `flatnet fib`: flatnet's (protocol 200) routes in the kernel.
+    Fib,
+    /// `flatnet reload` (like SIGHUP): re-read the config file, apply the peers.
+    Reload,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -201,6 +209,37 @@ pub enum Answer {
     Endpoints(Vec<Endpoint>),
     Ipam(IpamView),
     IpamCheck(Vec<String>),
+    BgpNeighbors(Vec<flatnet_bgp::speaker::control::Neighbor>),
+    BgpRoutes(Vec<flatnet_bgp::speaker::control::Route>),
+    Fib(Vec<FibRoute>),
+    Reloaded(crate::routing::reload::ReloadReport),
+}
+
+/// One route flatnet has in the kernel (route protocol 200), as `ip route`
+/// shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FibRoute {
+    /// `10.244.1.0/26`.
+    pub prefix: String,
+    /// `unicast`, `blackhole`, ...
+    pub kind: String,
+    /// Routing table id.
+    pub table: u32,
+    pub metric: Option<u32>,
+    /// Nexthop object id, when the route uses one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nexthop_id: Option<u32>,
+    /// Next hops (several: ECMP).
+    pub nexthops: Vec<FibNexthop>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FibNexthop {
+    pub gateway: Option<IpAddr>,
+    /// Interface name (or index when the name is unknown).
+    pub dev: Option<String>,
+    /// ECMP weight (1 = equal).
+    pub weight: u16,
 }
 
 /// Failure classes a client can act on (the CNI plugin maps them to codes).
@@ -363,5 +402,64 @@ mod tests {
             serde_json::to_value(&ok).unwrap(),
             serde_json::json!({"version":1,"ok":{"kind":"done"}})
         );
+    }
+
+    /// flatnet-bgpd answers with `flatnet_bgp::speaker::control`'s types:
+    /// the CLI must read them as its own, and its requests must be theirs.
+    #[test]
+    fn bgp_queries_and_answers_are_flatnet_bgpds() {
+        use flatnet_bgp::speaker::control::{self, Query, Reply, RoutesArgs};
+        for (op, q) in [
+            (Op::BgpNeighbors, Query::BgpNeighbors),
+            (
+                Op::BgpRoutes(RoutesArgs {
+                    received_from: Some("10.0.0.1".parse().unwrap()),
+                    advertised_to: None,
+                }),
+                Query::BgpRoutes(RoutesArgs {
+                    received_from: Some("10.0.0.1".parse().unwrap()),
+                    advertised_to: None,
+                }),
+            ),
+        ] {
+            let mut j = serde_json::to_value(Request { version: 1, op }).unwrap();
+            j.as_object_mut().unwrap().remove("version");
+            assert_eq!(serde_json::from_value::<Query>(j).unwrap(), q);
+        }
+        let n = control::Neighbor {
+            address: "10.0.0.1".parse().unwrap(),
+            remote_as: 65001,
+            state: "Established".into(),
+            uptime_secs: Some(3),
+            last_error: None,
+            capabilities: vec!["route-refresh".into()],
+            families: vec!["ipv4-unicast".into()],
+            hold_time: Some(9),
+            prefixes_received: 1,
+            prefixes_accepted: 1,
+            prefixes_advertised: 2,
+            per_family: Vec::new(),
+            updates_in: 4,
+            updates_out: 5,
+            stale_paths: 0,
+            max_prefix_resets: 0,
+        };
+        let wire = serde_json::json!({"version": 1, "ok": Reply::BgpNeighbors(vec![n.clone()])});
+        let r: Response = serde_json::from_value(wire).unwrap();
+        assert_eq!(r.result, Outcome::Ok(Answer::BgpNeighbors(vec![n])));
+        let wire = serde_json::json!({"version": 1, "ok": Reply::BgpRoutes(Vec::new())});
+        let r: Response = serde_json::from_value(wire).unwrap();
+        assert_eq!(r.result, Outcome::Ok(Answer::BgpRoutes(Vec::new())));
+        let e: Response = serde_json::from_str(
+            r#"{"version":1,"error":{"kind":"not_found","message":"no peer 192.0.2.9"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            e.result,
+            Outcome::Error(ApiError {
+                kind: ErrorKind::NotFound,
+                ..
+            })
+        ));
     }
 }

@@ -4,11 +4,14 @@
 //! default; every error names the file, line and column and what was expected.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Deserializer, Serialize};
+
+mod peer;
+pub use peer::{BgpMaxPrefix, BgpPeer, MD5_MAX_KEY};
 
 /// Default path of the control socket.
 pub const DEFAULT_API_SOCKET: &str = "/run/flatnet/flatnetd.sock";
@@ -307,31 +310,10 @@ impl Pool {
 pub struct Bgp {
     #[serde(default, rename = "peer")]
     pub peers: Vec<BgpPeer>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct BgpPeer {
-    pub address: IpAddr,
-    pub asn: u32,
-    #[serde(default = "default_bgp_port")]
-    pub port: u16,
-    /// Next hop for IPv6 blocks sent over an IPv4 session (MP-BGP needs an
-    /// IPv6 next hop): this host's global IPv6 address on the link to the peer.
+    /// Addresses to accept BGP connections on (e.g. `["10.0.1.2:179"]`);
+    /// empty (the default): flatnetd only connects out. Needed by passive peers.
     #[serde(default)]
-    pub next_hop_ipv6: Option<std::net::Ipv6Addr>,
-    /// Interface of a link-local (unnumbered) peer: `address` is then the
-    /// peer's `fe80::` address on that link.
-    #[serde(default)]
-    pub interface: Option<String>,
-    /// Announce extended next hop (RFC 8950): IPv4 blocks over an IPv6
-    /// session, as an unnumbered fabric needs.
-    #[serde(default)]
-    pub extended_next_hop: bool,
-}
-
-fn default_bgp_port() -> u16 {
-    179
+    pub listen: Vec<SocketAddr>,
 }
 
 /// A configuration error, already located in its file.
@@ -351,6 +333,15 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
+    /// A value that parses but cannot work (a duplicate peer, a key the
+    /// kernel refuses), at the key's position.
+    #[error("{path}:{line}:{column}: {message}")]
+    At {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
 }
 
 impl Config {
@@ -360,7 +351,10 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Config::parse(&text, &path.display().to_string())
+        let origin = path.display().to_string();
+        let cfg = Config::parse(&text, &origin)?;
+        peer::probe_md5(&cfg.bgp.peers).map_err(|p| located(&text, &origin, p))?;
+        Ok(cfg)
     }
 
     /// Parses and validates `text`; `origin` names it in errors.
@@ -377,6 +371,7 @@ impl Config {
                 message: e.message().trim().to_string(),
             }
         })?;
+        peer::check_peers(&cfg.bgp.peers).map_err(|p| located(text, origin, p))?;
         cfg.validate().map_err(|message| ConfigError::Invalid {
             path: origin.to_string(),
             message,
@@ -420,10 +415,29 @@ impl Config {
         {
             return Err("bgp.peer needs node.asn and node.router_id".into());
         }
+        if self.bgp.listen.is_empty()
+            && let Some(p) = self.bgp.peers.iter().find(|p| p.passive)
+        {
+            return Err(format!(
+                "bgp.peer {}: passive needs bgp.listen (flatnetd only connects out otherwise)",
+                p.address
+            ));
+        }
         if self.api.socket.as_os_str().is_empty() || !self.api.socket.is_absolute() {
             return Err("api.socket: expected an absolute path".into());
         }
         Ok(())
+    }
+}
+
+/// A peer problem at its key's position in `text`.
+fn located(text: &str, origin: &str, p: peer::PeerProblem) -> ConfigError {
+    let (line, column) = peer::locate(text, p.index, p.key).unwrap_or((1, 1));
+    ConfigError::At {
+        path: origin.to_string(),
+        line,
+        column,
+        message: p.message,
     }
 }
 
@@ -562,5 +576,63 @@ asn = 65000
             "[node]\nname = \"h\"\n[[pool]]\ncidr = \"10.0.0.0/24\"\n[[bgp.peer]]\naddress = \"10.0.0.1\"\nasn = 1\n",
         );
         assert!(e.contains("node.asn"), "{e}");
+    }
+
+    const PEERS: &str = "[node]\nname = \"h\"\nrouter_id = \"10.0.0.2\"\nasn = 65002\n[[pool]]\ncidr = \"10.1.0.0/16\"\n[[bgp.peer]]\naddress = \"10.0.0.1\"\nasn = 65001\n";
+
+    #[test]
+    fn unknown_peer_option_names_line_and_column() {
+        let e = err(&format!("{PEERS}ttl_securty = 1\n"));
+        assert!(e.starts_with("t.toml:10:1: "), "{e}");
+        assert!(e.contains("unknown field `ttl_securty`"), "{e}");
+        assert!(e.contains("ttl_security"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_peer_names_the_second_address() {
+        let e = err(&format!(
+            "{PEERS}[[bgp.peer]]\nasn = 65003\naddress = \"10.0.0.1\"\n"
+        ));
+        assert!(e.starts_with("t.toml:12:11: "), "{e}");
+        assert!(e.contains("duplicate peer"), "{e}");
+    }
+
+    #[test]
+    fn bad_peer_values_are_located() {
+        let e = err(&format!("{PEERS}hold_time = 2\n"));
+        assert!(e.starts_with("t.toml:10:13: "), "{e}");
+        let e = err(&format!("{PEERS}password = \"{}\"\n", "k".repeat(81)));
+        assert!(e.starts_with("t.toml:10:12: "), "{e}");
+        assert!(e.contains("TCP-MD5"), "{e}");
+        let e = err(&format!(
+            "{PEERS}[[bgp.peer.max_prefix]]\nfamily = \"l2vpn\"\nlimit = 1\n"
+        ));
+        assert!(e.starts_with("t.toml:11:10: "), "{e}");
+    }
+
+    #[test]
+    fn passive_peer_needs_a_listener() {
+        let e = err(&format!("{PEERS}passive = true\n"));
+        assert!(e.contains("passive needs bgp.listen"), "{e}");
+        let text = PEERS.replace(
+            "[[bgp.peer]]",
+            "[bgp]\nlisten = [\"10.0.0.2:179\"]\n[[bgp.peer]]",
+        );
+        let c = Config::parse(&format!("{text}passive = true\n"), "t.toml").unwrap();
+        assert_eq!(c.bgp.listen, vec!["10.0.0.2:179".parse().unwrap()]);
+    }
+
+    #[test]
+    fn peer_options_parse() {
+        let c = Config::parse(
+            &format!("{PEERS}password = \"s3cret\"\nttl_security = 1\nhold_time = 9\n[[bgp.peer.max_prefix]]\nfamily = \"ipv4-unicast\"\nlimit = 10\n"),
+            "t.toml",
+        )
+        .unwrap();
+        let p = &c.bgp.peers[0];
+        assert_eq!(p.password.as_deref(), Some("s3cret"));
+        assert_eq!(p.ttl_security, Some(1));
+        assert_eq!(p.max_prefix[0].limit, 10);
+        assert_eq!(p.max_prefix[0].warning_percent, 75);
     }
 }

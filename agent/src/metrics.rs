@@ -1,4 +1,5 @@
-//! Prometheus metrics of flatnetd.
+//! Prometheus metrics of flatnetd: CNI operations, IPAM use, and routing
+//! (BGP sessions, prefixes and UPDATEs per peer, kernel route installs).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -18,6 +19,33 @@ pub struct OpOnly {
     pub op: String,
 }
 
+/// One BGP peer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    pub peer: String,
+}
+
+/// One peer, family and count kind (`received`, `accepted`, `advertised`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerPrefixLabels {
+    pub peer: String,
+    pub family: String,
+    pub kind: String,
+}
+
+/// RFC 4273 `bgpPeerState` numbering: idle(1) .. established(6).
+fn state_number(s: flatnet_bgp::fsm::State) -> i64 {
+    use flatnet_bgp::fsm::State;
+    match s {
+        State::Idle => 1,
+        State::Connect => 2,
+        State::Active => 3,
+        State::OpenSent => 4,
+        State::OpenConfirm => 5,
+        State::Established => 6,
+    }
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub ops: Family<OpLabels, Counter>,
@@ -26,6 +54,21 @@ pub struct Metrics {
     pub ipam_used: Gauge,
     pub ipam_capacity: Gauge,
     pub reconcile_errors: Counter,
+    /// Per peer: RFC 4273 state number, 6 = Established.
+    pub bgp_session_state: Family<PeerLabels, Gauge>,
+    /// Per peer, family and kind: prefix counts.
+    pub bgp_prefixes: Family<PeerPrefixLabels, Gauge>,
+    pub bgp_updates_received: Family<PeerLabels, Counter>,
+    pub bgp_updates_sent: Family<PeerLabels, Counter>,
+    /// Seconds per kernel route programming batch. Recorded by the FIB room
+    /// through [`Metrics::observe_route_install`].
+    pub route_install_duration: Histogram,
+    /// Routes the kernel refused (per route, not per batch).
+    pub route_install_errors: Counter,
+    /// Routes programmed into the kernel (successful, per route).
+    pub routes_installed: Counter,
+    /// Last seen cumulative UPDATE counts per peer, to feed the counters.
+    seen_updates: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
 }
 
 fn histogram() -> Histogram {
@@ -74,6 +117,50 @@ impl Metrics {
             "Errors while reconciling kernel state with records",
             reconcile_errors.clone(),
         );
+        let bgp_session_state = Family::<PeerLabels, Gauge>::default();
+        let bgp_prefixes = Family::<PeerPrefixLabels, Gauge>::default();
+        let bgp_updates_received = Family::<PeerLabels, Counter>::default();
+        let bgp_updates_sent = Family::<PeerLabels, Counter>::default();
+        let route_install_duration = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 16),
+        );
+        let route_install_errors = Counter::default();
+        let routes_installed = Counter::default();
+        registry.register(
+            "bgp_session_state",
+            "BGP session state per peer (RFC 4273 numbering: 1 idle .. 6 established)",
+            bgp_session_state.clone(),
+        );
+        registry.register(
+            "bgp_prefixes",
+            "Prefixes per peer and family: received (before import policy), accepted, advertised",
+            bgp_prefixes.clone(),
+        );
+        registry.register(
+            "bgp_updates_received",
+            "BGP UPDATE messages received per peer",
+            bgp_updates_received.clone(),
+        );
+        registry.register(
+            "bgp_updates_sent",
+            "BGP UPDATE messages sent per peer",
+            bgp_updates_sent.clone(),
+        );
+        registry.register(
+            "kernel_route_install_duration_seconds",
+            "Time to program one batch of learned routes into the kernel",
+            route_install_duration.clone(),
+        );
+        registry.register(
+            "kernel_route_install_errors",
+            "Learned routes the kernel refused",
+            route_install_errors.clone(),
+        );
+        registry.register(
+            "kernel_routes_installed",
+            "Learned routes programmed into the kernel",
+            routes_installed.clone(),
+        );
         Metrics {
             registry,
             ops,
@@ -82,6 +169,75 @@ impl Metrics {
             ipam_used,
             ipam_capacity,
             reconcile_errors,
+            bgp_session_state,
+            bgp_prefixes,
+            bgp_updates_received,
+            bgp_updates_sent,
+            route_install_duration,
+            route_install_errors,
+            routes_installed,
+            seen_updates: Default::default(),
+        }
+    }
+
+    /// For the FIB room: one kernel batch of `routes` routes took `secs`,
+    /// `failed` of them were refused.
+    pub fn observe_route_install(&self, secs: f64, routes: u64, failed: u64) {
+        self.route_install_duration.observe(secs);
+        self.routes_installed.inc_by(routes.saturating_sub(failed));
+        self.route_install_errors.inc_by(failed);
+    }
+
+    /// Sets the BGP series from the speaker's peer list (at scrape time):
+    /// removed peers' series go, UPDATE counters grow by what is new.
+    pub fn record_peers(&self, peers: &[flatnet_bgp::speaker::PeerStatus]) {
+        let mut seen = self.seen_updates.lock().unwrap_or_else(|p| p.into_inner());
+        let now: std::collections::HashSet<String> =
+            peers.iter().map(|p| p.address.to_string()).collect();
+        for gone in seen
+            .keys()
+            .filter(|k| !now.contains(*k))
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            let l = PeerLabels { peer: gone.clone() };
+            self.bgp_session_state.remove(&l);
+            self.bgp_updates_received.remove(&l);
+            self.bgp_updates_sent.remove(&l);
+            seen.remove(&gone);
+        }
+        self.bgp_prefixes.clear();
+        for p in peers {
+            let peer = p.address.to_string();
+            let l = PeerLabels { peer: peer.clone() };
+            self.bgp_session_state
+                .get_or_create(&l)
+                .set(state_number(p.state));
+            for f in &p.families {
+                for (kind, n) in [
+                    ("received", f.received),
+                    ("accepted", f.accepted),
+                    ("advertised", f.advertised),
+                ] {
+                    self.bgp_prefixes
+                        .get_or_create(&PeerPrefixLabels {
+                            peer: peer.clone(),
+                            family: f.family.clone(),
+                            kind: kind.into(),
+                        })
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                }
+            }
+            let last = seen.entry(peer).or_insert((0, 0));
+            // A peer removed and added again between scrapes starts from 0.
+            let delta = |now: u64, before: u64| if now >= before { now - before } else { now };
+            self.bgp_updates_received
+                .get_or_create(&l)
+                .inc_by(delta(p.updates_in, last.0));
+            self.bgp_updates_sent
+                .get_or_create(&l)
+                .inc_by(delta(p.updates_out, last.1));
+            *last = (p.updates_in, p.updates_out);
         }
     }
 
@@ -107,5 +263,106 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flatnet_bgp::fsm::State;
+    use flatnet_bgp::speaker::{FamilyPrefixes, PeerStatus};
+
+    fn status(addr: &str, state: State, updates_in: u64) -> PeerStatus {
+        PeerStatus {
+            address: addr.parse().unwrap(),
+            remote_as: 65001,
+            state,
+            uptime_secs: None,
+            capabilities: Vec::new(),
+            hold_time: None,
+            peer_restart_time: None,
+            prefixes_received: 3,
+            prefixes_accepted: 2,
+            prefixes_advertised: 1,
+            stale_paths: 0,
+            last_error: None,
+            max_prefix_resets: 0,
+            updates_in,
+            updates_out: 4,
+            families: vec![FamilyPrefixes {
+                family: "ipv4-unicast".into(),
+                received: 3,
+                accepted: 2,
+                advertised: 1,
+            }],
+            negotiated_families: Vec::new(),
+        }
+    }
+
+    fn line<'a>(text: &'a str, start: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(start))
+    }
+
+    #[test]
+    fn peers_become_series_and_removed_peers_vanish() {
+        let m = Metrics::new();
+        m.record_peers(&[
+            status("10.0.0.1", State::Established, 5),
+            status("10.0.0.5", State::Active, 0),
+        ]);
+        m.record_peers(&[
+            status("10.0.0.1", State::Established, 7),
+            status("10.0.0.5", State::Active, 0),
+        ]);
+        let t = m.encode();
+        assert_eq!(
+            line(&t, "flatnet_bgp_session_state{peer=\"10.0.0.1\"}"),
+            Some("flatnet_bgp_session_state{peer=\"10.0.0.1\"} 6"),
+            "{t}"
+        );
+        assert!(
+            t.contains("flatnet_bgp_session_state{peer=\"10.0.0.5\"} 3"),
+            "{t}"
+        );
+        assert!(
+            t.contains("flatnet_bgp_updates_received_total{peer=\"10.0.0.1\"} 7"),
+            "{t}"
+        );
+        assert!(
+            t.contains("flatnet_bgp_updates_sent_total{peer=\"10.0.0.1\"} 4"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "flatnet_bgp_prefixes{peer=\"10.0.0.1\",family=\"ipv4-unicast\",kind=\"accepted\"} 2"
+            ),
+            "{t}"
+        );
+        m.record_peers(&[status("10.0.0.1", State::Idle, 7)]);
+        let t = m.encode();
+        assert!(!t.contains("10.0.0.5"), "{t}");
+        assert!(
+            t.contains("flatnet_bgp_session_state{peer=\"10.0.0.1\"} 1"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn route_installs_are_counted() {
+        let m = Metrics::new();
+        m.observe_route_install(0.002, 100, 3);
+        let t = m.encode();
+        assert!(
+            t.contains("flatnet_kernel_routes_installed_total 97"),
+            "{t}"
+        );
+        assert!(
+            t.contains("flatnet_kernel_route_install_errors_total 3"),
+            "{t}"
+        );
+        assert!(
+            t.contains("flatnet_kernel_route_install_duration_seconds_count 1"),
+            "{t}"
+        );
     }
 }

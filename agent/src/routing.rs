@@ -1,7 +1,10 @@
 //! The embedded BGP speaker: advertises the blocks this host owns to the
 //! configured `[[bgp.peer]]`s and reports whether any session is up, which
-//! STATUS uses for readiness. Learning fabric routes into the kernel is not
-//! done here.
+//! STATUS uses for readiness; applies config reloads to the peers
+//! ([`reload`]) and answers the BGP queries of the control API. Learning
+//! fabric routes into the kernel is not done here.
+
+pub mod reload;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -26,6 +29,8 @@ const IMPORT: &str = "flatnet-import";
 /// The running speaker plus the last peer states seen.
 pub struct BgpRouting {
     speaker: Speaker,
+    /// The `[[bgp.peer]]`s running now (what a reload diffs against).
+    configured: tokio::sync::Mutex<Vec<crate::config::BgpPeer>>,
     peers: Mutex<Vec<PeerState>>,
     originated: tokio::sync::Mutex<BTreeSet<Prefix>>,
 }
@@ -57,6 +62,14 @@ fn export_policy(blocks: &BTreeSet<Prefix>) -> Policy {
     )
 }
 
+/// The speaker's view of one `[[bgp.peer]]`, with flatnetd's policies.
+pub(crate) fn peer_config(p: &crate::config::BgpPeer) -> PeerConfig {
+    let mut c = p.peer_config();
+    c.import_policy = Some(IMPORT.into());
+    c.export_policy = Some(EXPORT.into());
+    c
+}
+
 impl BgpRouting {
     /// Starts the speaker when peers are configured (`None` otherwise).
     pub async fn start(cfg: &Config) -> anyhow::Result<Option<Arc<BgpRouting>>> {
@@ -66,21 +79,7 @@ impl BgpRouting {
         let (Some(asn), Some(router_id)) = (cfg.node.asn, cfg.node.router_id) else {
             anyhow::bail!("bgp.peer needs node.asn and node.router_id");
         };
-        let peers = cfg
-            .bgp
-            .peers
-            .iter()
-            .map(|p| {
-                let mut c = PeerConfig::new(p.address, p.asn);
-                c.port = p.port;
-                c.next_hop_ipv6 = p.next_hop_ipv6;
-                c.connect.interface = p.interface.clone();
-                c.extended_next_hop = p.extended_next_hop;
-                c.import_policy = Some(IMPORT.into());
-                c.export_policy = Some(EXPORT.into());
-                c
-            })
-            .collect();
+        let peers = cfg.bgp.peers.iter().map(peer_config).collect();
         let mut policies = std::collections::HashMap::new();
         policies.insert(EXPORT.to_string(), export_policy(&BTreeSet::new()));
         policies.insert(
@@ -94,8 +93,9 @@ impl BgpRouting {
         let speaker = Speaker::start(SpeakerConfig {
             asn,
             router_id,
-            // Outbound only: port 179 on the host may belong to another daemon.
-            listen: Vec::new(),
+            // Outbound only unless bgp.listen: port 179 on the host may
+            // belong to another daemon.
+            listen: cfg.bgp.listen.clone(),
             peers,
             policies,
             originate: Vec::new(),
@@ -116,6 +116,7 @@ impl BgpRouting {
             .collect();
         Ok(Some(Arc::new(BgpRouting {
             speaker,
+            configured: tokio::sync::Mutex::new(cfg.bgp.peers.clone()),
             peers: Mutex::new(initial),
             originated: tokio::sync::Mutex::new(BTreeSet::new()),
         })))
@@ -169,6 +170,44 @@ impl BgpRouting {
         self.speaker.set_policy(EXPORT, export_policy(&want))?;
         *have = want;
         Ok(())
+    }
+
+    /// The speaker, for queries.
+    pub fn speaker(&self) -> &Speaker {
+        &self.speaker
+    }
+
+    /// Makes the running peers those of `new`, touching only the peers
+    /// that were added, removed or changed.
+    pub async fn reload(
+        &self,
+        new: &[crate::config::BgpPeer],
+    ) -> anyhow::Result<reload::ReloadReport> {
+        let mut cur = self.configured.lock().await;
+        let d = reload::diff(&cur, new);
+        let mut report = reload::ReloadReport {
+            unchanged: d.unchanged,
+            ..Default::default()
+        };
+        for ip in d.remove {
+            tracing::info!(peer = %ip, "reload: removing peer (Cease)");
+            self.speaker.remove_peer(ip).await?;
+            report.removed.push(ip);
+        }
+        for p in d.change {
+            tracing::info!(peer = %p.address, "reload: peer changed, resetting it");
+            self.speaker.change_peer(peer_config(&p)).await?;
+            report.changed.push(p.address);
+        }
+        for p in d.add {
+            tracing::info!(peer = %p.address, "reload: adding peer");
+            self.speaker.add_peer(peer_config(&p)).await?;
+            report.added.push(p.address);
+        }
+        *cur = new.to_vec();
+        drop(cur);
+        self.refresh_peers().await;
+        Ok(report)
     }
 
     /// Last seen peer states.

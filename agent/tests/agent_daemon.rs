@@ -44,18 +44,6 @@ fn check_config_accepts_good_and_locates_bad() {
     assert!(err.contains("unknown field `blok_size`"), "{err}");
 }
 
-fn http_get(ns: &Netns, path: &'static str) -> String {
-    ns.run_in(move || {
-        let mut s = std::net::TcpStream::connect("127.0.0.1:9469").unwrap();
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    })
-    .unwrap()
-}
-
 #[test]
 fn socket_is_root_only_metrics_and_health_answer() {
     let host = Host::start("h", POOLS_V4);

@@ -423,13 +423,7 @@ fn max_prefix_warning_threshold_and_the_limit_itself_do_not_reset() {
 #[test]
 fn max_prefix_warning_only_keeps_the_session_past_the_limit() {
     let t0 = Instant::now();
-    let mut c = with_limit(
-        MaxPrefix {
-            warning_only: true,
-            ..limit(2, None)
-        },
-        t0,
-    );
+    let mut c = with_max_prefix(100, None, t0);
     let five: Vec<Ipv4Prefix> = (0..5).map(|i| p4([10, 1, i, 0], 24)).collect();
     announce(&mut c, &five, t0);
     announce(&mut c, &[p4([10, 1, 9, 0], 24)], t0);
@@ -465,4 +459,61 @@ fn a_batch_of_updates_is_announced_once() {
         .filter(|a| *a == Action::Changed)
         .count();
     assert_eq!(changed, 1);
+}
+
+#[test]
+fn peer_status_counts_updates_and_prefixes_per_family() {
+    let t0 = Instant::now();
+    let mut c = with_max_prefix(100, None, t0);
+    // What went out at session up (the initial table's End-of-RIB).
+    let sent_at_up = c.peer_status(t0)[0].updates_out;
+    announce(
+        &mut c,
+        &(0..5).map(|i| p4([10, 1, i, 0], 24)).collect::<Vec<_>>(),
+        t0,
+    );
+    announce(&mut c, &[p4([10, 1, 9, 0], 24)], t0);
+    drain(&mut c);
+    let st = &c.peer_status(t0)[0];
+    assert_eq!(st.updates_in, 2);
+    assert_eq!(
+        st.updates_out, sent_at_up,
+        "nothing to send back to the only peer"
+    );
+    assert_eq!(st.families.len(), 2);
+    assert_eq!(
+        (
+            st.families[0].family.as_str(),
+            st.families[0].received,
+            st.families[0].accepted
+        ),
+        ("ipv4-unicast", 6, 6)
+    );
+    assert_eq!(
+        (st.families[1].family.as_str(), st.families[1].received),
+        ("ipv6-unicast", 0)
+    );
+}
+
+#[test]
+fn adj_rib_in_marks_best_and_out_is_empty_without_exports() {
+    use flatnet_bgp::speaker::core::AdjRib;
+    let t0 = Instant::now();
+    let c = established_with_two_routes(t0);
+    let rin = c.adj_rib(peer_ip(), AdjRib::In).unwrap();
+    let got: Vec<(String, bool)> = rin
+        .iter()
+        .map(|e| (e.prefix.to_string(), e.paths[0].best))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("10.0.0.0/24".to_string(), true),
+            ("10.0.1.0/24".to_string(), true)
+        ]
+    );
+    assert_eq!(rin[0].paths[0].source.to_string(), peer_ip().to_string());
+    // Nothing is originated: nothing goes back to the peer it came from.
+    assert!(c.adj_rib(peer_ip(), AdjRib::Out).unwrap().is_empty());
+    assert!(c.adj_rib("192.0.2.9".parse().unwrap(), AdjRib::In).is_err());
 }

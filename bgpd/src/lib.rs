@@ -3,3 +3,4 @@
 //! speaker itself is the `flatnet-bgp` library.
 
 pub mod config;
+pub mod control;

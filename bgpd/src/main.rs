@@ -2,6 +2,8 @@
 //! file, for lab peering with FRR/BIRD/GoBGP and benchmarks. flatnetd embeds
 //! the same [`Speaker`] later.
 //!
+//! `--socket PATH` answers the BGP queries of flatnetd's control protocol
+//! (`flatnet --socket PATH bgp neighbors|routes`).
 //! `--state-file PATH` rewrites a JSON snapshot (peers and Loc-RIB) atomically
 //! every second and on change, so tests can poll it. SIGHUP reloads the
 //! configuration (peers, policies, originated prefixes) without touching
@@ -30,6 +32,9 @@ struct Args {
     /// file but without the RIB: cheap to poll at a million routes.
     #[arg(long)]
     stats_file: Option<PathBuf>,
+    /// Control socket answering `flatnet --socket PATH bgp neighbors|routes`.
+    #[arg(long)]
+    socket: Option<PathBuf>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -196,6 +201,17 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
+    if let Some(path) = &args.socket {
+        match flatnet_bgpd::control::bind(path) {
+            Ok(l) => {
+                tokio::spawn(flatnet_bgpd::control::serve(speaker.clone(), l));
+            }
+            Err(e) => {
+                eprintln!("error: control socket {}: {e}", path.display());
+                return std::process::ExitCode::from(1);
+            }
+        }
+    }
     tracing::info!(asn = cfg.asn, router_id = %cfg.router_id, peers = cfg.peers.len(), "flatnet-bgpd started");
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -252,5 +268,8 @@ async fn main() -> std::process::ExitCode {
     }
     tracing::info!("shutting down");
     let _ = speaker.shutdown().await;
+    if let Some(path) = &args.socket {
+        let _ = std::fs::remove_file(path);
+    }
     std::process::ExitCode::SUCCESS
 }

@@ -148,21 +148,7 @@ fn frr_route_refresh_after_import_policy_change() {
 }
 
 fn link_local(ns: &Netns, ifname: &str) -> std::net::Ipv6Addr {
-    wait_for("link-local address", T, || {
-        let out = ns.exec_stdout(
-            "ip",
-            &["-6", "-o", "addr", "show", "dev", ifname, "scope", "link"],
-        )?;
-        if out.contains("tentative") {
-            return Ok(None);
-        }
-        Ok(out
-            .split_whitespace()
-            .find(|w| w.starts_with("fe80"))
-            .and_then(|w| w.split('/').next())
-            .and_then(|a| a.parse().ok()))
-    })
-    .unwrap()
+    ns.link_local(ifname, T).unwrap()
 }
 
 #[test]

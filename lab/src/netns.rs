@@ -188,6 +188,29 @@ impl Netns {
             .or_else(|_| self.ip(&[fam, "addr", "add", cidr, "dev", ifname]))?;
         Ok(())
     }
+
+    /// The IPv6 link-local address of `ifname`, once duplicate address
+    /// detection is done (peering over it fails while it is tentative).
+    pub fn link_local(
+        &self,
+        ifname: &str,
+        timeout: Duration,
+    ) -> Result<std::net::Ipv6Addr, LabError> {
+        wait_for("link-local address", timeout, || {
+            let out = self.exec_stdout(
+                "ip",
+                &["-6", "-o", "addr", "show", "dev", ifname, "scope", "link"],
+            )?;
+            if out.contains("tentative") {
+                return Ok(None);
+            }
+            Ok(out
+                .split_whitespace()
+                .find(|w| w.starts_with("fe80"))
+                .and_then(|w| w.split('/').next())
+                .and_then(|a| a.parse().ok()))
+        })
+    }
 }
 
 impl Drop for Netns {

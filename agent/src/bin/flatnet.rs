@@ -7,6 +7,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use flatnet_agent::api::{Answer, Op, call};
 use flatnet_agent::config::DEFAULT_API_SOCKET;
+use flatnet_bgp::speaker::control::RoutesArgs;
+
+#[path = "flatnet/show.rs"]
+mod show;
 
 #[derive(Parser)]
 #[command(version, about = "flatnet command-line interface")]
@@ -32,6 +36,30 @@ enum Cmd {
         #[command(subcommand)]
         cmd: IpamCmd,
     },
+    /// BGP sessions and routes (flatnetd, or flatnet-bgpd with --socket).
+    Bgp {
+        #[command(subcommand)]
+        cmd: BgpCmd,
+    },
+    /// flatnet's routes in the kernel (route protocol 200).
+    Fib,
+    /// Re-read the config file, like SIGHUP: peers added, removed, changed.
+    Reload,
+}
+
+#[derive(Subcommand)]
+enum BgpCmd {
+    /// Every neighbour: state, uptime, last error, capabilities, prefixes.
+    Neighbors,
+    /// The Loc-RIB with best and multipath next hops, or one peer's side.
+    Routes {
+        /// Routes received from PEER (before import policy).
+        #[arg(long, value_name = "PEER", conflicts_with = "advertised_to")]
+        received_from: Option<std::net::IpAddr>,
+        /// Routes advertised to PEER.
+        #[arg(long, value_name = "PEER")]
+        advertised_to: Option<std::net::IpAddr>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -43,7 +71,7 @@ enum IpamCmd {
 }
 
 /// Left-aligned columns separated by two spaces, like birdc/vtysh.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -80,6 +108,21 @@ fn main() -> ExitCode {
         Cmd::Ipam {
             cmd: IpamCmd::Check,
         } => Op::IpamCheck,
+        Cmd::Bgp {
+            cmd: BgpCmd::Neighbors,
+        } => Op::BgpNeighbors,
+        Cmd::Bgp {
+            cmd:
+                BgpCmd::Routes {
+                    received_from,
+                    advertised_to,
+                },
+        } => Op::BgpRoutes(RoutesArgs {
+            received_from: *received_from,
+            advertised_to: *advertised_to,
+        }),
+        Cmd::Fib => Op::Fib,
+        Cmd::Reload => Op::Reload,
     };
     let answer = match call(&cli.socket, op, Duration::from_secs(30)) {
         Ok(a) => a,
@@ -94,6 +137,10 @@ fn main() -> ExitCode {
             Answer::Status(s) => serde_json::to_value(s),
             Answer::Endpoints(e) => serde_json::to_value(e),
             Answer::Ipam(i) => serde_json::to_value(i),
+            Answer::BgpNeighbors(n) => serde_json::to_value(n),
+            Answer::BgpRoutes(r) => serde_json::to_value(r),
+            Answer::Fib(f) => serde_json::to_value(f),
+            Answer::Reloaded(r) => serde_json::to_value(r),
             Answer::IpamCheck(p) => {
                 failed = !p.is_empty();
                 serde_json::to_value(serde_json::json!({"ok": p.is_empty(), "problems": p}))
@@ -179,6 +226,10 @@ fn main() -> ExitCode {
                 ));
                 s
             }
+            Answer::BgpNeighbors(n) => show::neighbors(n),
+            Answer::BgpRoutes(r) => show::routes(r),
+            Answer::Fib(f) => show::fib(f),
+            Answer::Reloaded(r) => show::reloaded(r),
             Answer::IpamCheck(p) if p.is_empty() => "ipam: consistent\n".to_string(),
             Answer::IpamCheck(p) => {
                 failed = true;

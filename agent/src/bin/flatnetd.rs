@@ -65,7 +65,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cfg)) {
+    match rt.block_on(run(cfg, args.config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "flatnetd stopped");
@@ -74,10 +74,13 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cfg: Config) -> anyhow::Result<()> {
+async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
+    // Before anything else: a SIGHUP during start must not kill flatnetd.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let socket = cfg.api.socket.clone();
     let metrics_addr = cfg.metrics.listen;
     let agent = Agent::new(cfg).await?;
+    agent.set_config_path(path);
     agent.reconcile().await?;
     let listener = bind_socket(&socket)?;
     if let Some(addr) = metrics_addr {
@@ -86,12 +89,30 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         tokio::spawn(serve_metrics(agent.clone(), l));
     }
     tracing::info!(socket = %socket.display(), "flatnetd ready");
-    let api = tokio::spawn(serve_api(agent, listener));
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: exiting (containers keep their network)"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: exiting"),
-        r = api => r?,
+    let mut api = tokio::spawn(serve_api(agent.clone(), listener));
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: exiting (containers keep their network)");
+                break;
+            }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("SIGINT: exiting");
+                break;
+            }
+            _ = hup.recv() => {
+                // A bad file is logged and changes nothing.
+                if let Err(e) = agent.reload().await {
+                    tracing::error!(error = %e, "SIGHUP: reload failed, running config kept");
+                }
+            }
+            r = &mut api => {
+                r?;
+                break;
+            }
+        }
     }
     let _ = std::fs::remove_file(&socket);
     Ok(())

@@ -7,6 +7,7 @@
 //! [`Agent::handle`]; restart reconciliation lives in [`crate::reconcile`].
 
 mod add;
+mod bgp;
 mod check;
 mod del;
 mod gc;
@@ -46,6 +47,8 @@ pub struct Agent {
     /// a veth deletion waits for RCU grace periods (tens of ms), and a DEL
     /// need not. Unbounded: one small entry per DEL, drained in batches.
     reap: tokio::sync::mpsc::UnboundedSender<(u32, String)>,
+    /// The file the config came from, for reloads (set by flatnetd).
+    config_path: std::sync::OnceLock<PathBuf>,
 }
 
 /// Deletes the veths DELs left behind, all queued ones in one kernel batch. A crash before they are gone leaves unrecorded flatnet veths,
@@ -182,6 +185,7 @@ impl Agent {
             started: Instant::now(),
             locks: Mutex::new(HashMap::new()),
             gc_lock: tokio::sync::RwLock::new(()),
+            config_path: std::sync::OnceLock::new(),
         }))
     }
 
@@ -210,6 +214,10 @@ impl Agent {
             Op::Endpoints => self.endpoints().await.map(Answer::Endpoints),
             Op::IpamShow => self.ipam_view().await.map(Answer::Ipam),
             Op::IpamCheck => self.ipam_check().await.map(Answer::IpamCheck),
+            Op::BgpNeighbors => self.bgp_neighbors().await.map(Answer::BgpNeighbors),
+            Op::BgpRoutes(a) => self.bgp_routes(&a).await.map(Answer::BgpRoutes),
+            Op::Fib => self.fib().await.map(Answer::Fib),
+            Op::Reload => self.reload().await.map(Answer::Reloaded),
         };
         if !name.is_empty() {
             // Owned blocks follow on their own: a claimed block nudges its
@@ -322,6 +330,11 @@ impl Agent {
 
     /// Gauges are computed when scraped, not on every ADD.
     pub(crate) async fn refresh_gauges(&self) {
+        if let Some(b) = &self.bgp
+            && let Ok(peers) = b.speaker().peers().await
+        {
+            self.metrics.record_peers(&peers);
+        }
         if let Ok((eps, _)) = self.store.list().await {
             self.metrics.endpoints.set(eps.len() as i64);
         }

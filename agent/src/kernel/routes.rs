@@ -177,3 +177,96 @@ pub(super) fn host_route(addr: IpAddr, oif: u32) -> RouteMessage {
             .build(),
     }
 }
+
+impl Dataplane {
+    /// Every route with flatnet's protocol number (200), both families, for
+    /// `flatnet fib`: container host routes, block blackholes and what the
+    /// FIB room installed from BGP. Read-only.
+    pub async fn flatnet_routes(&self) -> Result<Vec<crate::api::FibRoute>, DpError> {
+        use crate::api::{FibNexthop, FibRoute};
+        let mut names = std::collections::HashMap::new();
+        let mut links = self.handle.link().get().execute();
+        while let Some(m) = links.try_next().await.map_err(nl("dump links"))? {
+            if let Some(n) = super::links::link_name(&m) {
+                names.insert(m.header.index, n);
+            }
+        }
+        let dev =
+            |i: u32| (i != 0).then(|| names.get(&i).cloned().unwrap_or_else(|| format!("if{i}")));
+        let mut out = Vec::new();
+        for v6 in [false, true] {
+            for r in dump_routes(&self.handle, v6).await? {
+                if r.header.protocol != RouteProtocol::Other(RTPROT_FLATNET) {
+                    continue;
+                }
+                let dst = route_dst(&r).unwrap_or(if v6 {
+                    IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                } else {
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                });
+                let mut table = u32::from(r.header.table);
+                let mut metric = None;
+                let mut nexthop_id = None;
+                let mut nexthops = Vec::new();
+                for a in &r.attributes {
+                    match a {
+                        RouteAttribute::Table(t) => table = *t,
+                        RouteAttribute::Priority(p) => metric = Some(*p),
+                        RouteAttribute::NhId(i) => nexthop_id = Some(*i),
+                        RouteAttribute::MultiPath(hops) => {
+                            for h in hops {
+                                let gateway = h.attributes.iter().find_map(|a| match a {
+                                    RouteAttribute::Gateway(RouteAddress::Inet(v)) => {
+                                        Some(IpAddr::V4(*v))
+                                    }
+                                    RouteAttribute::Gateway(RouteAddress::Inet6(v)) => {
+                                        Some(IpAddr::V6(*v))
+                                    }
+                                    RouteAttribute::Via(v) => via_addr(v),
+                                    _ => None,
+                                });
+                                nexthops.push(FibNexthop {
+                                    gateway,
+                                    dev: dev(h.interface_index),
+                                    weight: u16::from(h.hops) + 1,
+                                });
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if nexthops.is_empty() && (route_gw(&r).is_some() || route_oif(&r).is_some()) {
+                    nexthops.push(FibNexthop {
+                        gateway: route_gw(&r).or_else(|| {
+                            r.attributes.iter().find_map(|a| match a {
+                                RouteAttribute::Via(v) => via_addr(v),
+                                _ => None,
+                            })
+                        }),
+                        dev: route_oif(&r).and_then(dev),
+                        weight: 1,
+                    });
+                }
+                out.push(FibRoute {
+                    prefix: format!("{dst}/{}", r.header.destination_prefix_length),
+                    kind: format!("{:?}", r.header.kind).to_lowercase(),
+                    table,
+                    metric,
+                    nexthop_id,
+                    nexthops,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The address of an RTA_VIA (an IPv6 next hop of an IPv4 route, RFC 8950).
+fn via_addr(v: &netlink_packet_route::route::RouteVia) -> Option<IpAddr> {
+    use netlink_packet_route::route::RouteVia;
+    match v {
+        RouteVia::Inet(a) => Some(IpAddr::V4(*a)),
+        RouteVia::Inet6(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}

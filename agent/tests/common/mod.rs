@@ -392,3 +392,17 @@ pub fn start_tor<'a>(tor: &'a Netns, host: &Host) -> flatnet_lab::frr::Frr<'a> {
         .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", host.log()));
     frr
 }
+
+/// `GET path` on flatnetd's metrics listener (127.0.0.1:9469) inside `ns`.
+pub fn http_get(ns: &Netns, path: &'static str) -> String {
+    use std::io::Read;
+    ns.run_in(move || {
+        let mut s = std::net::TcpStream::connect("127.0.0.1:9469").unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .unwrap()
+}

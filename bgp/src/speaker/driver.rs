@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use super::core::{Action, Core, CoreConfig, Event, PeerCommand, normalize};
+use super::core::{Action, AdjRib, Core, CoreConfig, Event, PeerCommand, normalize};
 use super::{OriginAttrs, PeerStatus, RibEntry, RibEvent, SpeakerConfig, SpeakerError, Stats};
 use crate::policy::Policy;
 use crate::session::{PeerCmd, PeerConfig, PeerEvent, socket, spawn_peer};
@@ -26,6 +26,11 @@ pub(super) enum CoreMsg {
     Withdraw(Prefix),
     Peers(oneshot::Sender<Vec<PeerStatus>>),
     Rib(oneshot::Sender<Vec<RibEntry>>),
+    AdjRib(
+        IpAddr,
+        AdjRib,
+        oneshot::Sender<Result<Vec<RibEntry>, SpeakerError>>,
+    ),
     Stats(oneshot::Sender<Stats>),
     SetPolicy(String, Policy),
     SetPeerPolicy {
@@ -301,6 +306,9 @@ impl Driver {
             }
             CoreMsg::Rib(r) => {
                 let _ = r.send(self.core.rib_entries());
+            }
+            CoreMsg::AdjRib(peer, dir, r) => {
+                let _ = r.send(self.core.adj_rib(peer, dir).map_err(SpeakerError::from));
             }
             CoreMsg::Stats(r) => {
                 let _ = r.send(self.core.stats(now));

@@ -8,6 +8,7 @@
 //! sends messages to the driver, so it is cheap to clone and safe to use
 //! anywhere.
 
+pub mod control;
 pub mod core;
 mod driver;
 mod listener;
@@ -23,6 +24,7 @@ use crate::rib::PeerId;
 use crate::session::PeerConfig;
 use crate::wire::{Community, LargeCommunity, Notification, Prefix};
 
+pub use self::core::AdjRib;
 use driver::{CoreMsg, Driver};
 
 /// Errors of the speaker API.
@@ -210,6 +212,28 @@ pub struct PeerStatus {
     pub last_error: Option<String>,
     /// NOTIFICATION codes sent with max-prefix (Cease/1) so far.
     pub max_prefix_resets: u32,
+    /// UPDATE messages received since the peer was configured.
+    pub updates_in: u64,
+    /// UPDATE messages sent since the peer was configured.
+    pub updates_out: u64,
+    /// Prefix counts per family (both unicast families, in order).
+    pub families: Vec<FamilyPrefixes>,
+    /// Families negotiated on the current session (`ipv4-unicast`, ...).
+    pub negotiated_families: Vec<String>,
+}
+
+/// One family's prefix counts for one peer (the metrics' and the CLI's
+/// per-family view).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FamilyPrefixes {
+    /// `ipv4-unicast` or `ipv6-unicast`.
+    pub family: String,
+    /// Received (before import policy).
+    pub received: usize,
+    /// Accepted into the RIB.
+    pub accepted: usize,
+    /// Advertised to the peer.
+    pub advertised: usize,
 }
 
 /// Handle to a running speaker. Cloning is cheap.
@@ -354,6 +378,12 @@ impl Speaker {
     /// The Loc-RIB.
     pub async fn rib(&self) -> Result<Vec<RibEntry>, SpeakerError> {
         self.ask(CoreMsg::Rib).await
+    }
+
+    /// One peer's Adj-RIB-In (pre-policy) or Adj-RIB-Out, for
+    /// `bgp routes --received-from / --advertised-to`.
+    pub async fn adj_rib(&self, peer: IpAddr, dir: AdjRib) -> Result<Vec<RibEntry>, SpeakerError> {
+        self.ask(|r| CoreMsg::AdjRib(peer, dir, r)).await?
     }
 
     /// Stops every peer (Cease/Administrative Shutdown) and the core.

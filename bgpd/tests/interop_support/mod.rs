@@ -72,6 +72,8 @@ impl<'a> Ours<'a> {
             .arg(self.dir.path().join("bgpd.toml"))
             .arg("--state-file")
             .arg(self.state_path())
+            .arg("--socket")
+            .arg(self.socket_path())
             .env("RUST_LOG", "info,flatnet_bgp=debug")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log));
@@ -85,6 +87,22 @@ impl<'a> Ours<'a> {
                 .map(|_| ()))
         })
         .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
+
+    /// The control socket (`--socket`).
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.path().join("bgpd.sock")
+    }
+
+    /// One request line on the control socket, its JSON answer.
+    pub fn control(&self, request: &str) -> Value {
+        use std::io::{BufRead, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(self.socket_path())
+            .unwrap_or_else(|e| panic!("control socket: {e}\n{}", self.logs()));
+        s.write_all(format!("{request}\n").as_bytes()).unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(s).read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
     }
 
     pub fn state_path(&self) -> PathBuf {

@@ -21,6 +21,7 @@ use std::time::Instant;
 
 pub use events::{Action, CoreError, Event, PeerCommand};
 pub use max_prefix::cease_data;
+pub use query::AdjRib;
 
 use crate::fsm::{Negotiated, State};
 use crate::policy::Policy;
@@ -64,6 +65,10 @@ struct PeerEntry {
     /// Families past a warning-only limit (logged once) this session.
     over_limit: HashSet<Family>,
     max_prefix_resets: u32,
+    /// UPDATE messages received from the peer (since it was configured).
+    updates_in: u64,
+    /// UPDATE messages handed to the peer's session (since it was configured).
+    updates_out: u64,
 }
 
 /// The sans-IO speaker core. See the module documentation.
@@ -152,7 +157,10 @@ impl Core {
                 was_established,
             } => self.peer_down(peer, reason, was_established, now),
             Event::Update(peer, u) => {
-                let Some(id) = self.peers.get(&peer).map(|p| p.id) else {
+                let Some(id) = self.peers.get_mut(&peer).map(|p| {
+                    p.updates_in += 1;
+                    p.id
+                }) else {
                     return Ok(());
                 };
                 match self.rib.apply_update(id, &u) {
@@ -276,7 +284,7 @@ impl Core {
         let pending = std::mem::take(&mut self.pending);
         for id in pending {
             let Some(ip) = self.addr_of(id) else { continue };
-            let Some(p) = self.peers.get(&ip) else {
+            let Some(p) = self.peers.get_mut(&ip) else {
                 continue;
             };
             if p.state != State::Established {
@@ -284,6 +292,7 @@ impl Core {
             }
             match self.rib.take_updates(id) {
                 Ok(u) if !u.is_empty() => {
+                    p.updates_out += u.len() as u64;
                     self.actions
                         .push_back(Action::Peer(ip, PeerCommand::Send(u)));
                 }
@@ -324,6 +333,8 @@ impl Core {
                 warned: HashSet::new(),
                 over_limit: HashSet::new(),
                 max_prefix_resets: 0,
+                updates_in: 0,
+                updates_out: 0,
             },
         );
         self.changed = true;

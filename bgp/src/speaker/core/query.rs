@@ -6,8 +6,17 @@ use std::time::Instant;
 use crate::rib::{Attrs, PeerId};
 use crate::wire::{MpNextHop, Prefix};
 
-use super::{Core, FAMILIES};
-use crate::speaker::{PathInfo, PathSource, PeerStatus, RibEntry, Stats};
+use super::{Core, CoreError, FAMILIES};
+
+/// Which side of a peer's Adj-RIB to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdjRib {
+    /// Received from the peer.
+    In,
+    /// Advertised to the peer.
+    Out,
+}
+use crate::speaker::{FamilyPrefixes, PathInfo, PathSource, PeerStatus, RibEntry, Stats};
 
 fn next_hop_ip(nh: &Option<MpNextHop>) -> Option<IpAddr> {
     match nh {
@@ -55,6 +64,23 @@ impl Core {
                     stale_paths: c.iter().map(|x| x.stale).sum(),
                     last_error: p.last_error.clone(),
                     max_prefix_resets: p.max_prefix_resets,
+                    updates_in: p.updates_in,
+                    updates_out: p.updates_out,
+                    families: FAMILIES
+                        .iter()
+                        .zip(&c)
+                        .map(|(f, x)| FamilyPrefixes {
+                            family: f.to_string(),
+                            received: x.received,
+                            accepted: x.accepted,
+                            advertised: x.advertised,
+                        })
+                        .collect(),
+                    negotiated_families: p
+                        .negotiated
+                        .as_ref()
+                        .map(|n| n.families.iter().map(|f| f.to_string()).collect())
+                        .unwrap_or_default(),
                 }
             })
             .collect();
@@ -90,6 +116,36 @@ impl Core {
                 RibEntry { prefix: pr, paths }
             })
             .collect()
+    }
+
+    /// One peer's Adj-RIB: what it sent us (before import policy, with the
+    /// Loc-RIB's best/multipath marks on what was accepted) or what we send
+    /// it (after export policy). Prefixes in order, one path each.
+    pub fn adj_rib(&self, peer: IpAddr, dir: AdjRib) -> Result<Vec<RibEntry>, CoreError> {
+        let ip = super::normalize(peer);
+        let id = self.peers.get(&ip).ok_or(CoreError::NoPeer(ip))?.id;
+        let rows = match dir {
+            AdjRib::In => self.rib.adj_rib_in_pre(id),
+            AdjRib::Out => self.rib.adj_rib_out(id),
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(prefix, a)| {
+                let path = match dir {
+                    AdjRib::In => {
+                        let r = self.rib.routes(&prefix).into_iter().find(|r| r.peer == id);
+                        let (best, multipath, stale) =
+                            r.map_or((false, false, false), |r| (r.best, r.multipath, r.stale));
+                        self.path_info(id, &a, stale, best, multipath)
+                    }
+                    AdjRib::Out => self.path_info(PeerId::LOCAL, &a, false, false, false),
+                };
+                RibEntry {
+                    prefix,
+                    paths: vec![path],
+                }
+            })
+            .collect())
     }
 
     pub(super) fn path_info(
