@@ -110,6 +110,7 @@ impl Core {
                 }
             }
         }
+        self.deferral_peer_up(peer, &n);
         if let Some(p) = self.peers.get_mut(&peer) {
             p.state = State::Established;
             p.up_since = Some(now);

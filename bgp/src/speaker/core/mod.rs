@@ -8,6 +8,7 @@
 //! returns, and wakes the core at [`Core::poll_timeout`]. Tests do the same
 //! with simulated time.
 
+mod deferral;
 mod events;
 mod gr;
 mod max_prefix;
@@ -81,6 +82,8 @@ pub struct Core {
     changed: bool,
     /// Build [`Action::Rib`] events (someone subscribes).
     listening: bool,
+    /// RFC 4724 §4.1 selection deferral while we restart ([`deferral`]).
+    deferral: Option<deferral::Deferral>,
 }
 
 /// Unmaps IPv4-mapped IPv6 addresses: a peer has one key whichever socket
@@ -115,6 +118,7 @@ impl Core {
             actions: VecDeque::new(),
             changed: false,
             listening: false,
+            deferral: None,
         }
     }
 
@@ -158,6 +162,7 @@ impl Core {
                         if let Some(f) = ch.end_of_rib {
                             tracing::info!(%peer, family = %f, "End-of-RIB");
                             self.after_eor(peer);
+                            self.deferral_eor(peer, f);
                         }
                         self.apply(ch);
                     }
@@ -193,7 +198,10 @@ impl Core {
             Event::StopPeer(ip, n) => self.command(ip, PeerCommand::Stop(n))?,
             Event::StartPeer(ip) => self.command(ip, PeerCommand::Start)?,
             Event::SoftResetIn(ip) => self.soft_reset_in(ip)?,
-            Event::Timeout => self.on_timeout(now),
+            Event::Timeout => {
+                self.on_timeout(now);
+                self.deferral_timeout(now);
+            }
         }
         Ok(())
     }
@@ -202,7 +210,10 @@ impl Core {
     /// UPDATEs here, once the queued actions are taken, so a batch of
     /// inputs is flushed once.
     pub fn poll_action(&mut self) -> Option<Action> {
-        if self.actions.is_empty() && (!self.pending.is_empty() || !self.eorr.is_empty()) {
+        if self.actions.is_empty()
+            && self.deferral.is_none()
+            && (!self.pending.is_empty() || !self.eorr.is_empty())
+        {
             self.flush();
         }
         if let Some(a) = self.actions.pop_front() {
@@ -214,9 +225,14 @@ impl Core {
         None
     }
 
-    /// When to deliver [`Event::Timeout`] at the latest (the earliest stale deadline).
+    /// When to deliver [`Event::Timeout`] at the latest (the earliest stale
+    /// deadline or the selection deferral limit).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers.values().filter_map(|p| p.stale_deadline).min()
+        self.peers
+            .values()
+            .filter_map(|p| p.stale_deadline)
+            .chain(self.deferral_deadline())
+            .min()
     }
 
     /// Whether `ip` is a configured peer.
@@ -259,11 +275,15 @@ impl Core {
                     .best
                     .as_ref()
                     .map(|p| self.path_info(p.peer, &p.attrs, false, true, true));
-                self.actions.push_back(Action::Rib(super::RibEvent {
+                let ev = Action::Rib(super::RibEvent {
                     prefix: c.prefix,
                     best,
                     multipath: mp,
-                }));
+                });
+                match self.deferral.as_mut() {
+                    Some(d) => d.held.push(ev),
+                    None => self.actions.push_back(ev),
+                }
             }
         }
         self.pending.extend(ch.peers_with_updates);
@@ -340,6 +360,7 @@ impl Core {
         self.actions.push_back(Action::RemovePeer(Box::new(p.cfg)));
         let ch = self.rib.peer_down(p.id, &[]);
         self.apply(ch);
+        self.check_deferral();
         Ok(())
     }
 
