@@ -282,6 +282,22 @@ pub struct Pool {
     /// when flatnetd creates the pool in the datastore; default 300.
     #[serde(default)]
     pub empty_block_grace: Option<u64>,
+    /// BGP communities ("ASN:VALUE") on this pool's blocks and borrowed
+    /// addresses, to every peer.
+    #[serde(default)]
+    pub communities: Vec<String>,
+    /// BGP large communities ("GLOBAL:LOCAL1:LOCAL2") on this pool's
+    /// blocks and borrowed addresses, to every peer.
+    #[serde(default)]
+    pub large_communities: Vec<String>,
+    /// `false`: this pool's blocks are never advertised (reachable only on
+    /// this host, e.g. a host-local pool). Default true.
+    #[serde(default = "default_true")]
+    pub export: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Pool {
@@ -307,6 +323,19 @@ impl Pool {
 pub struct Bgp {
     #[serde(default, rename = "peer")]
     pub peers: Vec<BgpPeer>,
+    /// Graceful restart, restarting role (RFC 4724 §4.1): after a restart
+    /// that kept the learned kernel routes, route selection waits at most
+    /// this many seconds for every graceful-restart peer's End-of-RIB.
+    /// Default 120.
+    #[serde(default)]
+    pub selection_deferral: Option<u64>,
+    /// Import filter: IPv4 routes longer than this are rejected from every
+    /// peer (default 32: other hosts' borrowed /32s are accepted).
+    #[serde(default)]
+    pub import_max_length_v4: Option<u8>,
+    /// Import filter: IPv6 routes longer than this are rejected (default 128).
+    #[serde(default)]
+    pub import_max_length_v6: Option<u8>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -320,6 +349,92 @@ pub struct BgpPeer {
     /// IPv6 next hop): this host's global IPv6 address on the link to the peer.
     #[serde(default)]
     pub next_hop_ipv6: Option<std::net::Ipv6Addr>,
+    /// Graceful restart (RFC 4724), both roles: announce the capability
+    /// (with the forwarding-state bit: learned routes stay in the kernel
+    /// across a flatnetd restart), and keep this peer's routes while it
+    /// restarts. Default false.
+    #[serde(default)]
+    pub graceful_restart: bool,
+    /// Restart time announced to the peer, seconds (default 120).
+    #[serde(default)]
+    pub restart_time: Option<u16>,
+    /// Helper role: seconds to keep this peer's stale routes after it came
+    /// back, waiting for its End-of-RIB (default 360).
+    #[serde(default)]
+    pub stale_time: Option<u64>,
+    /// Communities ("ASN:VALUE") added to everything advertised to this peer.
+    #[serde(default)]
+    pub communities: Vec<String>,
+    /// Large communities ("GLOBAL:LOCAL1:LOCAL2") added to everything
+    /// advertised to this peer.
+    #[serde(default)]
+    pub large_communities: Vec<String>,
+}
+
+impl Config {
+    /// Communities, large communities and the import filter's lengths.
+    fn validate_routing(&self) -> Result<(), String> {
+        for (i, p) in self.pools.iter().enumerate() {
+            for c in &p.communities {
+                parse_community(c).map_err(|e| format!("pool[{i}].communities: {e}"))?;
+            }
+            for c in &p.large_communities {
+                parse_large_community(c)
+                    .map_err(|e| format!("pool[{i}].large_communities: {e}"))?;
+            }
+        }
+        for p in &self.bgp.peers {
+            for c in &p.communities {
+                parse_community(c)
+                    .map_err(|e| format!("bgp.peer {}: communities: {e}", p.address))?;
+            }
+            for c in &p.large_communities {
+                parse_large_community(c)
+                    .map_err(|e| format!("bgp.peer {}: large_communities: {e}", p.address))?;
+            }
+        }
+        if self.bgp.import_max_length_v4.is_some_and(|l| l > 32) {
+            return Err("bgp.import_max_length_v4: expected 0..=32".into());
+        }
+        if self.bgp.import_max_length_v6.is_some_and(|l| l > 128) {
+            return Err("bgp.import_max_length_v6: expected 0..=128".into());
+        }
+        Ok(())
+    }
+}
+
+/// Parses "ASN:VALUE" (16-bit halves) into a community.
+pub fn parse_community(s: &str) -> Result<flatnet_bgp::wire::Community, String> {
+    let (a, v) = s
+        .split_once(':')
+        .ok_or_else(|| format!("community {s:?}: expected ASN:VALUE"))?;
+    let a: u16 = a
+        .parse()
+        .map_err(|_| format!("community {s:?}: ASN is not 0..65535"))?;
+    let v: u16 = v
+        .parse()
+        .map_err(|_| format!("community {s:?}: VALUE is not 0..65535"))?;
+    Ok(flatnet_bgp::wire::Community(
+        (u32::from(a) << 16) | u32::from(v),
+    ))
+}
+
+/// Parses "GLOBAL:LOCAL1:LOCAL2" into a large community.
+pub fn parse_large_community(s: &str) -> Result<flatnet_bgp::wire::LargeCommunity, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let n: Vec<u32> = parts.iter().filter_map(|p| p.parse().ok()).collect();
+    match n[..] {
+        [global_admin, local1, local2] if parts.len() == 3 => {
+            Ok(flatnet_bgp::wire::LargeCommunity {
+                global_admin,
+                local1,
+                local2,
+            })
+        }
+        _ => Err(format!(
+            "large community {s:?}: expected GLOBAL:LOCAL1:LOCAL2 (each 0..4294967295)"
+        )),
+    }
 }
 
 fn default_bgp_port() -> u16 {
@@ -378,6 +493,7 @@ impl Config {
 
     /// Cross-field checks serde cannot express.
     fn validate(&self) -> Result<(), String> {
+        self.validate_routing()?;
         if self.node.name.is_empty() {
             return Err("node.name: expected a non-empty host name".into());
         }

@@ -100,6 +100,13 @@ pub struct PoolSpec {
     pub empty_block_grace_ms: Option<u64>,
 }
 
+/// See [`FlatnetIpam::borrowing`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Borrowing {
+    pub borrowed: Vec<IpAddr>,
+    pub lent: Vec<IpAddr>,
+}
+
 /// flatnetd's IPAM: `flatnet_ipam::Ipam` for this host.
 pub struct FlatnetIpam {
     ipam: Ipam<AnyStore>,
@@ -252,6 +259,33 @@ impl FlatnetIpam {
             .release_empty_blocks(&self.host)
             .await
             .map_err(map_err)
+    }
+
+    /// Addresses across block owners: `borrowed`, this host's addresses in
+    /// other hosts' blocks (advertised as /32 or /128 while they live), and
+    /// `lent`, other hosts' addresses in this host's blocks (their /32s are
+    /// accepted from the peers although they lie inside an own block).
+    pub async fn borrowing(&self) -> Result<Borrowing, IpamError> {
+        let mine: Vec<IpNetwork> = self
+            .blocks()
+            .await?
+            .iter()
+            .filter_map(|b| b.network())
+            .collect();
+        let mut out = Borrowing::default();
+        for a in self.ipam.all_allocations().await.map_err(map_err)? {
+            for x in &a.addrs {
+                let in_mine = mine.iter().any(|n| n.contains(x.ip));
+                if a.host == self.host && !in_mine {
+                    out.borrowed.push(x.ip);
+                } else if a.host != self.host && in_mine {
+                    out.lent.push(x.ip);
+                }
+            }
+        }
+        out.borrowed.sort();
+        out.lent.sort();
+        Ok(out)
     }
 
     /// Blocks this host owns (each gets a blackhole route and is advertised).

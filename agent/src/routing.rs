@@ -1,33 +1,134 @@
-//! The embedded BGP speaker: advertises the blocks this host owns to the
-//! configured `[[bgp.peer]]`s and reports whether any session is up, which
-//! STATUS uses for readiness. Learning fabric routes into the kernel is not
-//! done here.
+//! The embedded BGP speaker: advertises exactly what this host owns (its
+//! blocks as aggregates, borrowed addresses as /32 or /128, with the pool's
+//! and the peer's communities) to the configured `[[bgp.peer]]`s, filters
+//! what they send (never a route inside this host's own blocks, never one
+//! longer than the configured maximum), and reports whether any session is
+//! up, which STATUS uses for readiness. The learned routes go into the
+//! kernel through [`crate::fib`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flatnet_bgp::fsm::State;
-use flatnet_bgp::policy::{Disposition, Match, Policy, PrefixList, PrefixListEntry, Term};
-use flatnet_bgp::session::PeerConfig;
+use flatnet_bgp::policy::{Action, Disposition, Match, Policy, PrefixList, PrefixListEntry, Term};
+use flatnet_bgp::session::{GracefulRestartConfig, PeerConfig};
 use flatnet_bgp::speaker::{OriginAttrs, Speaker, SpeakerConfig};
-use flatnet_bgp::wire::Prefix;
+use flatnet_bgp::wire::{Community, Ipv4Prefix, Ipv6Prefix, LargeCommunity, Prefix};
 
 use crate::api::PeerState;
-use crate::config::Config;
+use crate::config::{Config, parse_community, parse_large_community};
 
-/// Name of the export policy: exactly the blocks this host owns. RFC 8212
-/// would otherwise send nothing to eBGP peers, and a host must never become
-/// transit for routes it learned from one ToR.
+/// Prefix of the per-peer export policies: exactly what this host
+/// advertises, plus the peer's communities. RFC 8212 would otherwise send
+/// nothing to eBGP peers, and a host must never become transit for routes
+/// it learned from one ToR.
 const EXPORT: &str = "flatnet-export";
-/// Import: accept everything (kernel programming is the routing issue's).
+/// Import: everything but this host's own address space and over-long
+/// prefixes (hijack protection).
 const IMPORT: &str = "flatnet-import";
+
+/// Default RFC 4724 §4.1 selection deferral limit.
+const DEFAULT_SELECTION_DEFERRAL: Duration = Duration::from_secs(120);
+/// Default restart time announced.
+const DEFAULT_RESTART_TIME: u16 = 120;
+/// Default helper stale time.
+const DEFAULT_STALE_TIME: Duration = Duration::from_secs(360);
+
+/// One peer's export additions.
+#[derive(Clone, Default)]
+struct PeerExport {
+    communities: Vec<Community>,
+    large: Vec<LargeCommunity>,
+}
+
+/// What was last handed to the speaker.
+#[derive(Default)]
+struct Originated {
+    prefixes: BTreeMap<Prefix, OriginAttrs>,
+    /// Inputs of the import policy last set.
+    import: Option<(BTreeSet<Prefix>, BTreeSet<Prefix>)>,
+}
 
 /// The running speaker plus the last peer states seen.
 pub struct BgpRouting {
     speaker: Speaker,
     peers: Mutex<Vec<PeerState>>,
-    originated: tokio::sync::Mutex<BTreeSet<Prefix>>,
+    originated: tokio::sync::Mutex<Originated>,
+    exports: Vec<(IpAddr, PeerExport)>,
+    max_v4: u8,
+    max_v6: u8,
+    /// Whether the speaker started as the restarting side.
+    restarting: bool,
+}
+
+fn export_name(peer: IpAddr) -> String {
+    format!("{EXPORT}-{peer}")
+}
+
+/// The import policy: reject this host's own prefixes (the blocks and
+/// everything inside them, but the `lent` host routes: other hosts'
+/// addresses borrowed from our blocks) and anything longer than the maximum.
+fn import_policy(
+    own: &BTreeSet<Prefix>,
+    lent: &BTreeSet<Prefix>,
+    max_v4: u8,
+    max_v6: u8,
+) -> Policy {
+    let mut terms = Vec::new();
+    let lent: Vec<PrefixListEntry> = lent
+        .iter()
+        .filter_map(|p| PrefixListEntry::new(*p, None, None).ok())
+        .collect();
+    if !lent.is_empty() {
+        terms.push(Term {
+            name: "lent-addresses".into(),
+            matches: vec![Match::Prefix(PrefixList { entries: lent })],
+            actions: Vec::new(),
+            disposition: Disposition::Accept,
+        });
+    }
+    let mut entries: Vec<PrefixListEntry> = own
+        .iter()
+        .filter_map(|p| {
+            let max = if matches!(p, Prefix::V4(_)) { 32 } else { 128 };
+            PrefixListEntry::new(*p, None, Some(max)).ok()
+        })
+        .collect();
+    if max_v4 < 32 {
+        entries.extend(
+            PrefixListEntry::new(
+                Prefix::V4(Ipv4Prefix::default()),
+                Some(max_v4 + 1),
+                Some(32),
+            )
+            .ok(),
+        );
+    }
+    if max_v6 < 128 {
+        entries.extend(
+            PrefixListEntry::new(
+                Prefix::V6(Ipv6Prefix::default()),
+                Some(max_v6 + 1),
+                Some(128),
+            )
+            .ok(),
+        );
+    }
+    if !entries.is_empty() {
+        terms.push(Term {
+            name: "own-space-or-too-long".into(),
+            matches: vec![Match::Prefix(PrefixList { entries })],
+            actions: Vec::new(),
+            disposition: Disposition::Reject,
+        });
+    }
+    Policy {
+        name: IMPORT.into(),
+        terms,
+        default: Disposition::Accept,
+    }
 }
 
 fn policy(name: &str, terms: Vec<Term>) -> Policy {
@@ -38,20 +139,33 @@ fn policy(name: &str, terms: Vec<Term>) -> Policy {
     }
 }
 
+#[cfg(test)]
 fn export_policy(blocks: &BTreeSet<Prefix>) -> Policy {
+    export_policy_for(EXPORT, blocks, &PeerExport::default())
+}
+
+/// Exactly `blocks`, with the peer's communities added.
+fn export_policy_for(name: &str, blocks: &BTreeSet<Prefix>, add: &PeerExport) -> Policy {
     let entries: Vec<PrefixListEntry> = blocks
         .iter()
         .filter_map(|p| PrefixListEntry::new(*p, None, None).ok())
         .collect();
     if entries.is_empty() {
-        return policy(EXPORT, Vec::new());
+        return policy(name, Vec::new());
+    }
+    let mut actions = Vec::new();
+    if !add.communities.is_empty() {
+        actions.push(Action::AddCommunities(add.communities.clone()));
+    }
+    if !add.large.is_empty() {
+        actions.push(Action::AddLargeCommunities(add.large.clone()));
     }
     policy(
-        EXPORT,
+        name,
         vec![Term {
             name: "own-blocks".into(),
             matches: vec![Match::Prefix(PrefixList { entries })],
-            actions: Vec::new(),
+            actions,
             disposition: Disposition::Accept,
         }],
     )
@@ -59,37 +173,61 @@ fn export_policy(blocks: &BTreeSet<Prefix>) -> Policy {
 
 impl BgpRouting {
     /// Starts the speaker when peers are configured (`None` otherwise).
-    pub async fn start(cfg: &Config) -> anyhow::Result<Option<Arc<BgpRouting>>> {
+    /// `restarting`: learned routes of a previous run are in the kernel;
+    /// with graceful restart on any peer, the speaker starts as the
+    /// restarting side (R and F bits, selection deferral).
+    pub async fn start(cfg: &Config, restarting: bool) -> anyhow::Result<Option<Arc<BgpRouting>>> {
         if cfg.bgp.peers.is_empty() {
             return Ok(None);
         }
         let (Some(asn), Some(router_id)) = (cfg.node.asn, cfg.node.router_id) else {
             anyhow::bail!("bgp.peer needs node.asn and node.router_id");
         };
-        let peers = cfg
-            .bgp
-            .peers
-            .iter()
-            .map(|p| {
-                let mut c = PeerConfig::new(p.address, p.asn);
-                c.port = p.port;
-                c.next_hop_ipv6 = p.next_hop_ipv6;
-                c.import_policy = Some(IMPORT.into());
-                c.export_policy = Some(EXPORT.into());
-                c
-            })
-            .collect();
+        let max_v4 = cfg.bgp.import_max_length_v4.unwrap_or(32);
+        let max_v6 = cfg.bgp.import_max_length_v6.unwrap_or(128);
+        let mut exports = Vec::new();
         let mut policies = std::collections::HashMap::new();
-        policies.insert(EXPORT.to_string(), export_policy(&BTreeSet::new()));
+        let mut peers = Vec::new();
+        for p in &cfg.bgp.peers {
+            let mut c = PeerConfig::new(p.address, p.asn);
+            c.port = p.port;
+            c.next_hop_ipv6 = p.next_hop_ipv6;
+            c.import_policy = Some(IMPORT.into());
+            c.export_policy = Some(export_name(p.address));
+            if p.graceful_restart {
+                c.graceful_restart = Some(GracefulRestartConfig {
+                    restart_time: p.restart_time.unwrap_or(DEFAULT_RESTART_TIME),
+                    stale_time: p.stale_time.map_or(DEFAULT_STALE_TIME, Duration::from_secs),
+                });
+            }
+            let add = PeerExport {
+                communities: p
+                    .communities
+                    .iter()
+                    .map(|c| parse_community(c))
+                    .collect::<Result<_, _>>()
+                    .map_err(anyhow::Error::msg)?,
+                large: p
+                    .large_communities
+                    .iter()
+                    .map(|c| parse_large_community(c))
+                    .collect::<Result<_, _>>()
+                    .map_err(anyhow::Error::msg)?,
+            };
+            policies.insert(
+                export_name(p.address),
+                export_policy_for(&export_name(p.address), &BTreeSet::new(), &add),
+            );
+            exports.push((p.address, add));
+            peers.push(c);
+        }
         policies.insert(
             IMPORT.to_string(),
-            Policy {
-                name: IMPORT.into(),
-                terms: Vec::new(),
-                default: Disposition::Accept,
-            },
+            import_policy(&BTreeSet::new(), &BTreeSet::new(), max_v4, max_v6),
         );
-        let speaker = Speaker::start(SpeakerConfig {
+        let gr = cfg.bgp.peers.iter().any(|p| p.graceful_restart);
+        let restarting = restarting && gr;
+        let scfg = SpeakerConfig {
             asn,
             router_id,
             // Outbound only: port 179 on the host may belong to another daemon.
@@ -100,8 +238,20 @@ impl BgpRouting {
             restarting: false,
             max_paths: 8,
             multipath_relax: true,
-        })
-        .await?;
+        };
+        let speaker = if restarting {
+            let limit = cfg
+                .bgp
+                .selection_deferral
+                .map_or(DEFAULT_SELECTION_DEFERRAL, Duration::from_secs);
+            tracing::info!(
+                ?limit,
+                "restarting with learned routes kept: route selection deferred until every End-of-RIB"
+            );
+            Speaker::start_restarting(scfg, limit).await?
+        } else {
+            Speaker::start(scfg).await?
+        };
         let initial = cfg
             .bgp
             .peers
@@ -115,7 +265,11 @@ impl BgpRouting {
         Ok(Some(Arc::new(BgpRouting {
             speaker,
             peers: Mutex::new(initial),
-            originated: tokio::sync::Mutex::new(BTreeSet::new()),
+            originated: tokio::sync::Mutex::new(Originated::default()),
+            exports,
+            max_v4,
+            max_v6,
+            restarting,
         })))
     }
 
@@ -146,25 +300,64 @@ impl BgpRouting {
         }
     }
 
-    /// Makes the originated set equal to `want` (the blocks this host owns).
-    pub async fn advertise(&self, want: BTreeSet<Prefix>) -> anyhow::Result<()> {
-        let mut have = self.originated.lock().await;
+    /// The speaker (for the FIB's subscription).
+    pub fn speaker(&self) -> &Speaker {
+        &self.speaker
+    }
+
+    /// Whether the speaker started as the restarting side (selection deferred).
+    pub fn restarting(&self) -> bool {
+        self.restarting
+    }
+
+    fn set_exports(&self, set: &BTreeSet<Prefix>) -> anyhow::Result<()> {
+        for (peer, add) in &self.exports {
+            let name = export_name(*peer);
+            self.speaker
+                .set_policy(&name, export_policy_for(&name, set, add))?;
+        }
+        Ok(())
+    }
+
+    /// Makes the originated set equal to `want` (what this host advertises,
+    /// with its attributes); `own` is this host's address space (every
+    /// owned block, exported or not), which the import filter rejects but
+    /// for the `lent` host routes. Policies change only when their inputs do
+    /// (a changed import policy is re-applied to every peer).
+    pub async fn advertise(
+        &self,
+        want: BTreeMap<Prefix, OriginAttrs>,
+        own: &BTreeSet<Prefix>,
+        lent: &BTreeSet<Prefix>,
+    ) -> anyhow::Result<()> {
+        let mut o = self.originated.lock().await;
+        let import_in = (own.clone(), lent.clone());
+        if o.import.as_ref() != Some(&import_in) {
+            // Before any origination: a route inside a newly claimed block
+            // is rejected by the time the block is advertised.
+            self.speaker
+                .set_policy(IMPORT, import_policy(own, lent, self.max_v4, self.max_v6))?;
+            o.import = Some(import_in);
+        }
+        let have = &mut o.prefixes;
         if *have == want {
             return Ok(());
         }
-        // Policy first so a new block is exportable when it is originated;
+        // Policy first so a new prefix is exportable when it is originated;
         // withdrawals go out before the policy narrows.
-        let union: BTreeSet<Prefix> = want.union(&have).copied().collect();
-        self.speaker.set_policy(EXPORT, export_policy(&union))?;
-        for p in want.difference(&have) {
-            tracing::info!(block = %p, "originating");
-            self.speaker.originate(*p, OriginAttrs::default())?;
+        let union: BTreeSet<Prefix> = want.keys().chain(have.keys()).copied().collect();
+        self.set_exports(&union)?;
+        for (p, a) in &want {
+            if have.get(p) != Some(a) {
+                tracing::info!(prefix = %p, "originating");
+                self.speaker.originate(*p, a.clone())?;
+            }
         }
-        for p in have.difference(&want) {
-            tracing::info!(block = %p, "withdrawing");
+        for p in have.keys().filter(|p| !want.contains_key(p)) {
+            tracing::info!(prefix = %p, "withdrawing");
             self.speaker.withdraw(*p)?;
         }
-        self.speaker.set_policy(EXPORT, export_policy(&want))?;
+        self.set_exports(&want.keys().copied().collect())?;
         *have = want;
         Ok(())
     }
