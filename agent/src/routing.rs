@@ -194,6 +194,9 @@ impl BgpRouting {
             c.next_hop_ipv6 = p.next_hop_ipv6;
             c.import_policy = Some(IMPORT.into());
             c.export_policy = Some(export_name(p.address));
+            // Import policy changes with every claimed block: re-applied
+            // from the kept Adj-RIB-In instead of a ROUTE-REFRESH each time.
+            c.soft_reconfiguration_inbound = true;
             if p.graceful_restart {
                 c.graceful_restart = Some(GracefulRestartConfig {
                     restart_time: p.restart_time.unwrap_or(DEFAULT_RESTART_TIME),

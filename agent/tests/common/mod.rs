@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+pub mod fabric;
+
 use flatnet_lab::{Daemon, Netns, wait_for};
 use serde_json::{Value, json};
 
