@@ -227,6 +227,19 @@ fn fabric_restart_of_flatnetd_loses_no_packet_and_keeps_routes() {
         "packets lost across the restart: {summary}"
     );
     assert!(log.contains("route selection deferred"), "{log}");
+    // The restarted speaker is back with both ToRs and ran its selection
+    // after both End-of-RIBs (not on the deferral limit).
+    for (t, tor) in [&tor1, &tor2].into_iter().enumerate() {
+        tor.wait_established(&host_addr(t, 1), WAIT).unwrap();
+    }
+    wait_for("selection after every End-of-RIB", WAIT, || {
+        Ok(f.hosts[0]
+            .log()
+            .contains("End-of-RIB from every peer: running route selection")
+            .then_some(()))
+    })
+    .unwrap();
+    assert!(!f.hosts[0].log().contains("selection deferral limit reached"));
     assert_eq!(learned_routes(&f.hosts[0]), before);
 }
 
