@@ -239,7 +239,11 @@ fn fabric_restart_of_flatnetd_loses_no_packet_and_keeps_routes() {
             .then_some(()))
     })
     .unwrap();
-    assert!(!f.hosts[0].log().contains("selection deferral limit reached"));
+    assert!(
+        !f.hosts[0]
+            .log()
+            .contains("selection deferral limit reached")
+    );
     assert_eq!(learned_routes(&f.hosts[0]), before);
 }
 
@@ -290,4 +294,69 @@ fn fabric_churn_grows_the_tor_table_by_blocks_only_and_released_blocks_go() {
         Ok(learned_routes(&f.hosts[1]).is_empty().then_some(()))
     })
     .unwrap();
+}
+
+#[test]
+fn fabric_borrowed_address_is_advertised_as_a_host_route_while_it_lives() {
+    // Two /26 blocks in all: host 2 claims one, host 1 the other and then
+    // has to borrow from host 2's.
+    let pools = "[[pool]]\ncidr = \"10.244.0.0/25\"\nblock_size = 26\n";
+    let f = fabric(2, pools, "");
+    let tor1 = start_tor(&f.tors, &f.hosts, 0);
+    let _tor2 = start_tor(&f.tors, &f.hosts, 1);
+    let (h1, h2) = (&f.hosts[0], &f.hosts[1]);
+    let c2 = Netns::new("c2").unwrap();
+    let ip2 = result_v4(&h2.add("c2", &c2));
+    let block2 = blocks(h2)[0].clone();
+    let cs: Vec<Netns> = (0..65)
+        .map(|k| Netns::new(&format!("b{k}")).unwrap())
+        .collect();
+    let ips: Vec<String> = cs
+        .iter()
+        .enumerate()
+        .map(|(k, c)| result_v4(&h1.add(&format!("b{k}"), c)))
+        .collect();
+    let block1 = blocks(h1);
+    assert_eq!(block1.len(), 1, "{block1:?}");
+    let net2: ipnetwork::Ipv4Network = block2.parse().unwrap();
+    let (k, borrowed) = ips
+        .iter()
+        .enumerate()
+        .find(|(_, ip)| net2.contains(ip.parse().unwrap()))
+        .map(|(k, ip)| (k, ip.clone()))
+        .expect("host 1 borrowed an address from host 2's block");
+    let host_route = format!("{borrowed}/32");
+
+    // Advertised by host 1 as a /32 (the ToR also keeps host 2's /26).
+    let r = tor1
+        .wait_route(&host_route, WAIT)
+        .unwrap_or_else(|e| panic!("{e}\n{}", h1.log()));
+    assert_eq!(r.as_path, vec![host_as(1)], "{r:?}");
+    let mut want = vec![block1[0].clone(), block2.clone(), host_route.clone()];
+    want.sort();
+    assert_eq!(tor_learned(&tor1), want);
+    // Host 2 accepts it although it lies inside its own block (it lent it)
+    // and reaches the container on host 1 through the ToRs.
+    wait_for("host 2 learns the borrowed /32", WAIT, || {
+        Ok(learned_routes(h2)
+            .iter()
+            .any(|(p, _)| *p == host_route)
+            .then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", learned_routes(h2), h2.log()));
+    wait_for("c2 -> borrowed container", Duration::from_secs(10), || {
+        Ok(ping(&c2, &borrowed).then_some(()))
+    })
+    .unwrap();
+    assert!(ping(&cs[k], &ip2), "borrowed container -> c2");
+
+    // DEL: the /32 is withdrawn at once (the block stays).
+    h1.del(&format!("b{k}"), &cs[k].path());
+    tor1.wait_no_route(&host_route, WAIT)
+        .unwrap_or_else(|e| panic!("{e}\n{}", h1.log()));
+    wait_for("host 2 drops the /32", WAIT, || {
+        Ok((!learned_routes(h2).iter().any(|(p, _)| *p == host_route)).then_some(()))
+    })
+    .unwrap();
+    assert!(tor_learned(&tor1).contains(&block2));
 }
