@@ -671,4 +671,57 @@ asn = 65000
         );
         assert!(e.contains("node.asn"), "{e}");
     }
+
+    #[test]
+    fn graceful_restart_and_community_keys() {
+        let c = Config::parse(
+            "[node]\nname = \"h\"\nasn = 65101\nrouter_id = \"10.0.0.2\"\n[[pool]]\ncidr = \"10.1.0.0/16\"\ncommunities = [\"65000:1\"]\nexport = false\n[bgp]\nselection_deferral = 30\nimport_max_length_v4 = 28\n[[bgp.peer]]\naddress = \"10.0.0.1\"\nasn = 65001\ngraceful_restart = true\nrestart_time = 60\nstale_time = 90\nlarge_communities = [\"65000:1:2\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        let p = &c.bgp.peers[0];
+        assert!(p.graceful_restart);
+        assert_eq!((p.restart_time, p.stale_time), (Some(60), Some(90)));
+        assert_eq!(c.bgp.selection_deferral, Some(30));
+        assert_eq!(c.bgp.import_max_length_v4, Some(28));
+        assert!(!c.pools[0].export);
+        assert_eq!(
+            parse_community(&c.pools[0].communities[0]),
+            Ok(flatnet_bgp::wire::Community(65000 << 16 | 1))
+        );
+        assert_eq!(
+            parse_large_community(&p.large_communities[0]),
+            Ok(flatnet_bgp::wire::LargeCommunity {
+                global_admin: 65000,
+                local1: 1,
+                local2: 2
+            })
+        );
+        // Defaults: no graceful restart, pools exported.
+        let c = Config::parse(
+            "[node]\nname = \"h\"\n[[pool]]\ncidr = \"10.1.0.0/16\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert!(c.pools[0].export);
+    }
+
+    #[test]
+    fn bad_communities_and_lengths_are_refused() {
+        let e = err(
+            "[node]\nname = \"h\"\n[[pool]]\ncidr = \"10.1.0.0/16\"\ncommunities = [\"70000:1\"]\n",
+        );
+        assert!(
+            e.contains("pool[0].communities") && e.contains("70000:1"),
+            "{e}"
+        );
+        let e = err(
+            "[node]\nname = \"h\"\n[[pool]]\ncidr = \"10.1.0.0/16\"\nlarge_communities = [\"1:2\"]\n",
+        );
+        assert!(e.contains("GLOBAL:LOCAL1:LOCAL2"), "{e}");
+        let e = err(
+            "[node]\nname = \"h\"\n[[pool]]\ncidr = \"10.1.0.0/16\"\n[bgp]\nimport_max_length_v4 = 33\n",
+        );
+        assert!(e.contains("import_max_length_v4"), "{e}");
+    }
 }

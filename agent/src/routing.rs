@@ -420,4 +420,45 @@ mod tests {
         assert!(!exports(&p, "10.244.0.64/26"), "another host's block");
         assert!(!exports(&p, "0.0.0.0/0"));
     }
+
+    fn imports(p: &Policy, prefix: &str) -> bool {
+        p.evaluate(&px(prefix), &flatnet_bgp::rib::Attrs::default())
+            .disposition
+            == Disposition::Accept
+    }
+
+    #[test]
+    fn import_rejects_own_space_and_long_prefixes_but_lent_addresses() {
+        let own: BTreeSet<Prefix> = [px("10.244.0.0/26"), px("fd00:244::/122")].into();
+        let lent: BTreeSet<Prefix> = [px("10.244.0.9/32")].into();
+        let p = import_policy(&own, &lent, 28, 128);
+        assert!(!imports(&p, "10.244.0.0/26"), "our block itself");
+        assert!(!imports(&p, "10.244.0.5/32"), "hijack inside our block");
+        assert!(!imports(&p, "fd00:244::5/128"), "IPv6 hijack");
+        assert!(imports(&p, "10.244.0.9/32"), "lent to another host");
+        assert!(imports(&p, "10.244.0.64/26"), "another host's block");
+        assert!(imports(&p, "10.244.0.0/16"), "covering route");
+        assert!(!imports(&p, "10.1.2.0/29"), "longer than 28");
+        assert!(imports(&p, "10.1.2.0/28"));
+        assert!(imports(&p, "fd00:1::/64"));
+        // Defaults accept every length.
+        let p = import_policy(&BTreeSet::new(), &BTreeSet::new(), 32, 128);
+        assert!(p.terms.is_empty());
+        assert!(imports(&p, "10.1.2.3/32"));
+    }
+
+    #[test]
+    fn per_peer_export_adds_the_peer_communities() {
+        let add = PeerExport {
+            communities: vec![Community(1)],
+            large: vec![],
+        };
+        let p = export_policy_for("x", &[px("10.244.0.0/26")].into(), &add);
+        assert_eq!(
+            p.terms[0].actions,
+            vec![Action::AddCommunities(vec![Community(1)])]
+        );
+        assert!(exports(&p, "10.244.0.0/26"));
+        assert!(!exports(&p, "10.244.0.0/27"));
+    }
 }

@@ -360,3 +360,76 @@ fn fabric_borrowed_address_is_advertised_as_a_host_route_while_it_lives() {
     .unwrap();
     assert!(tor_learned(&tor1).contains(&block2));
 }
+
+/// p50 and p99 of `v` (sorted in place), milliseconds.
+fn percentiles(v: &mut [f64]) -> (f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+/// CNI ADD on host 1 until the first successful ping from a container on
+/// host 2, `trials` times, with /31 blocks: every other ADD claims a new
+/// block. Returns (existing-block, new-block) times in ms.
+fn convergence(trials: usize) -> (Vec<f64>, Vec<f64>) {
+    let pools = "[[pool]]\ncidr = \"10.244.0.0/16\"\nblock_size = 31\n";
+    let f = fabric(2, pools, "");
+    let _t1 = start_tor(&f.tors, &f.hosts, 0);
+    let _t2 = start_tor(&f.tors, &f.hosts, 1);
+    let cb = Netns::new("cb").unwrap();
+    f.hosts[1].add("cb", &cb);
+    let (mut existing, mut new) = (Vec::new(), Vec::new());
+    let mut nblocks = blocks(&f.hosts[0]).len();
+    let mut keep = Vec::new();
+    for k in 0..trials {
+        let c = Netns::new(&format!("t{k}")).unwrap();
+        let t = Instant::now();
+        let ip = result_v4(&f.hosts[0].add(&format!("t{k}"), &c));
+        while cb.exec("ping", &["-c", "1", "-W", "0.2", &ip]).is_err() {
+            assert!(
+                t.elapsed() < WAIT,
+                "{ip} never reachable\n{}",
+                f.hosts[0].log()
+            );
+        }
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let n = blocks(&f.hosts[0]).len();
+        if n > nblocks {
+            new.push(ms);
+        } else {
+            existing.push(ms);
+        }
+        nblocks = n;
+        keep.push(c);
+    }
+    (existing, new)
+}
+
+#[test]
+#[ignore = "benchmark: -- --ignored --nocapture"]
+fn bench_convergence_add_to_first_ping_existing_vs_new_block() {
+    const TRIALS: usize = 110;
+    let (mut existing, mut new) = convergence(TRIALS);
+    assert!(
+        existing.len() >= 50 && new.len() >= 50,
+        "{} {}",
+        existing.len(),
+        new.len()
+    );
+    let (e50, e99) = percentiles(&mut existing);
+    let (n50, n99) = percentiles(&mut new);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "convergence, CNI ADD on host 1 -> first ping from host 2 (two FRR ToRs), load {}",
+        load.trim()
+    );
+    println!(
+        "existing block ({} trials): p50 {e50:.1} ms  p99 {e99:.1} ms",
+        existing.len()
+    );
+    println!(
+        "new block ({} trials):      p50 {n50:.1} ms  p99 {n99:.1} ms  (p99 new/existing {:.2}; goal p99 < 100 ms)",
+        new.len(),
+        n99 / e99
+    );
+}
