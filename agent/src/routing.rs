@@ -197,6 +197,8 @@ impl BgpRouting {
             // Import policy changes with every claimed block: re-applied
             // from the kept Adj-RIB-In instead of a ROUTE-REFRESH each time.
             c.soft_reconfiguration_inbound = true;
+            // A hijack attempt is logged once, with peer and prefix.
+            c.log_import_rejects = true;
             if p.graceful_restart {
                 c.graceful_restart = Some(GracefulRestartConfig {
                     restart_time: p.restart_time.unwrap_or(DEFAULT_RESTART_TIME),

@@ -132,6 +132,16 @@ fn fabric_all_reach_all_by_learned_ecmp_routes_and_hijacks_are_rejected() {
             .any(|(p, _)| *p == format!("{free}/32") || *p == format!("{}/32", ips[0])),
         "{hijacked:?}"
     );
+    // Logged once with the peer and the prefix.
+    let line = format!(
+        "import policy rejected {free}/32 from peer {}",
+        tor_addr(0, 1)
+    );
+    wait_for("the rejection is logged", WAIT, || {
+        Ok(h1.log().contains(&line).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", h1.log()));
+    assert_eq!(h1.log().matches(&line).count(), 1, "{}", h1.log());
     let get = h1.ip_json(&["-4", "route", "get", &ips[0]]);
     assert!(
         get[0]["dev"].as_str().unwrap_or("").starts_with("flat"),
