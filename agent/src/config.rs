@@ -687,7 +687,7 @@ asn = 65000
         assert!(!c.pools[0].export);
         assert_eq!(
             parse_community(&c.pools[0].communities[0]),
-            Ok(flatnet_bgp::wire::Community(65000 << 16 | 1))
+            Ok(flatnet_bgp::wire::Community((65000 << 16) | 1))
         );
         assert_eq!(
             parse_large_community(&p.large_communities[0]),

@@ -33,7 +33,7 @@ fn fabric_ns(tag: &str) -> Netns {
 fn prefixes() -> Vec<IpNetwork> {
     (0..ROUTES)
         .map(|i| {
-            let a = std::net::Ipv4Addr::from((10u32 << 24) | (16 << 16) + i);
+            let a = std::net::Ipv4Addr::from((10u32 << 24) + (16 << 16) + i);
             IpNetwork::new(a.into(), 32).unwrap()
         })
         .collect()
