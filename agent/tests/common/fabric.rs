@@ -148,13 +148,7 @@ pub fn blocks(h: &Host) -> Vec<String> {
 
 /// IPv4 prefixes a ToR learned (not its own).
 pub fn tor_learned(frr: &Frr<'_>) -> Vec<String> {
-    let mut v: Vec<String> = frr
-        .rib(flatnet_lab::Family::Ipv4Unicast)
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.learned)
-        .map(|e| e.prefix)
-        .collect();
+    let mut v = super::learned_prefixes(frr);
     v.sort();
     v.dedup();
     v

@@ -394,3 +394,13 @@ pub fn start_tor<'a>(tor: &'a Netns, host: &Host) -> flatnet_lab::frr::Frr<'a> {
         .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", host.log()));
     frr
 }
+
+/// The IPv4 prefixes a router learned from its peers (not its own), in its order.
+pub fn learned_prefixes(r: &impl flatnet_lab::Router) -> Vec<String> {
+    r.rib(flatnet_lab::Family::Ipv4Unicast)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.learned)
+        .map(|e| e.prefix)
+        .collect()
+}
