@@ -38,6 +38,9 @@ pub struct Allocated {
     /// Blocks this host owns that the addresses came from (each needs a
     /// blackhole route); borrowed addresses add none.
     pub own_blocks: Vec<IpNetwork>,
+    /// Some address was borrowed from another host's block (advertised as
+    /// a host route).
+    pub borrowed: bool,
 }
 
 /// One allocation as listed by `flatnet ipam show`.
@@ -187,13 +190,16 @@ impl FlatnetIpam {
         let mut out = Allocated {
             addrs: Assigned { v4: None, v6: None },
             own_blocks: Vec::new(),
+            borrowed: false,
         };
         for ad in &a.addrs {
             match ad.ip {
                 IpAddr::V4(v) => out.addrs.v4 = Some(v),
                 IpAddr::V6(v) => out.addrs.v6 = Some(v),
             }
-            if !ad.borrowed {
+            if ad.borrowed {
+                out.borrowed = true;
+            } else {
                 out.own_blocks.extend(to_net(&ad.block));
             }
         }
@@ -267,10 +273,10 @@ impl FlatnetIpam {
     /// accepted from the peers although they lie inside an own block).
     pub async fn borrowing(&self) -> Result<Borrowing, IpamError> {
         let mine: Vec<IpNetwork> = self
-            .blocks()
+            .owned_blocks()
             .await?
             .iter()
-            .filter_map(|b| b.network())
+            .filter_map(to_net)
             .collect();
         let mut out = Borrowing::default();
         for a in self.ipam.all_allocations().await.map_err(map_err)? {
@@ -288,7 +294,19 @@ impl FlatnetIpam {
         Ok(out)
     }
 
-    /// Blocks this host owns (each gets a blackhole route and is advertised).
+    /// The blocks this host owns, from the block records alone (cheaper
+    /// than [`Self::blocks`], which counts every allocation).
+    pub async fn owned_blocks(&self) -> Result<Vec<Cidr>, IpamError> {
+        let blocks = self.ipam.all_blocks().await.map_err(map_err)?;
+        Ok(blocks
+            .into_iter()
+            .filter(|b| b.host.as_deref() == Some(self.host.as_str()))
+            .map(|b| b.cidr)
+            .collect())
+    }
+
+    /// Blocks this host owns with their use (each gets a blackhole route and
+    /// is advertised).
     pub async fn blocks(&self) -> Result<Vec<BlockInfo>, IpamError> {
         let u = self.ipam.utilisation().await.map_err(map_err)?;
         Ok(u.blocks
@@ -443,10 +461,13 @@ mod tests {
         assert!(m2.reachable().await);
         // With a zero grace, empty blocks go back to the pool: the first
         // pass stamps them empty, a later one releases them.
-        assert!(!m2.blocks().await.unwrap().is_empty());
+        let owned: Vec<Cidr> = m2.blocks().await.unwrap().iter().map(|b| b.cidr).collect();
+        assert!(!owned.is_empty());
+        assert_eq!(m2.owned_blocks().await.unwrap(), owned);
         let mut released = m2.release_empty_blocks().await.unwrap();
         released.extend(m2.release_empty_blocks().await.unwrap());
         assert!(!released.is_empty());
         assert!(m2.blocks().await.unwrap().is_empty());
+        assert!(m2.owned_blocks().await.unwrap().is_empty());
     }
 }

@@ -223,8 +223,8 @@ impl Agent {
             Op::IpamCheck => self.ipam_check().await.map(Answer::IpamCheck),
         };
         if !name.is_empty() {
-            // ADD may have claimed a block, DEL/GC emptied one.
-            self.blocks.nudge();
+            // Owned blocks follow on their own: a claimed block nudges its
+            // reconciler from ADD, an emptied one goes after its grace.
             self.metrics
                 .observe(name, r.is_ok(), t.elapsed().as_secs_f64());
         }
@@ -258,7 +258,10 @@ impl Agent {
             ),
             Some(b) => {
                 let peers = b.peers();
-                let up = peers.iter().filter(|p| p.state == "Established").count();
+                let up = peers
+                    .iter()
+                    .filter(|p| p.state == flatnet_bgp::fsm::State::Established)
+                    .count();
                 (
                     format!("bgp: {up}/{} peers established", peers.len()),
                     peers,
