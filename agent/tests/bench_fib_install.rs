@@ -20,11 +20,16 @@ use ipnetwork::IpNetwork;
 const ROUTES: u32 = 100_000;
 const GW: &str = "10.0.0.1";
 
-/// A namespace with a dummy fabric link 10.0.0.2/24, so 10.0.0.1 is on-link.
+/// A namespace with a fabric link 10.0.0.2/24 (a veth pair inside it, no
+/// dummy module here), so 10.0.0.1 is on-link.
 fn fabric_ns(tag: &str) -> Netns {
     let ns = Netns::new(tag).unwrap();
-    ns.ip(&["link", "add", "eth0", "type", "dummy"]).unwrap();
+    ns.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+    ])
+    .unwrap();
     ns.ip(&["link", "set", "eth0", "up"]).unwrap();
+    ns.ip(&["link", "set", "eth0p", "up"]).unwrap();
     ns.addr_add("eth0", "10.0.0.2/24").unwrap();
     ns
 }
