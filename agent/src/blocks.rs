@@ -9,14 +9,21 @@
 //! ADD is the one other writer: a block claimed by an ADD needs its
 //! blackhole before the ADD answers, so [`OwnedBlocks::ensure`] installs it
 //! at once (the advertisement follows on the nudge).
+//!
+//! What is advertised ([`advertisement`], pure): every owned block of an
+//! exported pool as the aggregate, every address this host borrowed from
+//! another host's block as a /32 (/128), each with its pool's communities.
+//! A new container in an existing block changes nothing, so no UPDATE.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use flatnet_bgp::wire::{Ipv4Prefix, Ipv6Prefix, Prefix};
+use flatnet_bgp::speaker::OriginAttrs;
+use flatnet_bgp::wire::{Community, Ipv4Prefix, Ipv6Prefix, LargeCommunity, Prefix};
 use ipnetwork::IpNetwork;
 
 use crate::ipam::{FlatnetIpam, to_net};
@@ -36,8 +43,8 @@ pub struct OwnedBlocks<K = Dataplane> {
     dp: K,
     bgp: Option<Arc<BgpRouting>>,
     /// The configured pools: only blackholes inside them are ours to adopt
-    /// or remove at start.
-    pools: Vec<IpNetwork>,
+    /// or remove at start; how their prefixes are advertised.
+    pools: Vec<PoolAdvert>,
     /// Blackholes installed, with the pass number an ADD last relied on each.
     installed: Mutex<BTreeMap<IpNetwork, u64>>,
     /// Number of the pass in progress (or the next one).
@@ -45,6 +52,100 @@ pub struct OwnedBlocks<K = Dataplane> {
     /// Serialises kernel changes to blackholes (ADD's and the passes').
     apply: tokio::sync::Mutex<()>,
     nudge: tokio::sync::Notify,
+    /// Borrowed addresses advertised by the last pass.
+    borrowed: Mutex<BTreeSet<IpAddr>>,
+}
+
+/// How a pool's prefixes are advertised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolAdvert {
+    pub cidr: IpNetwork,
+    /// `false`: never advertised (the pool's "do not export" flag).
+    pub export: bool,
+    pub communities: Vec<Community>,
+    pub large_communities: Vec<LargeCommunity>,
+}
+
+impl PoolAdvert {
+    /// From the `[[pool]]` table (communities validated at load).
+    pub fn from_config(p: &crate::config::Pool) -> PoolAdvert {
+        PoolAdvert {
+            cidr: p.cidr.0,
+            export: p.export,
+            communities: p
+                .communities
+                .iter()
+                .filter_map(|c| crate::config::parse_community(c).ok())
+                .collect(),
+            large_communities: p
+                .large_communities
+                .iter()
+                .filter_map(|c| crate::config::parse_large_community(c).ok())
+                .collect(),
+        }
+    }
+
+    fn contains(&self, n: &IpNetwork) -> bool {
+        self.cidr.contains(n.network()) && self.cidr.prefix() <= n.prefix()
+    }
+}
+
+/// What this host advertises, and the address space it protects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Advertisement {
+    /// Originated prefixes with their attributes.
+    pub originate: BTreeMap<Prefix, OriginAttrs>,
+    /// Every owned block (exported or not): the import filter rejects
+    /// routes inside them...
+    pub own: BTreeSet<Prefix>,
+    /// ...except these host routes, other hosts' addresses borrowed from
+    /// our blocks.
+    pub lent: BTreeSet<Prefix>,
+}
+
+fn host_prefix(ip: IpAddr) -> Option<Prefix> {
+    prefix_of(&IpNetwork::from(ip))
+}
+
+/// Plans the advertisement from the owned blocks and the borrowing state.
+pub fn advertisement(
+    owned: &BTreeSet<IpNetwork>,
+    borrowed: &[IpAddr],
+    lent: &[IpAddr],
+    pools: &[PoolAdvert],
+) -> Advertisement {
+    let mut out = Advertisement::default();
+    let attrs = |n: &IpNetwork| {
+        pools.iter().find(|p| p.contains(n)).map(|p| {
+            (
+                p.export,
+                OriginAttrs {
+                    communities: p.communities.clone(),
+                    large_communities: p.large_communities.clone(),
+                    ..OriginAttrs::default()
+                },
+            )
+        })
+    };
+    for b in owned {
+        let Some(px) = prefix_of(b) else { continue };
+        out.own.insert(px);
+        // A block outside every configured pool (pool removed): advertised plainly.
+        let (export, a) = attrs(b).unwrap_or((true, OriginAttrs::default()));
+        if export {
+            out.originate.insert(px, a);
+        }
+    }
+    for ip in borrowed {
+        let n = IpNetwork::from(*ip);
+        let Some(px) = host_prefix(*ip) else { continue };
+        let (export, a) = attrs(&n).unwrap_or((true, OriginAttrs::default()));
+        if export {
+            out.originate.insert(px, a);
+        }
+    }
+    out.lent = lent.iter().filter_map(|ip| host_prefix(*ip)).collect();
+    out
 }
 
 /// A block as the BGP speaker's prefix type.
@@ -64,7 +165,7 @@ impl<K: Kernel> OwnedBlocks<K> {
         ipam: Arc<FlatnetIpam>,
         dp: K,
         bgp: Option<Arc<BgpRouting>>,
-        pools: Vec<IpNetwork>,
+        pools: Vec<PoolAdvert>,
     ) -> OwnedBlocks<K> {
         OwnedBlocks {
             ipam,
@@ -75,6 +176,7 @@ impl<K: Kernel> OwnedBlocks<K> {
             pass: AtomicU64::new(1),
             apply: tokio::sync::Mutex::new(()),
             nudge: tokio::sync::Notify::new(),
+            borrowed: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -85,6 +187,14 @@ impl<K: Kernel> OwnedBlocks<K> {
     /// Asks for a pass soon (an ADD claimed a block).
     pub fn nudge(&self) {
         self.nudge.notify_one();
+    }
+
+    /// DEL's path: a released borrowed address is withdrawn at once.
+    pub fn released(&self, ips: &[IpAddr]) {
+        let b = self.borrowed.lock().unwrap_or_else(|p| p.into_inner());
+        if ips.iter().any(|ip| b.contains(ip)) {
+            self.nudge();
+        }
     }
 
     /// ADD's path: blackholes for the blocks its addresses came from. Known
@@ -124,11 +234,7 @@ impl<K: Kernel> OwnedBlocks<K> {
         let found = self.dp.blackholes().await?;
         let mut m = self.installed();
         for b in found {
-            if self
-                .pools
-                .iter()
-                .any(|p| p.contains(b.network()) && p.prefix() <= b.prefix())
-            {
+            if self.pools.iter().any(|p| p.contains(&b)) {
                 m.entry(b).or_insert(0);
             }
         }
@@ -181,8 +287,12 @@ impl<K: Kernel> OwnedBlocks<K> {
             }
         }
         if let Some(bgp) = &self.bgp {
-            bgp.advertise(plan.advertise.iter().filter_map(prefix_of).collect())
-                .await?;
+            let b = self.ipam.borrowing().await?;
+            *self.borrowed.lock().unwrap_or_else(|p| p.into_inner()) =
+                b.borrowed.iter().copied().collect();
+            let owned: BTreeSet<IpNetwork> = plan.advertise.iter().copied().collect();
+            let ad = advertisement(&owned, &b.borrowed, &b.lent, &self.pools);
+            bgp.advertise(ad.originate, &ad.own, &ad.lent).await?;
         }
         match failed {
             Some(e) => Err(e.into()),
@@ -278,7 +388,7 @@ mod tests {
         let foreign: IpNetwork = "192.168.0.0/24".parse().unwrap();
         k.add_blackhole(stale).await.unwrap();
         k.add_blackhole(foreign).await.unwrap();
-        let blocks = OwnedBlocks::new(ipam.clone(), k, None, vec![pool]);
+        let blocks = OwnedBlocks::new(ipam.clone(), k, None, vec![pool_advert(pool)]);
         blocks.adopt_kernel().await.unwrap();
         let p = blocks.pass(true).await.unwrap();
         assert_eq!(p.remove_blackholes, vec![stale]);
@@ -308,6 +418,55 @@ mod tests {
         }
         assert!(ipam.owned_blocks().await.unwrap().is_empty());
         assert_eq!(blocks.dp.now(), [foreign].into());
+    }
+
+    fn pool_advert(cidr: IpNetwork) -> PoolAdvert {
+        PoolAdvert {
+            cidr,
+            export: true,
+            communities: Vec::new(),
+            large_communities: Vec::new(),
+        }
+    }
+
+    fn pool(cidr: &str, export: bool, comm: &[u32]) -> PoolAdvert {
+        PoolAdvert {
+            cidr: cidr.parse().unwrap(),
+            export,
+            communities: comm.iter().map(|c| Community(*c)).collect(),
+            large_communities: Vec::new(),
+        }
+    }
+
+    fn px(s: &str) -> Prefix {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn advertisement_is_blocks_and_borrowed_host_routes_with_pool_attributes() {
+        let pools = [
+            pool("10.244.0.0/16", true, &[0xFDE8_0001]),
+            pool("10.250.0.0/16", false, &[]),
+        ];
+        let owned: BTreeSet<IpNetwork> = ["10.244.0.64/26", "10.250.0.0/26"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let borrowed: Vec<IpAddr> = vec!["10.244.1.7".parse().unwrap()];
+        let lent: Vec<IpAddr> = vec!["10.244.0.70".parse().unwrap()];
+        let ad = advertisement(&owned, &borrowed, &lent, &pools);
+        let keys: Vec<String> = ad.originate.keys().map(|p| p.to_string()).collect();
+        // The do-not-export pool's block is not advertised; the borrowed
+        // address is, as a /32.
+        assert_eq!(keys, ["10.244.0.64/26", "10.244.1.7/32"]);
+        for a in ad.originate.values() {
+            assert_eq!(a.communities, vec![Community(0xFDE8_0001)]);
+        }
+        // Both blocks are protected from import, whether exported or not.
+        assert_eq!(ad.own, [px("10.244.0.64/26"), px("10.250.0.0/26")].into());
+        assert_eq!(ad.lent, [px("10.244.0.70/32")].into());
+        // A new container in an existing block: the same advertisement.
+        assert_eq!(advertisement(&owned, &borrowed, &lent, &pools), ad);
     }
 
     #[test]

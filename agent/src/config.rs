@@ -285,6 +285,22 @@ pub struct Pool {
     /// when flatnetd creates the pool in the datastore; default 300.
     #[serde(default)]
     pub empty_block_grace: Option<u64>,
+    /// BGP communities ("ASN:VALUE") on this pool's blocks and borrowed
+    /// addresses, to every peer.
+    #[serde(default)]
+    pub communities: Vec<String>,
+    /// BGP large communities ("GLOBAL:LOCAL1:LOCAL2") on this pool's
+    /// blocks and borrowed addresses, to every peer.
+    #[serde(default)]
+    pub large_communities: Vec<String>,
+    /// `false`: this pool's blocks are never advertised (reachable only on
+    /// this host, e.g. a host-local pool). Default true.
+    #[serde(default = "default_true")]
+    pub export: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Pool {
@@ -314,6 +330,85 @@ pub struct Bgp {
     /// empty (the default): flatnetd only connects out. Needed by passive peers.
     #[serde(default)]
     pub listen: Vec<SocketAddr>,
+    /// Graceful restart, restarting role (RFC 4724 §4.1): after a restart
+    /// that kept the learned kernel routes, route selection waits at most
+    /// this many seconds for every graceful-restart peer's End-of-RIB.
+    /// Default 120.
+    #[serde(default)]
+    pub selection_deferral: Option<u64>,
+    /// Import filter: IPv4 routes longer than this are rejected from every
+    /// peer (default 32: other hosts' borrowed /32s are accepted).
+    #[serde(default)]
+    pub import_max_length_v4: Option<u8>,
+    /// Import filter: IPv6 routes longer than this are rejected (default 128).
+    #[serde(default)]
+    pub import_max_length_v6: Option<u8>,
+}
+
+impl Config {
+    /// Communities, large communities and the import filter's lengths.
+    fn validate_routing(&self) -> Result<(), String> {
+        for (i, p) in self.pools.iter().enumerate() {
+            for c in &p.communities {
+                parse_community(c).map_err(|e| format!("pool[{i}].communities: {e}"))?;
+            }
+            for c in &p.large_communities {
+                parse_large_community(c)
+                    .map_err(|e| format!("pool[{i}].large_communities: {e}"))?;
+            }
+        }
+        for p in &self.bgp.peers {
+            for c in &p.communities {
+                parse_community(c)
+                    .map_err(|e| format!("bgp.peer {}: communities: {e}", p.address))?;
+            }
+            for c in &p.large_communities {
+                parse_large_community(c)
+                    .map_err(|e| format!("bgp.peer {}: large_communities: {e}", p.address))?;
+            }
+        }
+        if self.bgp.import_max_length_v4.is_some_and(|l| l > 32) {
+            return Err("bgp.import_max_length_v4: expected 0..=32".into());
+        }
+        if self.bgp.import_max_length_v6.is_some_and(|l| l > 128) {
+            return Err("bgp.import_max_length_v6: expected 0..=128".into());
+        }
+        Ok(())
+    }
+}
+
+/// Parses "ASN:VALUE" (16-bit halves) into a community.
+pub fn parse_community(s: &str) -> Result<flatnet_bgp::wire::Community, String> {
+    let (a, v) = s
+        .split_once(':')
+        .ok_or_else(|| format!("community {s:?}: expected ASN:VALUE"))?;
+    let a: u16 = a
+        .parse()
+        .map_err(|_| format!("community {s:?}: ASN is not 0..65535"))?;
+    let v: u16 = v
+        .parse()
+        .map_err(|_| format!("community {s:?}: VALUE is not 0..65535"))?;
+    Ok(flatnet_bgp::wire::Community(
+        (u32::from(a) << 16) | u32::from(v),
+    ))
+}
+
+/// Parses "GLOBAL:LOCAL1:LOCAL2" into a large community.
+pub fn parse_large_community(s: &str) -> Result<flatnet_bgp::wire::LargeCommunity, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let n: Vec<u32> = parts.iter().filter_map(|p| p.parse().ok()).collect();
+    match n[..] {
+        [global_admin, local1, local2] if parts.len() == 3 => {
+            Ok(flatnet_bgp::wire::LargeCommunity {
+                global_admin,
+                local1,
+                local2,
+            })
+        }
+        _ => Err(format!(
+            "large community {s:?}: expected GLOBAL:LOCAL1:LOCAL2 (each 0..4294967295)"
+        )),
+    }
 }
 
 /// A configuration error, already located in its file.
@@ -381,6 +476,7 @@ impl Config {
 
     /// Cross-field checks serde cannot express.
     fn validate(&self) -> Result<(), String> {
+        self.validate_routing()?;
         if self.node.name.is_empty() {
             return Err("node.name: expected a non-empty host name".into());
         }
@@ -634,5 +730,58 @@ asn = 65000
         assert_eq!(p.ttl_security, Some(1));
         assert_eq!(p.max_prefix[0].limit, 10);
         assert_eq!(p.max_prefix[0].warning_percent, 75);
+    }
+
+    #[test]
+    fn graceful_restart_and_community_keys() {
+        let c = Config::parse(
+            "[node]\nname = \"h\"\nasn = 65101\nrouter_id = \"10.0.0.2\"\n[[pool]]\ncidr = \"10.1.0.0/16\"\ncommunities = [\"65000:1\"]\nexport = false\n[bgp]\nselection_deferral = 30\nimport_max_length_v4 = 28\n[[bgp.peer]]\naddress = \"10.0.0.1\"\nasn = 65001\ngraceful_restart = true\nrestart_time = 60\nstale_time = 90\nlarge_communities = [\"65000:1:2\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        let p = &c.bgp.peers[0];
+        assert!(p.graceful_restart);
+        assert_eq!((p.restart_time, p.stale_time), (Some(60), Some(90)));
+        assert_eq!(c.bgp.selection_deferral, Some(30));
+        assert_eq!(c.bgp.import_max_length_v4, Some(28));
+        assert!(!c.pools[0].export);
+        assert_eq!(
+            parse_community(&c.pools[0].communities[0]),
+            Ok(flatnet_bgp::wire::Community((65000 << 16) | 1))
+        );
+        assert_eq!(
+            parse_large_community(&p.large_communities[0]),
+            Ok(flatnet_bgp::wire::LargeCommunity {
+                global_admin: 65000,
+                local1: 1,
+                local2: 2
+            })
+        );
+        // Defaults: no graceful restart, pools exported.
+        let c = Config::parse(
+            "[node]\nname = \"h\"\n[[pool]]\ncidr = \"10.1.0.0/16\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert!(c.pools[0].export);
+    }
+
+    #[test]
+    fn bad_communities_and_lengths_are_refused() {
+        let e = err(
+            "[node]\nname = \"h\"\n[[pool]]\ncidr = \"10.1.0.0/16\"\ncommunities = [\"70000:1\"]\n",
+        );
+        assert!(
+            e.contains("pool[0].communities") && e.contains("70000:1"),
+            "{e}"
+        );
+        let e = err(
+            "[node]\nname = \"h\"\n[[pool]]\ncidr = \"10.1.0.0/16\"\nlarge_communities = [\"1:2\"]\n",
+        );
+        assert!(e.contains("GLOBAL:LOCAL1:LOCAL2"), "{e}");
+        let e = err(
+            "[node]\nname = \"h\"\n[[pool]]\ncidr = \"10.1.0.0/16\"\n[bgp]\nimport_max_length_v4 = 33\n",
+        );
+        assert!(e.contains("import_max_length_v4"), "{e}");
     }
 }

@@ -38,6 +38,9 @@ pub struct Allocated {
     /// Blocks this host owns that the addresses came from (each needs a
     /// blackhole route); borrowed addresses add none.
     pub own_blocks: Vec<IpNetwork>,
+    /// Some address was borrowed from another host's block (advertised as
+    /// a host route).
+    pub borrowed: bool,
 }
 
 /// One allocation as listed by `flatnet ipam show`.
@@ -98,6 +101,13 @@ pub struct PoolSpec {
     /// How long an empty block stays with this host before it returns to
     /// the pool (`None`: the IPAM default).
     pub empty_block_grace_ms: Option<u64>,
+}
+
+/// See [`FlatnetIpam::borrowing`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Borrowing {
+    pub borrowed: Vec<IpAddr>,
+    pub lent: Vec<IpAddr>,
 }
 
 /// flatnetd's IPAM: `flatnet_ipam::Ipam` for this host.
@@ -180,13 +190,16 @@ impl FlatnetIpam {
         let mut out = Allocated {
             addrs: Assigned { v4: None, v6: None },
             own_blocks: Vec::new(),
+            borrowed: false,
         };
         for ad in &a.addrs {
             match ad.ip {
                 IpAddr::V4(v) => out.addrs.v4 = Some(v),
                 IpAddr::V6(v) => out.addrs.v6 = Some(v),
             }
-            if !ad.borrowed {
+            if ad.borrowed {
+                out.borrowed = true;
+            } else {
                 out.own_blocks.extend(to_net(&ad.block));
             }
         }
@@ -252,6 +265,33 @@ impl FlatnetIpam {
             .release_empty_blocks(&self.host)
             .await
             .map_err(map_err)
+    }
+
+    /// Addresses across block owners: `borrowed`, this host's addresses in
+    /// other hosts' blocks (advertised as /32 or /128 while they live), and
+    /// `lent`, other hosts' addresses in this host's blocks (their /32s are
+    /// accepted from the peers although they lie inside an own block).
+    pub async fn borrowing(&self) -> Result<Borrowing, IpamError> {
+        let mine: Vec<IpNetwork> = self
+            .owned_blocks()
+            .await?
+            .iter()
+            .filter_map(to_net)
+            .collect();
+        let mut out = Borrowing::default();
+        for a in self.ipam.all_allocations().await.map_err(map_err)? {
+            for x in &a.addrs {
+                let in_mine = mine.iter().any(|n| n.contains(x.ip));
+                if a.host == self.host && !in_mine {
+                    out.borrowed.push(x.ip);
+                } else if a.host != self.host && in_mine {
+                    out.lent.push(x.ip);
+                }
+            }
+        }
+        out.borrowed.sort();
+        out.lent.sort();
+        Ok(out)
     }
 
     /// The blocks this host owns, from the block records alone (cheaper

@@ -1,30 +1,59 @@
-//! The embedded BGP speaker: advertises the blocks this host owns to the
-//! configured `[[bgp.peer]]`s and reports whether any session is up, which
-//! STATUS uses for readiness; applies config reloads to the peers
-//! ([`reload`]) and answers the BGP queries of the control API. Learning
-//! fabric routes into the kernel is not done here.
+//! The embedded BGP speaker: advertises exactly what this host owns (its
+//! blocks as aggregates, borrowed addresses as /32 or /128, with the pool's
+//! and the peer's communities) to the configured `[[bgp.peer]]`s, filters
+//! what they send (never a route inside this host's own blocks, never one
+//! longer than the configured maximum), and reports whether any session is
+//! up, which STATUS uses for readiness. The learned routes go into the
+//! kernel through [`crate::fib`].
+//! Config reloads are applied to the peers by [`reload`]; the BGP queries of
+//! the control API are answered here too.
 
 pub mod reload;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flatnet_bgp::fsm::State;
-use flatnet_bgp::policy::{Disposition, Match, Policy, PrefixList, PrefixListEntry, Term};
-use flatnet_bgp::session::PeerConfig;
+use flatnet_bgp::policy::{Action, Disposition, Match, Policy, PrefixList, PrefixListEntry, Term};
+use flatnet_bgp::session::{GracefulRestartConfig, PeerConfig};
 use flatnet_bgp::speaker::{OriginAttrs, Speaker, SpeakerConfig};
-use flatnet_bgp::wire::Prefix;
+use flatnet_bgp::wire::{Community, Ipv4Prefix, Ipv6Prefix, LargeCommunity, Prefix};
 
 use crate::api::PeerState;
-use crate::config::Config;
+use crate::config::{Config, parse_community, parse_large_community};
 
-/// Name of the export policy: exactly the blocks this host owns. RFC 8212
-/// would otherwise send nothing to eBGP peers, and a host must never become
-/// transit for routes it learned from one ToR.
+/// Prefix of the per-peer export policies: exactly what this host
+/// advertises, plus the peer's communities. RFC 8212 would otherwise send
+/// nothing to eBGP peers, and a host must never become transit for routes
+/// it learned from one ToR.
 const EXPORT: &str = "flatnet-export";
-/// Import: accept everything (kernel programming is the routing issue's).
+/// Import: everything but this host's own address space and over-long
+/// prefixes (hijack protection).
 const IMPORT: &str = "flatnet-import";
+
+/// Default RFC 4724 §4.1 selection deferral limit.
+const DEFAULT_SELECTION_DEFERRAL: Duration = Duration::from_secs(120);
+/// Default restart time announced.
+const DEFAULT_RESTART_TIME: u16 = 120;
+/// Default helper stale time.
+const DEFAULT_STALE_TIME: Duration = Duration::from_secs(360);
+
+/// One peer's export additions.
+#[derive(Clone, Default)]
+struct PeerExport {
+    communities: Vec<Community>,
+    large: Vec<LargeCommunity>,
+}
+
+/// What was last handed to the speaker.
+#[derive(Default)]
+struct Originated {
+    prefixes: BTreeMap<Prefix, OriginAttrs>,
+    /// Inputs of the import policy last set.
+    import: Option<(BTreeSet<Prefix>, BTreeSet<Prefix>)>,
+}
 
 /// The running speaker plus the last peer states seen.
 pub struct BgpRouting {
@@ -32,7 +61,80 @@ pub struct BgpRouting {
     /// The `[[bgp.peer]]`s running now (what a reload diffs against).
     configured: tokio::sync::Mutex<Vec<crate::config::BgpPeer>>,
     peers: Mutex<Vec<PeerState>>,
-    originated: tokio::sync::Mutex<BTreeSet<Prefix>>,
+    originated: tokio::sync::Mutex<Originated>,
+    exports: Vec<(IpAddr, PeerExport)>,
+    max_v4: u8,
+    max_v6: u8,
+    /// Whether the speaker started as the restarting side.
+    restarting: bool,
+}
+
+fn export_name(peer: IpAddr) -> String {
+    format!("{EXPORT}-{peer}")
+}
+
+/// The import policy: reject this host's own prefixes (the blocks and
+/// everything inside them, but the `lent` host routes: other hosts'
+/// addresses borrowed from our blocks) and anything longer than the maximum.
+fn import_policy(
+    own: &BTreeSet<Prefix>,
+    lent: &BTreeSet<Prefix>,
+    max_v4: u8,
+    max_v6: u8,
+) -> Policy {
+    let mut terms = Vec::new();
+    let lent: Vec<PrefixListEntry> = lent
+        .iter()
+        .filter_map(|p| PrefixListEntry::new(*p, None, None).ok())
+        .collect();
+    if !lent.is_empty() {
+        terms.push(Term {
+            name: "lent-addresses".into(),
+            matches: vec![Match::Prefix(PrefixList { entries: lent })],
+            actions: Vec::new(),
+            disposition: Disposition::Accept,
+        });
+    }
+    let mut entries: Vec<PrefixListEntry> = own
+        .iter()
+        .filter_map(|p| {
+            let max = if matches!(p, Prefix::V4(_)) { 32 } else { 128 };
+            PrefixListEntry::new(*p, None, Some(max)).ok()
+        })
+        .collect();
+    if max_v4 < 32 {
+        entries.extend(
+            PrefixListEntry::new(
+                Prefix::V4(Ipv4Prefix::default()),
+                Some(max_v4 + 1),
+                Some(32),
+            )
+            .ok(),
+        );
+    }
+    if max_v6 < 128 {
+        entries.extend(
+            PrefixListEntry::new(
+                Prefix::V6(Ipv6Prefix::default()),
+                Some(max_v6 + 1),
+                Some(128),
+            )
+            .ok(),
+        );
+    }
+    if !entries.is_empty() {
+        terms.push(Term {
+            name: "own-space-or-too-long".into(),
+            matches: vec![Match::Prefix(PrefixList { entries })],
+            actions: Vec::new(),
+            disposition: Disposition::Reject,
+        });
+    }
+    Policy {
+        name: IMPORT.into(),
+        terms,
+        default: Disposition::Accept,
+    }
 }
 
 fn policy(name: &str, terms: Vec<Term>) -> Policy {
@@ -43,54 +145,108 @@ fn policy(name: &str, terms: Vec<Term>) -> Policy {
     }
 }
 
+#[cfg(test)]
 fn export_policy(blocks: &BTreeSet<Prefix>) -> Policy {
+    export_policy_for(EXPORT, blocks, &PeerExport::default())
+}
+
+/// Exactly `blocks`, with the peer's communities added.
+fn export_policy_for(name: &str, blocks: &BTreeSet<Prefix>, add: &PeerExport) -> Policy {
     let entries: Vec<PrefixListEntry> = blocks
         .iter()
         .filter_map(|p| PrefixListEntry::new(*p, None, None).ok())
         .collect();
     if entries.is_empty() {
-        return policy(EXPORT, Vec::new());
+        return policy(name, Vec::new());
+    }
+    let mut actions = Vec::new();
+    if !add.communities.is_empty() {
+        actions.push(Action::AddCommunities(add.communities.clone()));
+    }
+    if !add.large.is_empty() {
+        actions.push(Action::AddLargeCommunities(add.large.clone()));
     }
     policy(
-        EXPORT,
+        name,
         vec![Term {
             name: "own-blocks".into(),
             matches: vec![Match::Prefix(PrefixList { entries })],
-            actions: Vec::new(),
+            actions,
             disposition: Disposition::Accept,
         }],
     )
 }
 
 /// The speaker's view of one `[[bgp.peer]]`, with flatnetd's policies.
+/// The speaker's view of one `[[bgp.peer]]`: the options of
+/// [`crate::config::BgpPeer::peer_config`] plus flatnetd's policies, soft
+/// reconfiguration and graceful restart. Start and reload both use it, so a
+/// reload sees a peer as changed only when its config changed.
 pub(crate) fn peer_config(p: &crate::config::BgpPeer) -> PeerConfig {
     let mut c = p.peer_config();
     c.import_policy = Some(IMPORT.into());
-    c.export_policy = Some(EXPORT.into());
+    c.export_policy = Some(export_name(p.address));
+    // Import policy changes with every claimed block: re-applied from the
+    // kept Adj-RIB-In instead of a ROUTE-REFRESH each time.
+    c.soft_reconfiguration_inbound = true;
+    // A hijack attempt is logged once, with peer and prefix.
+    c.log_import_rejects = true;
+    if p.graceful_restart {
+        c.graceful_restart = Some(GracefulRestartConfig {
+            restart_time: p.restart_time.unwrap_or(DEFAULT_RESTART_TIME),
+            stale_time: p.stale_time.map_or(DEFAULT_STALE_TIME, Duration::from_secs),
+        });
+    }
     c
 }
 
 impl BgpRouting {
     /// Starts the speaker when peers are configured (`None` otherwise).
-    pub async fn start(cfg: &Config) -> anyhow::Result<Option<Arc<BgpRouting>>> {
+    /// `restarting`: learned routes of a previous run are in the kernel;
+    /// with graceful restart on any peer, the speaker starts as the
+    /// restarting side (R and F bits, selection deferral).
+    pub async fn start(cfg: &Config, restarting: bool) -> anyhow::Result<Option<Arc<BgpRouting>>> {
         if cfg.bgp.peers.is_empty() {
             return Ok(None);
         }
         let (Some(asn), Some(router_id)) = (cfg.node.asn, cfg.node.router_id) else {
             anyhow::bail!("bgp.peer needs node.asn and node.router_id");
         };
-        let peers = cfg.bgp.peers.iter().map(peer_config).collect();
+        let max_v4 = cfg.bgp.import_max_length_v4.unwrap_or(32);
+        let max_v6 = cfg.bgp.import_max_length_v6.unwrap_or(128);
+        let mut exports = Vec::new();
         let mut policies = std::collections::HashMap::new();
-        policies.insert(EXPORT.to_string(), export_policy(&BTreeSet::new()));
+        let mut peers = Vec::new();
+        for p in &cfg.bgp.peers {
+            let c = peer_config(p);
+            let add = PeerExport {
+                communities: p
+                    .communities
+                    .iter()
+                    .map(|c| parse_community(c))
+                    .collect::<Result<_, _>>()
+                    .map_err(anyhow::Error::msg)?,
+                large: p
+                    .large_communities
+                    .iter()
+                    .map(|c| parse_large_community(c))
+                    .collect::<Result<_, _>>()
+                    .map_err(anyhow::Error::msg)?,
+            };
+            policies.insert(
+                export_name(p.address),
+                export_policy_for(&export_name(p.address), &BTreeSet::new(), &add),
+            );
+            exports.push((p.address, add));
+            peers.push(c);
+        }
         policies.insert(
             IMPORT.to_string(),
-            Policy {
-                name: IMPORT.into(),
-                terms: Vec::new(),
-                default: Disposition::Accept,
-            },
+            import_policy(&BTreeSet::new(), &BTreeSet::new(), max_v4, max_v6),
         );
-        let speaker = Speaker::start(SpeakerConfig {
+        let gr = cfg.bgp.peers.iter().any(|p| p.graceful_restart);
+        let restarting = restarting && gr;
+        let scfg = SpeakerConfig {
             asn,
             router_id,
             // Outbound only unless bgp.listen: port 179 on the host may
@@ -102,8 +258,20 @@ impl BgpRouting {
             restarting: false,
             max_paths: 8,
             multipath_relax: true,
-        })
-        .await?;
+        };
+        let speaker = if restarting {
+            let limit = cfg
+                .bgp
+                .selection_deferral
+                .map_or(DEFAULT_SELECTION_DEFERRAL, Duration::from_secs);
+            tracing::info!(
+                ?limit,
+                "restarting with learned routes kept: route selection deferred until every End-of-RIB"
+            );
+            Speaker::start_restarting(scfg, limit).await?
+        } else {
+            Speaker::start(scfg).await?
+        };
         let initial = cfg
             .bgp
             .peers
@@ -118,7 +286,11 @@ impl BgpRouting {
             speaker,
             configured: tokio::sync::Mutex::new(cfg.bgp.peers.clone()),
             peers: Mutex::new(initial),
-            originated: tokio::sync::Mutex::new(BTreeSet::new()),
+            originated: tokio::sync::Mutex::new(Originated::default()),
+            exports,
+            max_v4,
+            max_v6,
+            restarting,
         })))
     }
 
@@ -149,32 +321,66 @@ impl BgpRouting {
         }
     }
 
-    /// Makes the originated set equal to `want` (the blocks this host owns).
-    pub async fn advertise(&self, want: BTreeSet<Prefix>) -> anyhow::Result<()> {
-        let mut have = self.originated.lock().await;
-        if *have == want {
-            return Ok(());
+    /// The speaker (the FIB's subscription, the control API's queries).
+    pub fn speaker(&self) -> &Speaker {
+        &self.speaker
+    }
+
+    /// Whether the speaker started as the restarting side (selection deferred).
+    pub fn restarting(&self) -> bool {
+        self.restarting
+    }
+
+    fn set_exports(&self, set: &BTreeSet<Prefix>) -> anyhow::Result<()> {
+        for (peer, add) in &self.exports {
+            let name = export_name(*peer);
+            self.speaker
+                .set_policy(&name, export_policy_for(&name, set, add))?;
         }
-        // Policy first so a new block is exportable when it is originated;
-        // withdrawals go out before the policy narrows.
-        let union: BTreeSet<Prefix> = want.union(&have).copied().collect();
-        self.speaker.set_policy(EXPORT, export_policy(&union))?;
-        for p in want.difference(&have) {
-            tracing::info!(block = %p, "originating");
-            self.speaker.originate(*p, OriginAttrs::default())?;
-        }
-        for p in have.difference(&want) {
-            tracing::info!(block = %p, "withdrawing");
-            self.speaker.withdraw(*p)?;
-        }
-        self.speaker.set_policy(EXPORT, export_policy(&want))?;
-        *have = want;
         Ok(())
     }
 
-    /// The speaker, for queries.
-    pub fn speaker(&self) -> &Speaker {
-        &self.speaker
+    /// Makes the originated set equal to `want` (what this host advertises,
+    /// with its attributes); `own` is this host's address space (every
+    /// owned block, exported or not), which the import filter rejects but
+    /// for the `lent` host routes. Policies change only when their inputs do
+    /// (a changed import policy is re-applied to every peer).
+    pub async fn advertise(
+        &self,
+        want: BTreeMap<Prefix, OriginAttrs>,
+        own: &BTreeSet<Prefix>,
+        lent: &BTreeSet<Prefix>,
+    ) -> anyhow::Result<()> {
+        let mut o = self.originated.lock().await;
+        let import_in = (own.clone(), lent.clone());
+        if o.import.as_ref() != Some(&import_in) {
+            // Before any origination: a route inside a newly claimed block
+            // is rejected by the time the block is advertised.
+            self.speaker
+                .set_policy(IMPORT, import_policy(own, lent, self.max_v4, self.max_v6))?;
+            o.import = Some(import_in);
+        }
+        let have = &mut o.prefixes;
+        if *have == want {
+            return Ok(());
+        }
+        // Policy first so a new prefix is exportable when it is originated;
+        // withdrawals go out before the policy narrows.
+        let union: BTreeSet<Prefix> = want.keys().chain(have.keys()).copied().collect();
+        self.set_exports(&union)?;
+        for (p, a) in &want {
+            if have.get(p) != Some(a) {
+                tracing::info!(prefix = %p, "originating");
+                self.speaker.originate(*p, a.clone())?;
+            }
+        }
+        for p in have.keys().filter(|p| !want.contains_key(p)) {
+            tracing::info!(prefix = %p, "withdrawing");
+            self.speaker.withdraw(*p)?;
+        }
+        self.set_exports(&want.keys().copied().collect())?;
+        *have = want;
+        Ok(())
     }
 
     /// Makes the running peers those of `new`, touching only the peers
@@ -263,5 +469,46 @@ mod tests {
         assert!(!exports(&p, "10.244.0.0/16"), "covering");
         assert!(!exports(&p, "10.244.0.64/26"), "another host's block");
         assert!(!exports(&p, "0.0.0.0/0"));
+    }
+
+    fn imports(p: &Policy, prefix: &str) -> bool {
+        p.evaluate(&px(prefix), &flatnet_bgp::rib::Attrs::default())
+            .disposition
+            == Disposition::Accept
+    }
+
+    #[test]
+    fn import_rejects_own_space_and_long_prefixes_but_lent_addresses() {
+        let own: BTreeSet<Prefix> = [px("10.244.0.0/26"), px("fd00:244::/122")].into();
+        let lent: BTreeSet<Prefix> = [px("10.244.0.9/32")].into();
+        let p = import_policy(&own, &lent, 28, 128);
+        assert!(!imports(&p, "10.244.0.0/26"), "our block itself");
+        assert!(!imports(&p, "10.244.0.5/32"), "hijack inside our block");
+        assert!(!imports(&p, "fd00:244::5/128"), "IPv6 hijack");
+        assert!(imports(&p, "10.244.0.9/32"), "lent to another host");
+        assert!(imports(&p, "10.244.0.64/26"), "another host's block");
+        assert!(imports(&p, "10.244.0.0/16"), "covering route");
+        assert!(!imports(&p, "10.1.2.0/29"), "longer than 28");
+        assert!(imports(&p, "10.1.2.0/28"));
+        assert!(imports(&p, "fd00:1::/64"));
+        // Defaults accept every length.
+        let p = import_policy(&BTreeSet::new(), &BTreeSet::new(), 32, 128);
+        assert!(p.terms.is_empty());
+        assert!(imports(&p, "10.1.2.3/32"));
+    }
+
+    #[test]
+    fn per_peer_export_adds_the_peer_communities() {
+        let add = PeerExport {
+            communities: vec![Community(1)],
+            large: vec![],
+        };
+        let p = export_policy_for("x", &[px("10.244.0.0/26")].into(), &add);
+        assert_eq!(
+            p.terms[0].actions,
+            vec![Action::AddCommunities(vec![Community(1)])]
+        );
+        assert!(exports(&p, "10.244.0.0/26"));
+        assert!(!exports(&p, "10.244.0.0/27"));
     }
 }

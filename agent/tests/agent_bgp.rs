@@ -50,12 +50,6 @@ fn bgp_status_ready_after_established_and_block_advertised() {
         .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", host.log()));
     assert_eq!(r.as_path, vec![65002], "{r:?}");
     // Nothing but this host's block is exported.
-    let learned: Vec<_> = frr
-        .rib(flatnet_lab::Family::Ipv4Unicast)
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.learned)
-        .map(|e| e.prefix)
-        .collect();
+    let learned = common::learned_prefixes(&frr);
     assert_eq!(learned, vec![block], "{learned:?}");
 }

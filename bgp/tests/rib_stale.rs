@@ -187,3 +187,27 @@ fn max_prefix_counts_per_family() {
     assert_eq!(rib.counts(PeerId(1), Family::IPV6_UNICAST).received, 0);
     assert_eq!(rib.counts(PeerId(2), Family::IPV4_UNICAST).advertised, 98);
 }
+
+#[test]
+fn an_import_reject_is_reported_once_per_peer_and_prefix() {
+    let mut rib = rib();
+    let mut i = info(65010, "10.0.0.1", "10.1.0.1");
+    i.import = Some(only(A));
+    i.log_import_rejects = true;
+    rib.peer_up(PeerId(1), i);
+    let ch = announce(&mut rib, 1, &R::path(&[65010]), &[A, B]);
+    assert_eq!(
+        ch.notices,
+        vec![format!("import policy rejected {B} from peer 10.1.0.1")]
+    );
+    // Sent again (a refresh, a changed attribute): still rejected, not reported again.
+    let ch = announce(&mut rib, 1, &R::path(&[65010, 65011]), &[A, B]);
+    assert!(ch.notices.is_empty(), "{:?}", ch.notices);
+    // Without the flag nothing is reported.
+    let mut rib2 = rib_common::rib();
+    let mut i = info(65010, "10.0.0.1", "10.1.0.1");
+    i.import = Some(only(A));
+    rib2.peer_up(PeerId(1), i);
+    let ch = announce(&mut rib2, 1, &R::path(&[65010]), &[B]);
+    assert!(ch.notices.is_empty());
+}

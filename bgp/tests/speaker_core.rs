@@ -517,3 +517,236 @@ fn adj_rib_in_marks_best_and_out_is_empty_without_exports() {
     assert!(c.adj_rib(peer_ip(), AdjRib::Out).unwrap().is_empty());
     assert!(c.adj_rib("192.0.2.9".parse().unwrap(), AdjRib::In).is_err());
 }
+
+// RFC 4724 §4.1 selection deferral while this speaker restarts.
+
+const DEFER: Duration = Duration::from_secs(60);
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
+}
+
+/// A peer at 192.0.2.`last` (AS 6500`last`), graceful restart configured.
+fn gr_peer(last: u8) -> PeerConfig {
+    let mut p = peer_cfg();
+    p.address = ip(last);
+    p.remote_as = 65000 + u32::from(last);
+    p
+}
+
+/// What the peer at 192.0.2.`last` agreed on; `gr`: it announced graceful restart.
+fn negotiated_with(last: u8, gr: bool) -> Box<Negotiated> {
+    let local = LocalCapabilities {
+        families: vec![Family::IPV4_UNICAST],
+        graceful_restart: Some(LocalGracefulRestart {
+            restart_time: 90,
+            restarting: true,
+            forwarding: true,
+            notification: false,
+        }),
+        ..LocalCapabilities::default()
+    };
+    let asn = 65000 + u32::from(last);
+    let mut caps = vec![
+        Capability::Multiprotocol(Family::IPV4_UNICAST),
+        Capability::FourOctetAs(asn),
+    ];
+    if gr {
+        caps.push(Capability::GracefulRestart(GracefulRestart {
+            flags: 0,
+            restart_time: RESTART_TIME,
+            families: vec![GracefulRestartFamily {
+                family: Family::IPV4_UNICAST,
+                flags: GracefulRestartFamily::FORWARDING_STATE,
+            }],
+        }));
+    }
+    let open = Open::new(asn, 90, Ipv4Addr::new(192, 0, 2, last), caps);
+    Box::new(Negotiated::new(&local, None, 90, &open))
+}
+
+fn up_peer(c: &mut Core, last: u8, gr: bool, now: Instant) {
+    c.handle(
+        Event::PeerUp {
+            peer: ip(last),
+            negotiated: negotiated_with(last, gr),
+            local: SocketAddr::new(ip(1), 179),
+        },
+        now,
+    )
+    .unwrap();
+}
+
+fn announce_from(c: &mut Core, last: u8, prefix: Ipv4Prefix, now: Instant) {
+    let u = Update {
+        withdrawn: Vec::new(),
+        attributes: vec![
+            PathAttribute::new(AttrValue::Origin(Origin::Igp)),
+            PathAttribute::new(AttrValue::AsPath(AsPath::sequence(vec![
+                65000 + u32::from(last),
+            ]))),
+            PathAttribute::new(AttrValue::NextHop(Ipv4Addr::new(192, 0, 2, last))),
+        ],
+        nlri: vec![Nlri4::new(prefix)],
+    };
+    c.handle(Event::Update(ip(last), Box::new(u)), now).unwrap();
+}
+
+fn end_of_rib(c: &mut Core, last: u8, now: Instant) {
+    c.handle(
+        Event::Update(ip(last), Box::new(Update::end_of_rib(Family::IPV4_UNICAST))),
+        now,
+    )
+    .unwrap();
+}
+
+/// Counts in a drain: UPDATE batches sent to peers, RIB events, SelectionDone.
+fn selection_outputs(actions: &[Action]) -> (usize, usize, usize) {
+    let sends = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Peer(_, PeerCommand::Send(_))))
+        .count();
+    let ribs = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Rib(_)))
+        .count();
+    let done = actions
+        .iter()
+        .filter(|a| matches!(a, Action::SelectionDone))
+        .count();
+    (sends, ribs, done)
+}
+
+/// A restarting core (listening for RIB events) with two graceful-restart peers.
+fn restarting_with_two_peers(t0: Instant) -> Core {
+    let mut c = core();
+    c.set_listening(true);
+    c.defer_selection(t0, DEFER);
+    c.handle(Event::AddPeer(Box::new(gr_peer(2))), t0).unwrap();
+    c.handle(Event::AddPeer(Box::new(gr_peer(3))), t0).unwrap();
+    c.handle(
+        Event::Originate(Prefix::V4(p4([10, 244, 0, 0], 26)), OriginAttrs::default()),
+        t0,
+    )
+    .unwrap();
+    drain(&mut c);
+    c
+}
+
+#[test]
+fn deferral_holds_updates_and_selection_until_every_peer_sent_end_of_rib() {
+    let t0 = Instant::now();
+    let mut c = restarting_with_two_peers(t0);
+    assert_eq!(c.poll_timeout(), Some(t0 + DEFER));
+
+    let t1 = t0 + Duration::from_secs(1);
+    up_peer(&mut c, 2, true, t1);
+    announce_from(&mut c, 2, p4([10, 1, 0, 0], 24), t1);
+    end_of_rib(&mut c, 2, t1);
+    assert_eq!(
+        selection_outputs(&drain(&mut c)),
+        (0, 0, 0),
+        "one peer's End-of-RIB of two: nothing selected, nothing sent"
+    );
+    assert!(c.deferring());
+
+    let t2 = t0 + Duration::from_secs(2);
+    up_peer(&mut c, 3, true, t2);
+    announce_from(&mut c, 3, p4([10, 1, 0, 0], 24), t2);
+    announce_from(&mut c, 3, p4([10, 3, 0, 0], 24), t2);
+    assert_eq!(selection_outputs(&drain(&mut c)), (0, 0, 0));
+
+    end_of_rib(&mut c, 3, t2);
+    let out = drain(&mut c);
+    let (sends, ribs, done) = selection_outputs(&out);
+    assert!(!c.deferring());
+    assert_eq!(done, 1, "{out:?}");
+    assert_eq!(sends, 2, "UPDATEs (and End-of-RIB) to both peers: {out:?}");
+    // Our own block and both learned prefixes reach the subscriber, before
+    // SelectionDone.
+    let last_rib = out.iter().rposition(|a| matches!(a, Action::Rib(_)));
+    let done_at = out.iter().position(|a| matches!(a, Action::SelectionDone));
+    assert!(last_rib < done_at, "{out:?}");
+    let mut prefixes: Vec<String> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Rib(e) => Some(e.prefix.to_string()),
+            _ => None,
+        })
+        .collect();
+    prefixes.sort();
+    prefixes.dedup();
+    assert_eq!(prefixes, ["10.1.0.0/24", "10.244.0.0/26", "10.3.0.0/24"]);
+    assert!(ribs >= 3);
+    // Our End-of-RIB went out last to each peer.
+    for a in &out {
+        if let Action::Peer(_, PeerCommand::Send(u)) = a {
+            assert!(
+                u.last().is_some_and(|u| u.end_of_rib_family().is_some()),
+                "{u:?}"
+            );
+        }
+    }
+    assert_eq!(c.poll_timeout(), None);
+}
+
+#[test]
+fn deferral_limit_selects_without_the_missing_end_of_rib() {
+    let t0 = Instant::now();
+    let mut c = restarting_with_two_peers(t0);
+    up_peer(&mut c, 2, true, t0);
+    announce_from(&mut c, 2, p4([10, 1, 0, 0], 24), t0);
+    end_of_rib(&mut c, 2, t0);
+    assert_eq!(selection_outputs(&drain(&mut c)), (0, 0, 0));
+    // Peer 3 never comes up: a timeout before the limit changes nothing.
+    c.handle(Event::Timeout, t0 + DEFER - Duration::from_millis(1))
+        .unwrap();
+    assert_eq!(selection_outputs(&drain(&mut c)), (0, 0, 0));
+    assert!(c.deferring());
+    c.handle(Event::Timeout, t0 + DEFER).unwrap();
+    let (sends, ribs, done) = selection_outputs(&drain(&mut c));
+    assert_eq!((sends, done), (1, 1), "UPDATEs to the one Established peer");
+    assert_eq!(ribs, 2, "10.1.0.0/24 and our block");
+    assert!(!c.deferring());
+    assert_eq!(c.poll_timeout(), None);
+}
+
+#[test]
+fn deferral_does_not_wait_for_peers_without_graceful_restart() {
+    let t0 = Instant::now();
+    let mut c = restarting_with_two_peers(t0);
+    up_peer(&mut c, 2, true, t0);
+    end_of_rib(&mut c, 2, t0);
+    assert_eq!(selection_outputs(&drain(&mut c)), (0, 0, 0));
+    // Peer 3 came back without the capability: it sends no End-of-RIB we
+    // could wait for.
+    up_peer(&mut c, 3, false, t0);
+    let (sends, _, done) = selection_outputs(&drain(&mut c));
+    assert_eq!((sends, done), (2, 1));
+}
+
+#[test]
+fn deferral_ends_when_the_missing_peer_is_removed() {
+    let t0 = Instant::now();
+    let mut c = restarting_with_two_peers(t0);
+    up_peer(&mut c, 2, true, t0);
+    end_of_rib(&mut c, 2, t0);
+    drain(&mut c);
+    c.handle(Event::RemovePeer(ip(3)), t0).unwrap();
+    let (_, _, done) = selection_outputs(&drain(&mut c));
+    assert_eq!(done, 1);
+}
+
+#[test]
+fn a_speaker_that_is_not_restarting_never_defers() {
+    let t0 = Instant::now();
+    let mut c = core();
+    c.set_listening(true);
+    c.handle(Event::AddPeer(Box::new(gr_peer(2))), t0).unwrap();
+    up_peer(&mut c, 2, true, t0);
+    announce_from(&mut c, 2, p4([10, 1, 0, 0], 24), t0);
+    let (sends, ribs, done) = selection_outputs(&drain(&mut c));
+    assert!(!c.deferring());
+    assert_eq!((ribs, done), (1, 0));
+    assert_eq!(sends, 1, "End-of-RIB at once");
+}

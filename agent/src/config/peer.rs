@@ -56,6 +56,26 @@ pub struct BgpPeer {
     /// Limits on prefixes received from the peer, per family.
     #[serde(default)]
     pub max_prefix: Vec<BgpMaxPrefix>,
+    /// Graceful restart (RFC 4724), both roles: announce the capability
+    /// (with the forwarding-state bit: learned routes stay in the kernel
+    /// across a flatnetd restart), and keep this peer's routes while it
+    /// restarts. Default false.
+    #[serde(default)]
+    pub graceful_restart: bool,
+    /// Restart time announced to the peer, seconds (default 120).
+    #[serde(default)]
+    pub restart_time: Option<u16>,
+    /// Helper role: seconds to keep this peer's stale routes after it came
+    /// back, waiting for its End-of-RIB (default 360).
+    #[serde(default)]
+    pub stale_time: Option<u64>,
+    /// Communities ("ASN:VALUE") added to everything advertised to this peer.
+    #[serde(default)]
+    pub communities: Vec<String>,
+    /// Large communities ("GLOBAL:LOCAL1:LOCAL2") added to everything
+    /// advertised to this peer.
+    #[serde(default)]
+    pub large_communities: Vec<String>,
 }
 
 /// `[[bgp.peer.max_prefix]]`.

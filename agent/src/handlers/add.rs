@@ -60,6 +60,10 @@ impl Agent {
             self.rollback_release(r).await;
             return Err(dp_err(e));
         }
+        if alloc.borrowed {
+            // Advertised as a /32 (/128) on the next pass: ask for it now.
+            self.blocks.nudge();
+        }
         let att = attachment(&r.container_id, &r.ifname, &a.netns, addrs.v4, addrs.v6);
         let t1 = Instant::now();
         let built = match self.dp.add(&att).await {

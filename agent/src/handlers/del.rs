@@ -66,6 +66,14 @@ impl Agent {
         let (rel, rec) = tokio::join!(self.ipam.release(r), rec);
         rel.map_err(ipam_err)?;
         rec.map_err(store_err)?;
+        if let Some(s) = &stored {
+            // A borrowed address's /32 is withdrawn at once, not on the next tick.
+            let ips: Vec<std::net::IpAddr> = [s.ep.v4.map(Into::into), s.ep.v6.map(Into::into)]
+                .into_iter()
+                .flatten()
+                .collect();
+            self.blocks.released(&ips);
+        }
         let t_ipam = t1.elapsed();
         tracing::info!(
             container_id = %id, %ifname,

@@ -37,6 +37,8 @@ pub struct Agent {
     /// The one owner of "the blocks this host owns": blackholes and BGP
     /// origination follow it together.
     pub(crate) blocks: Arc<OwnedBlocks>,
+    /// Learned routes in the kernel (with BGP peers only).
+    pub(crate) fib: Option<Arc<crate::fib::Fib>>,
     started: Instant,
     locks: Mutex<HashMap<AttachmentRef, Arc<tokio::sync::Mutex<()>>>>,
     /// ADDs hold it shared from allocation to record; GC holds it
@@ -162,11 +164,12 @@ impl Agent {
         }
         let (reap, reap_rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(reaper(dp.clone(), reap_rx));
-        let bgp = BgpRouting::start(&cfg).await?;
-        if let Some(b) = &bgp {
-            tokio::spawn(b.clone().run());
-        }
-        let pools = cfg.pools.iter().map(|p| p.cidr.0).collect();
+        let (bgp, fib) = start_routing(&cfg).await?;
+        let pools = cfg
+            .pools
+            .iter()
+            .map(crate::blocks::PoolAdvert::from_config)
+            .collect();
         let blocks = Arc::new(OwnedBlocks::new(
             ipam.clone(),
             dp.clone(),
@@ -181,12 +184,20 @@ impl Agent {
             store,
             metrics: Metrics::new(),
             bgp,
+            fib,
             blocks,
             started: Instant::now(),
             locks: Mutex::new(HashMap::new()),
             gc_lock: tokio::sync::RwLock::new(()),
             config_path: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The learned routes flatnet has in the kernel.
+    pub fn fib_routes(
+        &self,
+    ) -> std::collections::BTreeMap<ipnetwork::IpNetwork, crate::fib::plan::NextHops> {
+        self.fib.as_ref().map(|f| f.installed()).unwrap_or_default()
     }
 
     pub(crate) fn lock_for(&self, handle: &AttachmentRef) -> Arc<tokio::sync::Mutex<()>> {
@@ -351,4 +362,42 @@ impl Agent {
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
+}
+
+/// Without graceful restart, the routes a previous run left wait this long
+/// for the new sessions before they are swept.
+const SWEEP_WITHOUT_GR: Duration = Duration::from_secs(30);
+
+/// The speaker and the FIB that follows it: the FIB first, so the speaker
+/// knows whether learned routes survived a restart (then it restarts
+/// gracefully and defers selection).
+async fn start_routing(
+    cfg: &Config,
+) -> anyhow::Result<(Option<Arc<BgpRouting>>, Option<Arc<crate::fib::Fib>>)> {
+    if cfg.bgp.peers.is_empty() {
+        return Ok((None, None));
+    }
+    let fib = Arc::new(crate::fib::Fib::open().await?);
+    let adopted = fib.adopted();
+    if adopted > 0 {
+        tracing::info!(
+            adopted,
+            "learned routes of a previous run kept in the kernel"
+        );
+    }
+    let Some(bgp) = BgpRouting::start(cfg, adopted > 0).await? else {
+        return Ok((None, None));
+    };
+    tokio::spawn(bgp.clone().run());
+    let gate = if bgp.restarting() {
+        crate::fib::SweepGate::Selection(bgp.speaker().selection_done())
+    } else {
+        crate::fib::SweepGate::Timer(if adopted > 0 {
+            SWEEP_WITHOUT_GR
+        } else {
+            Duration::ZERO
+        })
+    };
+    tokio::spawn(fib.clone().run(bgp.speaker().clone(), gate));
+    Ok((Some(bgp), Some(fib)))
 }

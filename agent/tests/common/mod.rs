@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+pub mod fabric;
+
 use flatnet_lab::{Daemon, Netns, wait_for};
 use serde_json::{Value, json};
 
@@ -405,4 +407,14 @@ pub fn http_get(ns: &Netns, path: &'static str) -> String {
         out
     })
     .unwrap()
+}
+
+/// The IPv4 prefixes a router learned from its peers (not its own), in its order.
+pub fn learned_prefixes(r: &impl flatnet_lab::Router) -> Vec<String> {
+    r.rib(flatnet_lab::Family::Ipv4Unicast)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.learned)
+        .map(|e| e.prefix)
+        .collect()
 }

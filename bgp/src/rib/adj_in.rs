@@ -194,7 +194,24 @@ impl Rib {
                 }
             }
         };
-        let keep = self.peers.get(&id).is_some_and(|p| p.info.keep_rejected);
+        let (keep, log) = self.peers.get(&id).map_or((false, None), |p| {
+            (
+                p.info.keep_rejected,
+                p.info.log_import_rejects.then_some(p.info.address),
+            )
+        });
+        if let (None, false, Some(addr)) = (&post, looped, log) {
+            let already = P::table_ref(self)
+                .get(&prefix)
+                .and_then(|ps| ps.get(id.0))
+                .is_some_and(|r| r.post.is_none());
+            if !already {
+                ch.notices.push(format!(
+                    "import policy rejected {} from peer {addr}",
+                    prefix.to_prefix()
+                ));
+            }
+        }
         if post.is_none() && !keep {
             self.set_route::<P>(prefix, id, None, ch);
         } else {

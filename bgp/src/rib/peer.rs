@@ -63,6 +63,9 @@ pub struct PeerInfo {
     /// Keep routes rejected by import policy (soft reconfiguration
     /// inbound). Without it a policy change needs a ROUTE-REFRESH.
     pub keep_rejected: bool,
+    /// Report a prefix the import policy rejects in [`super::Changes::notices`],
+    /// once: when the peer's route for it was not already rejected.
+    pub log_import_rejects: bool,
 }
 
 impl PeerInfo {
@@ -88,6 +91,7 @@ impl PeerInfo {
             decode: ctx,
             encode: ctx,
             keep_rejected: true,
+            log_import_rejects: false,
         }
     }
 

@@ -73,6 +73,9 @@ pub struct PeerConfig {
     pub next_hop_ipv4: Option<std::net::Ipv4Addr>,
     /// Next hop for IPv6 routes we send (default: local session address if IPv6).
     pub next_hop_ipv6: Option<std::net::Ipv6Addr>,
+    /// Log (warn) each prefix the import policy rejects from this peer once,
+    /// when it is first rejected (hijack protection on hosts).
+    pub log_import_rejects: bool,
 }
 
 impl PeerConfig {
@@ -97,6 +100,7 @@ impl PeerConfig {
             soft_reconfiguration_inbound: false,
             next_hop_ipv4: None,
             next_hop_ipv6: None,
+            log_import_rejects: false,
         }
     }
 

@@ -60,6 +60,8 @@ pub(super) struct Driver {
     tasks: HashMap<IpAddr, mpsc::UnboundedSender<PeerCmd>>,
     events: broadcast::Sender<RibEvent>,
     generation: watch::Sender<u64>,
+    /// True once route selection ran (at once unless restarting).
+    selected: watch::Sender<bool>,
     peer_tx: mpsc::UnboundedSender<PeerEvent>,
     peer_rx: mpsc::UnboundedReceiver<PeerEvent>,
 }
@@ -71,6 +73,8 @@ impl Driver {
         listeners: Vec<Arc<TcpListener>>,
         events: broadcast::Sender<RibEvent>,
         generation: watch::Sender<u64>,
+        selected: watch::Sender<bool>,
+        selection_deferral: Option<Duration>,
     ) -> Driver {
         // Peer tasks talk to the driver on their own channel, read in
         // batches: no relay task, no extra wakeup per UPDATE.
@@ -82,6 +86,14 @@ impl Driver {
             max_paths: cfg.max_paths,
             multipath_relax: cfg.multipath_relax,
         });
+        let mut core = core;
+        let now = Instant::now();
+        match selection_deferral {
+            Some(limit) => core.defer_selection(now, limit),
+            None => {
+                selected.send_replace(true);
+            }
+        }
         let mut d = Driver {
             core,
             asn: cfg.asn,
@@ -91,10 +103,10 @@ impl Driver {
             tasks: HashMap::new(),
             events,
             generation,
+            selected,
             peer_tx,
             peer_rx,
         };
-        let now = Instant::now();
         for p in cfg.peers {
             if let Err(e) = d.add_peer(p, now) {
                 tracing::error!("{e}");
@@ -215,6 +227,9 @@ impl Driver {
                     let _ = self.events.send(e);
                 }
                 Action::Changed => self.generation.send_modify(|g| *g += 1),
+                Action::SelectionDone => {
+                    self.selected.send_replace(true);
+                }
             }
         }
     }

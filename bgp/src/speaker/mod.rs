@@ -15,6 +15,7 @@ mod listener;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -242,22 +243,51 @@ pub struct Speaker {
     tx: mpsc::UnboundedSender<CoreMsg>,
     events: broadcast::Sender<RibEvent>,
     changed: watch::Receiver<u64>,
+    selected: watch::Receiver<bool>,
 }
 
 impl Speaker {
     /// Binds the listeners, starts every configured peer, and returns the handle.
     pub async fn start(cfg: SpeakerConfig) -> Result<Speaker, SpeakerError> {
+        Speaker::start_inner(cfg, None).await
+    }
+
+    /// Like [`Speaker::start`] for a speaker that restarts with its
+    /// forwarding state kept: the OPENs carry the graceful restart R bit,
+    /// and route selection (UPDATEs out, [`RibEvent`]s) is deferred until
+    /// every graceful-restart peer sent End-of-RIB, or `selection_deferral`
+    /// passed (RFC 4724 §4.1). [`Speaker::selection_done`] tells when.
+    pub async fn start_restarting(
+        mut cfg: SpeakerConfig,
+        selection_deferral: Duration,
+    ) -> Result<Speaker, SpeakerError> {
+        cfg.restarting = true;
+        Speaker::start_inner(cfg, Some(selection_deferral)).await
+    }
+
+    async fn start_inner(
+        cfg: SpeakerConfig,
+        deferral: Option<Duration>,
+    ) -> Result<Speaker, SpeakerError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(65536);
         let (gen_tx, gen_rx) = watch::channel(0u64);
+        let (sel_tx, sel_rx) = watch::channel(false);
         let listeners = listener::bind(&cfg.listen, &tx)?;
-        let driver = Driver::new(cfg, listeners, events.clone(), gen_tx);
+        let driver = Driver::new(cfg, listeners, events.clone(), gen_tx, sel_tx, deferral);
         tokio::spawn(driver.run(rx));
         Ok(Speaker {
             tx,
             events,
             changed: gen_rx,
+            selected: sel_rx,
         })
+    }
+
+    /// Becomes true once route selection ran: at once, or after the
+    /// deferral of [`Speaker::start_restarting`].
+    pub fn selection_done(&self) -> watch::Receiver<bool> {
+        self.selected.clone()
     }
 
     async fn ask<T>(

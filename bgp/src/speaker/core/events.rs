@@ -86,6 +86,10 @@ pub enum Action {
     Rib(RibEvent),
     /// Peer state or RIB changed (coalesced: at most one per drain).
     Changed,
+    /// Route selection deferred at a restart (RFC 4724 §4.1) has run: what
+    /// subscribers saw so far is the full selection; forwarding state the
+    /// previous run left and nobody re-selected is stale now.
+    SelectionDone,
 }
 
 /// Why the core refused an API event.

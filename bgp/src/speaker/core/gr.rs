@@ -70,6 +70,7 @@ impl Core {
         info.decode = n.decode_context();
         info.encode = n.encode_context();
         info.keep_rejected = p.cfg.soft_reconfiguration_inbound;
+        info.log_import_rejects = p.cfg.log_import_rejects;
         let lip = normalize(local.ip());
         info.local_v4 = p.cfg.next_hop_ipv4.or(match lip {
             IpAddr::V4(a) => Some(a),
@@ -110,6 +111,7 @@ impl Core {
                 }
             }
         }
+        self.deferral_peer_up(peer, &n);
         if let Some(p) = self.peers.get_mut(&peer) {
             p.state = State::Established;
             p.up_since = Some(now);

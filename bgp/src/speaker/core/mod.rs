@@ -8,6 +8,7 @@
 //! returns, and wakes the core at [`Core::poll_timeout`]. Tests do the same
 //! with simulated time.
 
+mod deferral;
 mod events;
 mod gr;
 mod max_prefix;
@@ -88,6 +89,8 @@ pub struct Core {
     changed: bool,
     /// Build [`Action::Rib`] events (someone subscribes).
     listening: bool,
+    /// RFC 4724 §4.1 selection deferral while we restart ([`deferral`]).
+    deferral: Option<deferral::Deferral>,
 }
 
 /// Unmaps IPv4-mapped IPv6 addresses: a peer has one key whichever socket
@@ -122,6 +125,7 @@ impl Core {
             actions: VecDeque::new(),
             changed: false,
             listening: false,
+            deferral: None,
         }
     }
 
@@ -168,6 +172,7 @@ impl Core {
                         if let Some(f) = ch.end_of_rib {
                             tracing::info!(%peer, family = %f, "End-of-RIB");
                             self.after_eor(peer);
+                            self.deferral_eor(peer, f);
                         }
                         self.apply(ch);
                     }
@@ -203,7 +208,10 @@ impl Core {
             Event::StopPeer(ip, n) => self.command(ip, PeerCommand::Stop(n))?,
             Event::StartPeer(ip) => self.command(ip, PeerCommand::Start)?,
             Event::SoftResetIn(ip) => self.soft_reset_in(ip)?,
-            Event::Timeout => self.on_timeout(now),
+            Event::Timeout => {
+                self.on_timeout(now);
+                self.deferral_timeout(now);
+            }
         }
         Ok(())
     }
@@ -212,7 +220,10 @@ impl Core {
     /// UPDATEs here, once the queued actions are taken, so a batch of
     /// inputs is flushed once.
     pub fn poll_action(&mut self) -> Option<Action> {
-        if self.actions.is_empty() && (!self.pending.is_empty() || !self.eorr.is_empty()) {
+        if self.actions.is_empty()
+            && self.deferral.is_none()
+            && (!self.pending.is_empty() || !self.eorr.is_empty())
+        {
             self.flush();
         }
         if let Some(a) = self.actions.pop_front() {
@@ -224,9 +235,14 @@ impl Core {
         None
     }
 
-    /// When to deliver [`Event::Timeout`] at the latest (the earliest stale deadline).
+    /// When to deliver [`Event::Timeout`] at the latest (the earliest stale
+    /// deadline or the selection deferral limit).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers.values().filter_map(|p| p.stale_deadline).min()
+        self.peers
+            .values()
+            .filter_map(|p| p.stale_deadline)
+            .chain(self.deferral_deadline())
+            .min()
     }
 
     /// Whether `ip` is a configured peer.
@@ -264,11 +280,15 @@ impl Core {
                     .best
                     .as_ref()
                     .map(|p| self.path_info(p.peer, &p.attrs, false, true, true));
-                self.actions.push_back(Action::Rib(super::RibEvent {
+                let ev = Action::Rib(super::RibEvent {
                     prefix: c.prefix,
                     best,
                     multipath: mp,
-                }));
+                });
+                match self.deferral.as_mut() {
+                    Some(d) => d.held.push(ev),
+                    None => self.actions.push_back(ev),
+                }
             }
         }
         self.pending.extend(ch.peers_with_updates);
@@ -349,6 +369,7 @@ impl Core {
         self.actions.push_back(Action::RemovePeer(Box::new(p.cfg)));
         let ch = self.rib.peer_down(p.id, &[]);
         self.apply(ch);
+        self.check_deferral();
         Ok(())
     }
 

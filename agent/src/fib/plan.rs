@@ -1,0 +1,277 @@
+//! The pure part of the FIB: what the kernel should hold (from the
+//! speaker's best paths and multipath sets) against what flatnet installed,
+//! as the list of changes for one batch. No netlink here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use flatnet_bgp::speaker::{PathInfo, PathSource, RibEvent};
+use ipnetwork::IpNetwork;
+
+/// One next hop: the ToR's address on the fabric link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NextHop {
+    /// Gateway address.
+    pub gateway: IpAddr,
+}
+
+/// The next hops of one route (more than one: ECMP).
+pub type NextHops = BTreeSet<NextHop>;
+
+/// A route flatnet installed, as it knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    /// Next hops in the kernel.
+    pub hops: NextHops,
+    /// Found in the kernel at start (a previous run's): kept until the
+    /// first full selection after the restart, then removed if nobody wants it.
+    pub adopted: bool,
+}
+
+/// The changes of one batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FibPlan {
+    /// New routes (not installed): created, never replacing a route
+    /// flatnet did not install.
+    pub add: Vec<(IpNetwork, NextHops)>,
+    /// Routes flatnet installed whose next hops changed: replaced.
+    pub replace: Vec<(IpNetwork, NextHops)>,
+    /// Routes flatnet installed that nobody wants any more.
+    pub remove: Vec<IpNetwork>,
+}
+
+impl FibPlan {
+    /// Nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.replace.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// The kernel's prefix of a BGP prefix.
+pub fn network_of(p: &flatnet_bgp::wire::Prefix) -> Option<IpNetwork> {
+    use flatnet_bgp::wire::Prefix;
+    match p {
+        Prefix::V4(v) => IpNetwork::new(IpAddr::V4(v.addr()), v.len()).ok(),
+        Prefix::V6(v) => IpNetwork::new(IpAddr::V6(v.addr()), v.len()).ok(),
+    }
+}
+
+/// Only learned paths with a next hop of the prefix's own family go into
+/// the kernel (our own originations have no next hop; IPv4 over IPv6 next
+/// hops, RFC 8950, are not programmed).
+fn hop_of(prefix: &IpNetwork, p: &PathInfo) -> Option<NextHop> {
+    if !matches!(p.source, PathSource::Peer(_)) {
+        return None;
+    }
+    let gw = p.next_hop?;
+    (gw.is_ipv4() == prefix.is_ipv4() && !gw.is_unspecified()).then_some(NextHop { gateway: gw })
+}
+
+/// What one speaker event wants in the kernel for its prefix: the
+/// multipath set's next hops (or the best path's), `None` when nothing.
+pub fn desired_of(e: &RibEvent) -> Option<(IpNetwork, Option<NextHops>)> {
+    let net = network_of(&e.prefix)?;
+    let mut hops: NextHops = e.multipath.iter().filter_map(|p| hop_of(&net, p)).collect();
+    if hops.is_empty()
+        && let Some(h) = e.best.as_ref().and_then(|b| hop_of(&net, b))
+    {
+        hops.insert(h);
+    }
+    Some((net, (!hops.is_empty()).then_some(hops)))
+}
+
+/// Desired against installed. `sweep`: adopted routes nobody selected may
+/// go (the selection after a restart is complete); routes this run
+/// installed go as soon as they are withdrawn.
+pub fn plan(
+    desired: &BTreeMap<IpNetwork, NextHops>,
+    installed: &BTreeMap<IpNetwork, Installed>,
+    sweep: bool,
+) -> FibPlan {
+    let mut out = FibPlan::default();
+    for (net, hops) in desired {
+        match installed.get(net) {
+            None => out.add.push((*net, hops.clone())),
+            Some(i) if i.hops != *hops => out.replace.push((*net, hops.clone())),
+            Some(_) => {}
+        }
+    }
+    for (net, i) in installed {
+        if !desired.contains_key(net) && (sweep || !i.adopted) {
+            out.remove.push(*net);
+        }
+    }
+    out
+}
+
+/// Only the prefixes in `dirty` (a burst of events): the same plan as
+/// [`plan`] restricted to them, without walking the whole table.
+pub fn plan_dirty(
+    dirty: &BTreeSet<IpNetwork>,
+    desired: &BTreeMap<IpNetwork, NextHops>,
+    installed: &BTreeMap<IpNetwork, Installed>,
+) -> FibPlan {
+    let mut out = FibPlan::default();
+    for net in dirty {
+        match (desired.get(net), installed.get(net)) {
+            (Some(h), None) => out.add.push((*net, h.clone())),
+            (Some(h), Some(i)) if i.hops != *h => out.replace.push((*net, h.clone())),
+            // Still wanted and right (an adopted route re-selected as it was: left alone).
+            (Some(_), Some(_)) => {}
+            (None, Some(i)) if !i.adopted => out.remove.push(*net),
+            (None, _) => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use flatnet_bgp::wire::Prefix;
+
+    fn net(s: &str) -> IpNetwork {
+        s.parse().unwrap()
+    }
+
+    fn hops(gws: &[&str]) -> NextHops {
+        gws.iter()
+            .map(|g| NextHop {
+                gateway: g.parse().unwrap(),
+            })
+            .collect()
+    }
+
+    fn path(src: Option<&str>, nh: Option<&str>) -> PathInfo {
+        PathInfo {
+            source: match src {
+                Some(a) => PathSource::Peer(a.parse().unwrap()),
+                None => PathSource::Local,
+            },
+            next_hop: nh.map(|n| n.parse().unwrap()),
+            as_path: vec![65001],
+            local_pref: 100,
+            med: 0,
+            stale: false,
+            best: true,
+            multipath: true,
+        }
+    }
+
+    fn event(prefix: &str, best: Option<PathInfo>, mp: Vec<PathInfo>) -> RibEvent {
+        RibEvent {
+            prefix: prefix.parse::<Prefix>().unwrap(),
+            best,
+            multipath: mp,
+        }
+    }
+
+    #[test]
+    fn multipath_set_becomes_ecmp_next_hops() {
+        let e = event(
+            "10.244.1.0/26",
+            Some(path(Some("10.0.1.1"), Some("10.0.1.1"))),
+            vec![
+                path(Some("10.0.1.1"), Some("10.0.1.1")),
+                path(Some("10.0.2.1"), Some("10.0.2.1")),
+            ],
+        );
+        assert_eq!(
+            desired_of(&e),
+            Some((net("10.244.1.0/26"), Some(hops(&["10.0.1.1", "10.0.2.1"]))))
+        );
+    }
+
+    #[test]
+    fn best_alone_when_no_multipath_and_nothing_when_withdrawn_or_local() {
+        let e = event(
+            "10.1.0.0/24",
+            Some(path(Some("10.0.1.1"), Some("10.0.1.1"))),
+            vec![],
+        );
+        assert_eq!(desired_of(&e).unwrap().1, Some(hops(&["10.0.1.1"])));
+        let w = event("10.1.0.0/24", None, vec![]);
+        assert_eq!(desired_of(&w), Some((net("10.1.0.0/24"), None)));
+        // Our own block: originated here, never a kernel route.
+        let l = event(
+            "10.244.0.0/26",
+            Some(path(None, None)),
+            vec![path(None, None)],
+        );
+        assert_eq!(desired_of(&l).unwrap().1, None);
+        // An IPv4 prefix with an IPv6 next hop is not programmed.
+        let x = event(
+            "10.1.0.0/24",
+            Some(path(Some("fe80::1"), Some("fe80::1"))),
+            vec![],
+        );
+        assert_eq!(desired_of(&x).unwrap().1, None);
+    }
+
+    fn inst(gws: &[&str], adopted: bool) -> Installed {
+        Installed {
+            hops: hops(gws),
+            adopted,
+        }
+    }
+
+    #[test]
+    fn plan_adds_replaces_and_removes_only_what_it_must() {
+        let desired: BTreeMap<_, _> = [
+            (net("10.1.0.0/24"), hops(&["10.0.1.1"])),
+            (net("10.2.0.0/24"), hops(&["10.0.1.1", "10.0.2.1"])),
+            (net("10.3.0.0/24"), hops(&["10.0.1.1"])),
+        ]
+        .into();
+        let installed: BTreeMap<_, _> = [
+            (net("10.2.0.0/24"), inst(&["10.0.1.1"], false)),
+            (net("10.3.0.0/24"), inst(&["10.0.1.1"], true)),
+            (net("10.4.0.0/24"), inst(&["10.0.1.1"], false)),
+            (net("10.5.0.0/24"), inst(&["10.0.1.1"], true)),
+        ]
+        .into();
+        let p = plan(&desired, &installed, false);
+        assert_eq!(p.add, vec![(net("10.1.0.0/24"), hops(&["10.0.1.1"]))]);
+        assert_eq!(
+            p.replace,
+            vec![(net("10.2.0.0/24"), hops(&["10.0.1.1", "10.0.2.1"]))]
+        );
+        // 10.3 is adopted and right: left alone. 10.5 is adopted and stale:
+        // kept until the sweep.
+        assert_eq!(p.remove, vec![net("10.4.0.0/24")]);
+        let p = plan(&desired, &installed, true);
+        assert_eq!(p.remove, vec![net("10.4.0.0/24"), net("10.5.0.0/24")]);
+        assert!(plan(&BTreeMap::new(), &BTreeMap::new(), true).is_empty());
+    }
+
+    #[test]
+    fn dirty_plan_matches_the_full_plan_on_its_prefixes() {
+        let desired: BTreeMap<_, _> = [
+            (net("10.1.0.0/24"), hops(&["10.0.1.1"])),
+            (net("10.2.0.0/24"), hops(&["10.0.2.1"])),
+        ]
+        .into();
+        let installed: BTreeMap<_, _> = [
+            (net("10.2.0.0/24"), inst(&["10.0.1.1"], true)),
+            (net("10.3.0.0/24"), inst(&["10.0.1.1"], false)),
+            (net("10.4.0.0/24"), inst(&["10.0.1.1"], true)),
+        ]
+        .into();
+        let all: BTreeSet<_> = [
+            net("10.1.0.0/24"),
+            net("10.2.0.0/24"),
+            net("10.3.0.0/24"),
+            net("10.4.0.0/24"),
+        ]
+        .into();
+        assert_eq!(
+            plan_dirty(&all, &desired, &installed),
+            plan(&desired, &installed, false)
+        );
+        let one: BTreeSet<_> = [net("10.3.0.0/24")].into();
+        let p = plan_dirty(&one, &desired, &installed);
+        assert_eq!((p.add.len(), p.replace.len()), (0, 0));
+        assert_eq!(p.remove, vec![net("10.3.0.0/24")]);
+    }
+}
