@@ -39,6 +39,36 @@ pub struct Config {
     pub pools: Vec<Pool>,
     #[serde(default)]
     pub bgp: Bgp,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+/// Application policy (`[policy]`): off unless enabled, so a host without
+/// it forwards as before.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Enforce the policies of the datastore on this host's containers.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Between different apps when no policy opens an edge (cluster-wide:
+    /// set it alike on every host).
+    #[serde(default)]
+    pub between_apps: crate::policy::compile::DefaultAction,
+    /// To destinations outside the pools when no egress CIDR matches.
+    #[serde(default)]
+    pub egress: crate::policy::compile::DefaultAction,
+}
+
+impl Config {
+    /// The cluster inputs of the policy compiler.
+    pub fn policy_cluster(&self) -> crate::policy::compile::Cluster {
+        crate::policy::compile::Cluster {
+            between_apps: self.policy.between_apps,
+            egress: self.policy.egress,
+            pools: self.pools.iter().map(|p| (p.cidr.0, p.nat_outgoing)).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -282,6 +312,11 @@ pub struct Pool {
     /// when flatnetd creates the pool in the datastore; default 300.
     #[serde(default)]
     pub empty_block_grace: Option<u64>,
+    /// Source-NAT traffic from this pool to destinations outside every
+    /// pool (for pools the fabric does not route outside; applies with
+    /// `[policy] enabled`). Off: flat addressing is the point.
+    #[serde(default)]
+    pub nat_outgoing: bool,
 }
 
 impl Pool {

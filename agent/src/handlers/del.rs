@@ -66,6 +66,13 @@ impl Agent {
         let (rel, rec) = tokio::join!(self.ipam.release(r), rec);
         rel.map_err(ipam_err)?;
         rec.map_err(store_err)?;
+        // The address leaves its app's sets now, before it can be reused.
+        if let (Some(p), Some(s)) = (&self.policy, &stored) {
+            let key = crate::store::endpoint_key(&s.ep.node, id, ifname);
+            if let Err(e) = p.endpoint_down(&key).await {
+                tracing::warn!(container_id = %id, error = %e, "policy: removing members failed");
+            }
+        }
         let t_ipam = t1.elapsed();
         tracing::info!(
             container_id = %id, %ifname,

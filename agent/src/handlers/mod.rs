@@ -36,6 +36,10 @@ pub struct Agent {
     /// The one owner of "the blocks this host owns": blackholes and BGP
     /// origination follow it together.
     pub(crate) blocks: Arc<OwnedBlocks>,
+    /// The datastore (policy documents live in it too).
+    pub(crate) ds: flatnet_ipam::AnyStore,
+    /// Application policy, when `[policy] enabled`.
+    pub(crate) policy: Option<Arc<crate::policy::engine::PolicyEngine>>,
     started: Instant,
     locks: Mutex<HashMap<AttachmentRef, Arc<tokio::sync::Mutex<()>>>>,
     /// ADDs hold it shared from allocation to record; GC holds it
@@ -149,7 +153,7 @@ impl Agent {
                 }
             }
         };
-        let store = EndpointStore::open(ds, &cfg.node.name)?;
+        let store = EndpointStore::open(ds.clone(), &cfg.node.name)?;
         let imported = store.import_legacy(&cfg.dataplane.state_dir).await;
         if imported > 0 {
             tracing::info!(
@@ -170,7 +174,22 @@ impl Agent {
             bgp.clone(),
             pools,
         ));
+        // Policy is in place before any ADD is served.
+        let policy = if cfg.policy.enabled {
+            Some(
+                crate::policy::engine::PolicyEngine::start(
+                    ds.clone(),
+                    cfg.policy_cluster(),
+                    dp.netfilter().clone(),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
         Ok(Arc::new(Agent {
+            ds,
+            policy,
             cfg,
             dp,
             reap,
@@ -210,6 +229,10 @@ impl Agent {
             Op::Endpoints => self.endpoints().await.map(Answer::Endpoints),
             Op::IpamShow => self.ipam_view().await.map(Answer::Ipam),
             Op::IpamCheck => self.ipam_check().await.map(Answer::IpamCheck),
+            other => match self.handle_policy(&other).await {
+                Some(r) => r,
+                None => Err(ApiError::new(ErrorKind::InvalidRequest, "unknown operation")),
+            },
         };
         if !name.is_empty() {
             // ADD may have claimed a block, DEL/GC emptied one.
