@@ -66,7 +66,11 @@ impl Config {
         crate::policy::compile::Cluster {
             between_apps: self.policy.between_apps,
             egress: self.policy.egress,
-            pools: self.pools.iter().map(|p| (p.cidr.0, p.nat_outgoing)).collect(),
+            pools: self
+                .pools
+                .iter()
+                .map(|p| (p.cidr.0, p.nat_outgoing))
+                .collect(),
         }
     }
 }

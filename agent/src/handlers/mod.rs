@@ -231,7 +231,10 @@ impl Agent {
             Op::IpamCheck => self.ipam_check().await.map(Answer::IpamCheck),
             other => match self.handle_policy(&other).await {
                 Some(r) => r,
-                None => Err(ApiError::new(ErrorKind::InvalidRequest, "unknown operation")),
+                None => Err(ApiError::new(
+                    ErrorKind::InvalidRequest,
+                    "unknown operation",
+                )),
             },
         };
         if !name.is_empty() {

@@ -183,7 +183,11 @@ impl Netfilter {
                 stderr: out,
             });
         }
-        Ok(out.lines().map(str::to_string).filter(|l| !l.is_empty()).collect())
+        Ok(out
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect())
     }
 
     /// Whether `rule` is in `table`/`chain` (`-C`).

@@ -72,7 +72,10 @@ pub struct EndpointAddr {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Origin {
     /// `policy`'s `allow[i]`, `egress[i]` or `ingress[i]`.
-    Edge { policy: String, edge: String },
+    Edge {
+        policy: String,
+        edge: String,
+    },
     SameApp,
     DefaultBetweenApps,
     DefaultEgress,
@@ -239,9 +242,11 @@ pub fn tmp_set(name: &str) -> String {
 
 /// Whether a set name is one flatnet's policy owns.
 pub fn is_flatnet_set(name: &str) -> bool {
-    ["fn4-", "fn6-", "fa4-", "fa6-", "zn4-", "zn6-", "za4-", "za6-"]
-        .iter()
-        .any(|p| name.starts_with(p))
+    [
+        "fn4-", "fn6-", "fa4-", "fa6-", "zn4-", "zn6-", "za4-", "za6-",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
 }
 
 pub fn in_chain(app: &str) -> String {
@@ -253,7 +258,10 @@ pub fn out_chain(app: &str) -> String {
 }
 
 fn same_family(f: Family, n: &IpNetwork) -> bool {
-    matches!((f, n), (Family::V4, IpNetwork::V4(_)) | (Family::V6, IpNetwork::V6(_)))
+    matches!(
+        (f, n),
+        (Family::V4, IpNetwork::V4(_)) | (Family::V6, IpNetwork::V6(_))
+    )
 }
 
 fn addr_family(a: &IpAddr) -> Family {

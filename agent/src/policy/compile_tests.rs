@@ -91,8 +91,14 @@ fn shop_compiles_to_the_golden_payloads() {
         forward: true,
         postrouting: true,
     };
-    golden("shop.iptables4", &out.v4.iptables_payload(all_hooks, &[], None));
-    golden("shop.iptables6", &out.v6.iptables_payload(all_hooks, &[], None));
+    golden(
+        "shop.iptables4",
+        &out.v4.iptables_payload(all_hooks, &[], None),
+    );
+    golden(
+        "shop.iptables6",
+        &out.v6.iptables_payload(all_hooks, &[], None),
+    );
     golden("shop.ipset4", &out.v4.ipset_payload());
     golden("shop.ipset6", &out.v6.ipset_payload());
 }
@@ -176,8 +182,14 @@ fn edge(e: &str) -> Option<Origin> {
 fn trace_names_the_edge_or_default_that_decides() {
     use Proto::*;
     // cart → orders on an allowed port, across hosts, both families.
-    assert_eq!(decide(("10.244.0.2", "10.244.1.2", Tcp, Some(5432))), (true, edge("allow[0]")));
-    assert_eq!(decide(("10.244.1.7", "10.244.1.2", Tcp, Some(8080))), (true, edge("allow[0]")));
+    assert_eq!(
+        decide(("10.244.0.2", "10.244.1.2", Tcp, Some(5432))),
+        (true, edge("allow[0]"))
+    );
+    assert_eq!(
+        decide(("10.244.1.7", "10.244.1.2", Tcp, Some(8080))),
+        (true, edge("allow[0]"))
+    );
     assert_eq!(
         decide(("fd00:244::2", "fd00:244:0:1::2", Tcp, Some(8000))),
         (true, edge("allow[0]"))
@@ -187,18 +199,33 @@ fn trace_names_the_edge_or_default_that_decides() {
     assert_eq!(decide(("10.244.0.2", "10.244.1.2", Tcp, Some(22))), deny);
     assert_eq!(decide(("10.244.0.2", "10.244.1.2", Udp, Some(5432))), deny);
     assert_eq!(decide(("10.244.1.2", "10.244.0.2", Tcp, Some(5432))), deny);
-    assert_eq!(decide(("10.244.0.3", "10.244.0.2", Udp, Some(53))), (true, edge("allow[1]")));
+    assert_eq!(
+        decide(("10.244.0.3", "10.244.0.2", Udp, Some(53))),
+        (true, edge("allow[1]"))
+    );
     // Same app.
-    assert_eq!(decide(("10.244.0.2", "10.244.1.7", Icmp, None)), (true, Some(Origin::SameApp)));
+    assert_eq!(
+        decide(("10.244.0.2", "10.244.1.7", Icmp, None)),
+        (true, Some(Origin::SameApp))
+    );
     // Egress: the allowed CIDR and port, then the default.
-    assert_eq!(decide(("10.244.0.2", "203.0.113.5", Tcp, Some(443))), (true, edge("egress[0]")));
+    assert_eq!(
+        decide(("10.244.0.2", "203.0.113.5", Tcp, Some(443))),
+        (true, edge("egress[0]"))
+    );
     assert_eq!(
         decide(("10.244.0.2", "203.0.113.5", Tcp, Some(80))),
         (false, Some(Origin::DefaultEgress))
     );
-    assert_eq!(decide(("fd00:244::2", "2001:db8:99::1", Udp, Some(9))), (true, edge("egress[1]")));
+    assert_eq!(
+        decide(("fd00:244::2", "2001:db8:99::1", Udp, Some(9))),
+        (true, edge("egress[1]"))
+    );
     // Ingress from outside.
-    assert_eq!(decide(("198.51.100.9", "10.244.0.3", Tcp, Some(80))), (true, edge("ingress[0]")));
+    assert_eq!(
+        decide(("198.51.100.9", "10.244.0.3", Tcp, Some(80))),
+        (true, edge("ingress[0]"))
+    );
     assert_eq!(decide(("192.0.2.1", "10.244.0.3", Tcp, Some(80))), deny);
     // Unprogrammed addresses: dropped both ways.
     let unprog = (false, Some(Origin::Unprogrammed));
@@ -206,7 +233,10 @@ fn trace_names_the_edge_or_default_that_decides() {
     // An endpoint without an app: only the default.
     assert_eq!(decide(("10.244.0.2", "10.244.0.9", Tcp, Some(80))), deny);
     // Neither end is flatnet's: not flatnet's decision.
-    assert_eq!(decide(("192.0.2.1", "192.0.2.2", Tcp, Some(80))), (true, None));
+    assert_eq!(
+        decide(("192.0.2.1", "192.0.2.2", Tcp, Some(80))),
+        (true, None)
+    );
 }
 
 #[test]

@@ -66,9 +66,17 @@ impl Enforcer {
             if p.is_empty() {
                 continue;
             }
-            tracing::info!(?fam, rewrite = p.rewrite.len(), stale = p.stale.len(), "policy chains");
+            tracing::info!(
+                ?fam,
+                rewrite = p.rewrite.len(),
+                stale = p.stale.len(),
+                "policy chains"
+            );
             self.nf
-                .restore(fam, &ir.iptables_payload(p.hooks, &p.stale, Some(&p.rewrite)))
+                .restore(
+                    fam,
+                    &ir.iptables_payload(p.hooks, &p.stale, Some(&p.rewrite)),
+                )
                 .await?;
             wrote = true;
         }
@@ -78,7 +86,11 @@ impl Enforcer {
             self.nf.ipset_restore(&stale).await?;
         }
         *last = Some(c);
-        Ok(if wrote { Applied::Rules } else { Applied::Nothing })
+        Ok(if wrote {
+            Applied::Rules
+        } else {
+            Applied::Nothing
+        })
     }
 
     /// The compilation in the kernel (what `policy trace` walks).

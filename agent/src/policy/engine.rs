@@ -130,11 +130,7 @@ impl PolicyEngine {
 
     /// Traces a flow through the compilation in the kernel.
     pub async fn trace(&self, flow: &Flow) -> Result<Verdict, EngineError> {
-        let c: Compiled = self
-            .enforcer
-            .current()
-            .await
-            .ok_or(EngineError::NotReady)?;
+        let c: Compiled = self.enforcer.current().await.ok_or(EngineError::NotReady)?;
         Ok(trace(&c, flow)?)
     }
 

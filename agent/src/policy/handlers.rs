@@ -30,7 +30,10 @@ fn engine_err(e: super::engine::EngineError) -> ApiError {
 
 impl Agent {
     /// Serves the `policy_*` operations; `None` for any other.
-    pub(crate) async fn handle_policy(self: &Arc<Self>, op: &Op) -> Option<Result<Answer, ApiError>> {
+    pub(crate) async fn handle_policy(
+        self: &Arc<Self>,
+        op: &Op,
+    ) -> Option<Result<Answer, ApiError>> {
         let ds = &self.ds;
         let engine = || {
             self.policy.clone().ok_or_else(|| {

@@ -191,7 +191,8 @@ pub struct Service {
 impl Service {
     pub fn matches(&self, proto: Proto, port: Option<u16>) -> bool {
         let proto_ok = self.proto == Proto::Any || self.proto == proto;
-        let port_ok = self.ports.is_empty() || port.is_some_and(|p| self.ports.iter().any(|r| r.contains(p)));
+        let port_ok =
+            self.ports.is_empty() || port.is_some_and(|p| self.ports.iter().any(|r| r.contains(p)));
         proto_ok && port_ok
     }
 }
@@ -279,10 +280,9 @@ fn service(field: &str, proto: &str, ports: &[RawPort]) -> Result<Service, Polic
         let f = format!("{field}.ports[{i}]");
         let r = match p {
             RawPort::Num(n) => {
-                let n = u16::try_from(*n)
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| field_err(&f, format!("port {n} out of range: expected 1..=65535")))?;
+                let n = u16::try_from(*n).ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    field_err(&f, format!("port {n} out of range: expected 1..=65535"))
+                })?;
                 PortRange { lo: n, hi: n }
             }
             RawPort::Text(t) => t.parse().map_err(|m: String| field_err(&f, m))?,
@@ -400,10 +400,13 @@ proto = "any"
     #[test]
     fn toml_and_json_give_the_same_policy() {
         let (raw, p) = Policy::parse(GOOD, "t.toml").unwrap();
-        assert_eq!(p.allow[0].service.ports, vec![
-            PortRange { lo: 5432, hi: 5432 },
-            PortRange { lo: 8000, hi: 8080 }
-        ]);
+        assert_eq!(
+            p.allow[0].service.ports,
+            vec![
+                PortRange { lo: 5432, hi: 5432 },
+                PortRange { lo: 8000, hi: 8080 }
+            ]
+        );
         assert_eq!(p.egress[0].to_cidr.to_string(), "203.0.113.0/24");
         let json = serde_json::to_string(&raw).unwrap();
         let (_, q) = Policy::parse(&json, "t.json").unwrap();
@@ -412,14 +415,38 @@ proto = "any"
 
     #[test]
     fn bad_values_name_their_field() {
-        assert_eq!(field_of(&GOOD.replace("\"tcp\"\nports = [5432", "\"sctp\"\nports = [5432")), "allow[0].proto");
-        assert_eq!(field_of(&GOOD.replace("203.0.113.0/24", "203.0.113.0/33")), "egress[0].to_cidr");
-        assert_eq!(field_of(&GOOD.replace("203.0.113.0/24", "203.0.113.7/24")), "egress[0].to_cidr");
-        assert_eq!(field_of(&GOOD.replace("[443]", "[70000]")), "egress[0].ports[0]");
-        assert_eq!(field_of(&GOOD.replace("\"8000-8080\"", "\"9000-8000\"")), "allow[0].ports[1]");
-        assert_eq!(field_of(&GOOD.replace("\"8000-8080\"", "0")), "allow[0].ports[1]");
-        assert_eq!(field_of(&GOOD.replace("to = \"orders\"", "to = \"Orders!\"")), "allow[0].to");
-        assert_eq!(field_of(&GOOD.replace("proto = \"any\"", "proto = \"icmp\"\nports = [1]")), "ingress[0].ports");
+        assert_eq!(
+            field_of(&GOOD.replace("\"tcp\"\nports = [5432", "\"sctp\"\nports = [5432")),
+            "allow[0].proto"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("203.0.113.0/24", "203.0.113.0/33")),
+            "egress[0].to_cidr"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("203.0.113.0/24", "203.0.113.7/24")),
+            "egress[0].to_cidr"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("[443]", "[70000]")),
+            "egress[0].ports[0]"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("\"8000-8080\"", "\"9000-8000\"")),
+            "allow[0].ports[1]"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("\"8000-8080\"", "0")),
+            "allow[0].ports[1]"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("to = \"orders\"", "to = \"Orders!\"")),
+            "allow[0].to"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("proto = \"any\"", "proto = \"icmp\"\nports = [1]")),
+            "ingress[0].ports"
+        );
     }
 
     #[test]
@@ -434,7 +461,9 @@ proto = "any"
         }
         let j = r#"{"name":"x","allow":[{"from":"a","to":"b","proto":"tcp","colour":"red"}]}"#;
         match Policy::parse(j, "t.json") {
-            Err(PolicyError::Syntax { message, .. }) => assert!(message.contains("colour"), "{message}"),
+            Err(PolicyError::Syntax { message, .. }) => {
+                assert!(message.contains("colour"), "{message}")
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -443,12 +472,18 @@ proto = "any"
     fn services_match_proto_and_ports() {
         let s = Service {
             proto: Proto::Tcp,
-            ports: vec![PortRange { lo: 80, hi: 80 }, PortRange { lo: 8000, hi: 8080 }],
+            ports: vec![
+                PortRange { lo: 80, hi: 80 },
+                PortRange { lo: 8000, hi: 8080 },
+            ],
         };
         assert!(s.matches(Proto::Tcp, Some(8042)));
         assert!(!s.matches(Proto::Udp, Some(80)));
         assert!(!s.matches(Proto::Tcp, Some(81)));
-        let any = Service { proto: Proto::Any, ports: vec![] };
+        let any = Service {
+            proto: Proto::Any,
+            ports: vec![],
+        };
         assert!(any.matches(Proto::Icmp, None));
     }
 }

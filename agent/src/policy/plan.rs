@@ -6,9 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::compile::{
-    CHAIN_PREFIX, FORWARD_HOOK, FamilyIr, Hooks, NAT_HOOK, is_flatnet_set,
-};
+use super::compile::{CHAIN_PREFIX, FORWARD_HOOK, FamilyIr, Hooks, NAT_HOOK, is_flatnet_set};
 use crate::netfilter::ANTISPOOF_CHAIN;
 
 /// What `iptables-save` shows of flatnet's policy chains in one table.
@@ -160,8 +158,14 @@ mod tests {
     fn only_differing_chains_are_rewritten_and_stale_ones_deleted() {
         let d = ir();
         let text = saved(&d, "filter")
-            .replace("-A FLATNET-IN-web -m comment", "-A FLATNET-IN-web -m comment --x")
-            .replace(":DOCKER - [0:0]\n", ":DOCKER - [0:0]\n:FLATNET-IN-gone - [0:0]\n")
+            .replace(
+                "-A FLATNET-IN-web -m comment",
+                "-A FLATNET-IN-web -m comment --x",
+            )
+            .replace(
+                ":DOCKER - [0:0]\n",
+                ":DOCKER - [0:0]\n:FLATNET-IN-gone - [0:0]\n",
+            )
             .replace("[0:0] -A FORWARD -j FLATNET-FORWARD\n", "");
         let f = observe(&text, FORWARD_HOOK);
         let n = observe(&saved(&d, "nat"), NAT_HOOK);
@@ -170,8 +174,17 @@ mod tests {
             p.rewrite.into_iter().collect::<Vec<_>>(),
             vec![("filter".to_string(), "FLATNET-IN-web".to_string())]
         );
-        assert_eq!(p.stale, vec![("filter".to_string(), "FLATNET-IN-gone".to_string())]);
-        assert_eq!(p.hooks, Hooks { forward: true, postrouting: false });
+        assert_eq!(
+            p.stale,
+            vec![("filter".to_string(), "FLATNET-IN-gone".to_string())]
+        );
+        assert_eq!(
+            p.hooks,
+            Hooks {
+                forward: true,
+                postrouting: false
+            }
+        );
     }
 
     #[test]
@@ -181,6 +194,9 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        assert_eq!(stale_sets(&existing, &[&d]), "destroy fa4-old\ndestroy za4-x\n");
+        assert_eq!(
+            stale_sets(&existing, &[&d]),
+            "destroy fa4-old\ndestroy za4-x\n"
+        );
     }
 }

@@ -208,7 +208,10 @@ mod tests {
         assert_eq!((got.raw.allow[0].to.as_str(), got.revision), ("c", r2));
         assert!(delete(&s, "p", Some(r1)).await.is_err());
         delete(&s, "p", None).await.unwrap();
-        assert!(matches!(get(&s, "p").await, Err(PolicyStoreError::NotFound(_))));
+        assert!(matches!(
+            get(&s, "p").await,
+            Err(PolicyStoreError::NotFound(_))
+        ));
     }
 
     #[tokio::test]

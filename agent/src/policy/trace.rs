@@ -8,9 +8,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::compile::{
-    AddrMatch, Compiled, FORWARD_CHAIN, FamilyIr, Origin, Rule, Target,
-};
+use super::compile::{AddrMatch, Compiled, FORWARD_CHAIN, FamilyIr, Origin, Rule, Target};
 use super::model::Proto;
 use crate::netfilter::Family;
 
@@ -68,10 +66,13 @@ fn rule_matches(ir: &FamilyIr, r: &Rule, p: &Packet) -> bool {
     !r.established
         && (!r.in_veth || p.in_veth)
         && (!r.out_veth || p.out_veth)
-        && r.src.as_ref().is_none_or(|m| addr_matches(ir, m, &p.flow.from))
-        && r.dst.as_ref().is_none_or(|m| addr_matches(ir, m, &p.flow.to))
-        && r
-            .service
+        && r.src
+            .as_ref()
+            .is_none_or(|m| addr_matches(ir, m, &p.flow.from))
+        && r.dst
+            .as_ref()
+            .is_none_or(|m| addr_matches(ir, m, &p.flow.to))
+        && r.service
             .as_ref()
             .is_none_or(|s| s.matches(p.flow.proto, p.flow.port))
 }
