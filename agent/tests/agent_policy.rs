@@ -449,3 +449,96 @@ fn snat_applies_only_where_configured() {
     // The outside sees the host's address, not the container's.
     assert_eq!(tcp(&c, "192.0.2.1", 8443).as_deref(), Some("192.0.2.254"));
 }
+
+/// Two hosts behind an FRR ToR sharing one datastore: edges are enforced
+/// at the destination host, for containers that run elsewhere.
+#[test]
+fn policy_across_two_hosts_behind_a_tor() {
+    use flatnet_lab::{NeighborConfig, Router, RouterConfig};
+    flatnet_lab::require_root().unwrap();
+    let tor = Netns::new("tor").unwrap();
+    tor.sysctl("net.ipv4.ip_forward", "1").unwrap();
+    let shared = tempfile::tempdir().unwrap();
+    let url = format!("file:{}/datastore", shared.path().display());
+    let mut hosts = Vec::new();
+    for (i, (tag, asn)) in [("ha", 65002), ("hb", 65003)].into_iter().enumerate() {
+        let ns = Netns::new(tag).unwrap();
+        flatnet_lab::veth(&tor, &format!("eth{i}"), &ns, "eth0").unwrap();
+        tor.addr_add(&format!("eth{i}"), &format!("10.0.{i}.1/30"))
+            .unwrap();
+        ns.addr_add("eth0", &format!("10.0.{i}.2/30")).unwrap();
+        // The hosts do not program learned routes yet: the ToR does.
+        ns.ip(&["route", "add", "default", "via", &format!("10.0.{i}.1")])
+            .unwrap();
+        let rest = format!(
+            "{POOLS_V4}[[bgp.peer]]\naddress = \"10.0.{i}.1\"\nasn = 65001\n[policy]\nenabled = true\n"
+        );
+        let node = format!("router_id = \"10.0.{i}.2\"\nasn = {asn}");
+        hosts.push(Host::start_with(
+            ns,
+            tempfile::tempdir().unwrap(),
+            tag,
+            &node,
+            &rest,
+            &url,
+        ));
+    }
+    let frr = flatnet_lab::frr::Frr::start(
+        &tor,
+        RouterConfig::new("1.1.1.1".parse().unwrap(), 65001)
+            .neighbor(NeighborConfig::new("10.0.0.2".parse().unwrap(), 65002))
+            .neighbor(NeighborConfig::new("10.0.1.2".parse().unwrap(), 65003)),
+    )
+    .unwrap();
+    for peer in ["10.0.0.2", "10.0.1.2"] {
+        frr.wait_established(peer, Duration::from_secs(30)).unwrap();
+    }
+    let (ha, hb) = (&hosts[0], &hosts[1]);
+    let (cart, web, orders) = (
+        Netns::new("cart").unwrap(),
+        Netns::new("web").unwrap(),
+        Netns::new("orders").unwrap(),
+    );
+    let a_cart = add_app(ha, "cart1", &cart, "cart");
+    let a_web = add_app(ha, "web1", &web, "web");
+    let a_orders = add_app(hb, "orders1", &orders, "orders");
+    serve(&orders, 5432);
+    serve(&orders, 22);
+    // The ToR has both hosts' blocks.
+    for b in [&a_cart, &a_orders] {
+        flatnet_lab::wait_for("block at the ToR", Duration::from_secs(30), || {
+            let rib = frr.rib(flatnet_lab::Family::Ipv4Unicast)?;
+            let ip: std::net::Ipv4Addr = b.parse().unwrap();
+            Ok(rib
+                .iter()
+                .any(|e| {
+                    e.prefix
+                        .parse::<ipnetwork::Ipv4Network>()
+                        .is_ok_and(|n| n.contains(ip))
+                })
+                .then_some(()))
+        })
+        .unwrap();
+    }
+    let (code, _, err) = apply(ha, "shop.toml", SHOP);
+    assert_eq!(code, 0, "{err}");
+    // Host b (where orders runs) learns the policy and host a's
+    // containers from the datastore.
+    flatnet_lab::wait_for("policy at host b", Duration::from_secs(15), || {
+        Ok((trace(hb, &a_cart, &a_orders, "tcp", 5432)["allow"] == true).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", hb.log()));
+    assert!(
+        tcp(&cart, &a_orders, 5432).is_some(),
+        "cart -> orders across hosts"
+    );
+    assert_eq!(tcp(&cart, &a_orders, 22), None, "port not opened");
+    assert_eq!(
+        tcp(&web, &a_orders, 5432),
+        None,
+        "web has no edge to orders"
+    );
+    for (from, want) in [(&a_cart, true), (&a_web, false)] {
+        assert_eq!(trace(ha, from, &a_orders, "tcp", 5432)["allow"], want);
+    }
+}
