@@ -18,6 +18,12 @@ pub struct OpOnly {
     pub op: String,
 }
 
+/// A policy rule by its comment (`flatnet:<policy>:<edge>` or a default).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: String,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub ops: Family<OpLabels, Counter>,
@@ -26,6 +32,10 @@ pub struct Metrics {
     pub ipam_used: Gauge,
     pub ipam_capacity: Gauge,
     pub reconcile_errors: Counter,
+    /// Kernel counters of policy rules, read at each scrape; gauges, as a
+    /// rewritten chain restarts its counters.
+    pub policy_packets: Family<RuleLabels, Gauge>,
+    pub policy_bytes: Family<RuleLabels, Gauge>,
 }
 
 fn histogram() -> Histogram {
@@ -74,7 +84,21 @@ impl Metrics {
             "Errors while reconciling kernel state with records",
             reconcile_errors.clone(),
         );
+        let policy_packets = Family::<RuleLabels, Gauge>::default();
+        let policy_bytes = Family::<RuleLabels, Gauge>::default();
+        registry.register(
+            "policy_rule_packets",
+            "Packets that matched a policy rule (edge or default), both families",
+            policy_packets.clone(),
+        );
+        registry.register(
+            "policy_rule_bytes",
+            "Bytes that matched a policy rule (edge or default), both families",
+            policy_bytes.clone(),
+        );
         Metrics {
+            policy_packets,
+            policy_bytes,
             registry,
             ops,
             latency,

@@ -386,6 +386,22 @@ fn policy_allows_denies_traces_and_leaves_others_rules_alone() {
         .cloned()
         .unwrap_or_else(|| panic!("{stats}"));
     assert!(edge["packets"].as_u64().unwrap() >= 1, "{stats}");
+    let metrics = in_ns(&host.ns, || {
+        let mut s = TcpStream::connect("127.0.0.1:9469").unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .join()
+    .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("flatnet_policy_rule_packets{rule=\"flatnet:shop:allow[0]\"}")),
+        "{metrics}"
+    );
 
     // A restart changes no rule that was right.
     let rules = ours(&host.ns);

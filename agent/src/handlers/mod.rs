@@ -356,6 +356,21 @@ impl Agent {
                 .ipam_capacity
                 .set(blocks.iter().map(|b| b.capacity as i64).sum());
         }
+        if let Some(p) = &self.policy
+            && let Ok(stats) = p.stats().await
+        {
+            for c in stats {
+                let l = crate::metrics::RuleLabels { rule: c.rule };
+                self.metrics
+                    .policy_packets
+                    .get_or_create(&l)
+                    .set(c.packets as i64);
+                self.metrics
+                    .policy_bytes
+                    .get_or_create(&l)
+                    .set(c.bytes as i64);
+            }
+        }
     }
 
     pub fn metrics(&self) -> &Metrics {
