@@ -373,14 +373,22 @@ fn compile_family(
         rules: ing,
     });
 
+    // Edges by destination app, in policy then edge order.
+    let mut allows_to: BTreeMap<&str, Vec<(&Policy, usize, &super::model::Allow)>> =
+        BTreeMap::new();
+    for p in policies {
+        for (i, a) in p.allow.iter().enumerate() {
+            allows_to.entry(a.to.as_str()).or_default().push((p, i, a));
+        }
+    }
     for app in &apps {
         let mut rules = vec![
             Rule::to(Target::Accept)
                 .src(AddrMatch::Set(set_of(app)))
                 .origin(Origin::SameApp),
         ];
-        for p in policies {
-            for (i, a) in p.allow.iter().enumerate().filter(|(_, a)| &a.to == app) {
+        for (p, i, a) in allows_to.get(app.as_str()).into_iter().flatten() {
+            {
                 rules.push(
                     Rule::to(Target::Accept)
                         .src(AddrMatch::Set(set_of(&a.from)))
@@ -391,6 +399,8 @@ fn compile_family(
                         }),
                 );
             }
+        }
+        for p in policies {
             for (i, e) in p.ingress.iter().enumerate() {
                 if &e.app == app && same_family(f, &e.from_cidr) {
                     rules.push(
@@ -478,9 +488,22 @@ fn compile_family(
 pub fn compile(policies: &[Policy], endpoints: &[EndpointAddr], cluster: &Cluster) -> Compiled {
     let mut ps = policies.to_vec();
     ps.sort_by(|a, b| a.name.cmp(&b.name));
+    // A family without pools has no flatnet addresses: no rules at all.
+    let fam = |f: Family| {
+        if cluster.pools.iter().any(|(p, _)| same_family(f, p)) {
+            compile_family(f, &ps, endpoints, cluster)
+        } else {
+            FamilyIr {
+                family: f,
+                sets: BTreeMap::new(),
+                app_sets: BTreeMap::new(),
+                chains: Vec::new(),
+            }
+        }
+    };
     Compiled {
-        v4: compile_family(Family::V4, &ps, endpoints, cluster),
-        v6: compile_family(Family::V6, &ps, endpoints, cluster),
+        v4: fam(Family::V4),
+        v6: fam(Family::V6),
     }
 }
 

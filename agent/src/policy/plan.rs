@@ -86,9 +86,10 @@ pub fn plan(desired: &FamilyIr, filter: &Observed, nat: &Observed) -> Plan {
             }
         }
     }
+    let wants = |t: &str, c: &str| want.contains_key(&(t.to_string(), c.to_string()));
     p.hooks = Hooks {
-        forward: !filter.hooked,
-        postrouting: !nat.hooked,
+        forward: !filter.hooked && wants(FORWARD_HOOK.0, FORWARD_HOOK.2),
+        postrouting: !nat.hooked && wants(NAT_HOOK.0, NAT_HOOK.2),
     };
     p
 }
@@ -117,7 +118,11 @@ mod tests {
             app: Some("web".into()),
             addrs: vec!["10.244.0.2".parse().unwrap()],
         }];
-        compile(&[], &eps, &Cluster::default()).v4
+        let cluster = Cluster {
+            pools: vec![("10.244.0.0/16".parse().unwrap(), false)],
+            ..Cluster::default()
+        };
+        compile(&[], &eps, &cluster).v4
     }
 
     /// What iptables-save would print after applying `ir` fully, with a
@@ -151,7 +156,12 @@ mod tests {
         let n = observe(&saved(&d, "nat"), NAT_HOOK);
         assert!(f.hooked && n.hooked);
         assert!(!f.chains.contains_key("FLATNET-ANTISPOOF") && !f.chains.contains_key("DOCKER"));
+        assert!(!d.chains.is_empty());
         assert!(plan(&d, &f, &n).is_empty(), "{:?}", plan(&d, &f, &n));
+        // A family without pools wants nothing and hooks nothing.
+        let none = compile(&[], &[], &Cluster::default()).v6;
+        let empty = Observed::default();
+        assert!(plan(&none, &empty, &empty).is_empty());
     }
 
     #[test]
