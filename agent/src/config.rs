@@ -384,6 +384,16 @@ pub enum ConfigError {
     Invalid { path: String, message: String },
 }
 
+/// Where in `text` a TOML error is, 1-based, and its message: one place
+/// for every TOML document the agent reads (config, policy documents).
+pub fn toml_error_at(text: &str, e: &toml::de::Error) -> (usize, usize, String) {
+    let (line, column) = e
+        .span()
+        .map(|s| flatnet_tomlspan::line_col(text, s.start))
+        .unwrap_or((1, 1));
+    (line, column, e.message().trim().to_string())
+}
+
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -397,15 +407,12 @@ impl Config {
     /// Parses and validates `text`; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| flatnet_tomlspan::line_col(text, s.start))
-                .unwrap_or((1, 1));
+            let (line, column, message) = toml_error_at(text, &e);
             ConfigError::Syntax {
                 path: origin.to_string(),
                 line,
                 column,
-                message: e.message().trim().to_string(),
+                message,
             }
         })?;
         cfg.validate().map_err(|message| ConfigError::Invalid {

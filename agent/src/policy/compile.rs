@@ -268,6 +268,27 @@ fn addr_family(a: &IpAddr) -> Family {
     if a.is_ipv4() { Family::V4 } else { Family::V6 }
 }
 
+/// The origin of `p`'s `kind[i]` edge.
+fn edge(p: &Policy, kind: &str, i: usize) -> Origin {
+    Origin::Edge {
+        policy: p.name.clone(),
+        edge: format!("{kind}[{i}]"),
+    }
+}
+
+/// The end of an ingress chain: programmed sources pass when the cluster
+/// allows between apps; everything else is dropped.
+fn between_apps_default(rules: &mut Vec<Rule>, cluster: &Cluster, all: &str) {
+    if cluster.between_apps == DefaultAction::Allow {
+        rules.push(
+            Rule::to(Target::Accept)
+                .src(AddrMatch::Set(all.to_string()))
+                .origin(Origin::DefaultBetweenApps),
+        );
+    }
+    rules.push(Rule::to(Target::Drop).origin(Origin::DefaultBetweenApps));
+}
+
 /// Compiles everything for one family.
 fn compile_family(
     f: Family,
@@ -359,14 +380,7 @@ fn compile_family(
             .origin(Origin::Unprogrammed),
     );
     // A programmed endpoint without an app: only the default applies.
-    if cluster.between_apps == DefaultAction::Allow {
-        ing.push(
-            Rule::to(Target::Accept)
-                .src(AddrMatch::Set(all.clone()))
-                .origin(Origin::DefaultBetweenApps),
-        );
-    }
-    ing.push(Rule::to(Target::Drop).origin(Origin::DefaultBetweenApps));
+    between_apps_default(&mut ing, cluster, &all);
     chains.push(Chain {
         table: "filter",
         name: INGRESS_CHAIN.into(),
@@ -388,17 +402,12 @@ fn compile_family(
                 .origin(Origin::SameApp),
         ];
         for (p, i, a) in allows_to.get(app.as_str()).into_iter().flatten() {
-            {
-                rules.push(
-                    Rule::to(Target::Accept)
-                        .src(AddrMatch::Set(set_of(&a.from)))
-                        .service(&a.service)
-                        .origin(Origin::Edge {
-                            policy: p.name.clone(),
-                            edge: format!("allow[{i}]"),
-                        }),
-                );
-            }
+            rules.push(
+                Rule::to(Target::Accept)
+                    .src(AddrMatch::Set(set_of(&a.from)))
+                    .service(&a.service)
+                    .origin(edge(p, "allow", *i)),
+            );
         }
         for p in policies {
             for (i, e) in p.ingress.iter().enumerate() {
@@ -407,22 +416,12 @@ fn compile_family(
                         Rule::to(Target::Accept)
                             .src(AddrMatch::Cidr(e.from_cidr))
                             .service(&e.service)
-                            .origin(Origin::Edge {
-                                policy: p.name.clone(),
-                                edge: format!("ingress[{i}]"),
-                            }),
+                            .origin(edge(p, "ingress", i)),
                     );
                 }
             }
         }
-        if cluster.between_apps == DefaultAction::Allow {
-            rules.push(
-                Rule::to(Target::Accept)
-                    .src(AddrMatch::Set(all.clone()))
-                    .origin(Origin::DefaultBetweenApps),
-            );
-        }
-        rules.push(Rule::to(Target::Drop).origin(Origin::DefaultBetweenApps));
+        between_apps_default(&mut rules, cluster, &all);
         chains.push(Chain {
             table: "filter",
             name: in_chain(app),
@@ -437,10 +436,7 @@ fn compile_family(
                         Rule::to(Target::Accept)
                             .dst(AddrMatch::Cidr(e.to_cidr))
                             .service(&e.service)
-                            .origin(Origin::Edge {
-                                policy: p.name.clone(),
-                                edge: format!("egress[{i}]"),
-                            }),
+                            .origin(edge(p, "egress", i)),
                     );
                 }
             }

@@ -351,15 +351,12 @@ impl Policy {
             })?
         } else {
             toml::from_str(text).map_err(|e| {
-                let (line, column) = e
-                    .span()
-                    .map(|s| flatnet_tomlspan::line_col(text, s.start))
-                    .unwrap_or((1, 1));
+                let (line, column, message) = crate::config::toml_error_at(text, &e);
                 PolicyError::Syntax {
                     origin: origin.to_string(),
                     line,
                     column,
-                    message: e.message().trim().to_string(),
+                    message,
                 }
             })?
         };

@@ -86,11 +86,7 @@ pub async fn apply<S: Datastore>(
     let key = policy_key(&raw.name);
     let current = match expect {
         Some(r) => r,
-        None => store
-            .get(&key)
-            .await
-            .map_err(unavailable)?
-            .map_or(0, |kv| kv.mod_revision),
+        None => revision_of(store, &key).await?.unwrap_or(0),
     };
     let value = serde_json::to_vec(&Doc {
         schema: SCHEMA,
@@ -100,19 +96,38 @@ pub async fn apply<S: Datastore>(
         key: key.clone(),
         msg: e.to_string(),
     })?;
+    cas(store, &raw.name, &key, current, Op::put(&key, value)).await
+}
+
+/// The key's revision now, `None` when absent.
+async fn revision_of<S: Datastore>(
+    store: &S,
+    key: &str,
+) -> Result<Option<Revision>, PolicyStoreError> {
+    Ok(store
+        .get(key)
+        .await
+        .map_err(unavailable)?
+        .map(|kv| kv.mod_revision))
+}
+
+/// Runs `op` if `key` is still at `current`; the new store revision.
+async fn cas<S: Datastore>(
+    store: &S,
+    name: &str,
+    key: &str,
+    current: Revision,
+    op: Op,
+) -> Result<Revision, PolicyStoreError> {
     let out = store
-        .txn(
-            Txn::new()
-                .when(Compare::unchanged(&key, current))
-                .then(Op::put(&key, value)),
-        )
+        .txn(Txn::new().when(Compare::unchanged(key, current)).then(op))
         .await
         .map_err(unavailable)?;
     if out.succeeded {
         Ok(out.revision)
     } else {
         Err(PolicyStoreError::Conflict {
-            name: raw.name.clone(),
+            name: name.to_string(),
             expected: current,
         })
     }
@@ -154,29 +169,13 @@ pub async fn delete<S: Datastore>(
     let key = policy_key(name);
     let current = match expect {
         Some(r) => r,
-        None => store
-            .get(&key)
-            .await
-            .map_err(unavailable)?
-            .map(|kv| kv.mod_revision)
+        None => revision_of(store, &key)
+            .await?
             .ok_or_else(|| PolicyStoreError::NotFound(name.to_string()))?,
     };
-    let out = store
-        .txn(
-            Txn::new()
-                .when(Compare::unchanged(&key, current))
-                .then(Op::delete(&key)),
-        )
+    cas(store, name, &key, current, Op::delete(&key))
         .await
-        .map_err(unavailable)?;
-    if out.succeeded {
-        Ok(())
-    } else {
-        Err(PolicyStoreError::Conflict {
-            name: name.to_string(),
-            expected: current,
-        })
-    }
+        .map(|_| ())
 }
 
 #[cfg(test)]
