@@ -403,8 +403,19 @@ fn policy_allows_denies_traces_and_leaves_others_rules_alone() {
         "{metrics}"
     );
 
-    // A restart changes no rule that was right.
+    // A restart changes no rule that was right: same rules, and the
+    // edge's counter keeps counting (a rewritten chain would restart it).
     let rules = ours(&host.ns);
+    let edge_packets = |host: &Host| {
+        host.cli_json(&["policy", "stats"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["rule"] == "flatnet:shop:allow[0]")
+            .and_then(|c| c["packets"].as_u64())
+            .unwrap_or(0)
+    };
+    let counted = edge_packets(&host);
     let mut host = host;
     host.daemon
         .as_mut()
@@ -415,6 +426,10 @@ fn policy_allows_denies_traces_and_leaves_others_rules_alone() {
     assert_eq!(tcp(&cart, &a_web, 80), None);
     host.start_daemon();
     assert_eq!(ours(&host.ns), rules);
+    assert!(
+        edge_packets(&host) >= counted,
+        "counters restarted: chain rewritten"
+    );
     assert!(tcp(&cart, &a_orders, 5432).is_some());
 
     // Delete: back to the default.
