@@ -195,8 +195,8 @@ pub struct Status {
 pub struct PeerState {
     pub address: std::net::IpAddr,
     pub asn: u32,
-    /// RFC 4271 FSM state name (`Idle` .. `Established`).
-    pub state: String,
+    /// RFC 4271 FSM state (serialised by name, `Idle` .. `Established`).
+    pub state: flatnet_bgp::fsm::State,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,7 +1,7 @@
 //! The one owner of "the blocks this host owns".
 //!
-//! Every pass returns blocks that stayed empty past their pool's grace to
-//! the pool, reads the owned blocks from IPAM, plans ([`plan_blocks`]) and
+//! Every pass (each tick) returns blocks that stayed empty past their pool's
+//! grace to the pool, reads the owned blocks from IPAM, plans ([`plan_blocks`]) and
 //! applies: blackhole routes added and removed through [`Kernel`], then the
 //! BGP speaker told the same set. So a claimed block gets its blackhole and
 //! its advertisement, and a released block loses both, from one place.
@@ -19,7 +19,7 @@ use std::time::Duration;
 use flatnet_bgp::wire::{Ipv4Prefix, Ipv6Prefix, Prefix};
 use ipnetwork::IpNetwork;
 
-use crate::ipam::FlatnetIpam;
+use crate::ipam::{FlatnetIpam, to_net};
 use crate::kernel::{Dataplane, DpError};
 use crate::reconcile::Kernel;
 use crate::reconcile::plan::{BlockPlan, plan_blocks};
@@ -29,9 +29,11 @@ use crate::routing::BgpRouting;
 /// released after their grace, or claimed by another path).
 const PASS_EVERY: Duration = Duration::from_secs(2);
 
-pub struct OwnedBlocks {
+/// Generic over the [`Kernel`] so the passes are testable without root;
+/// flatnetd uses [`Dataplane`].
+pub struct OwnedBlocks<K = Dataplane> {
     ipam: Arc<FlatnetIpam>,
-    dp: Dataplane,
+    dp: K,
     bgp: Option<Arc<BgpRouting>>,
     /// The configured pools: only blackholes inside them are ours to adopt
     /// or remove at start.
@@ -57,13 +59,13 @@ pub fn prefix_of(n: &IpNetwork) -> Option<Prefix> {
     }
 }
 
-impl OwnedBlocks {
+impl<K: Kernel> OwnedBlocks<K> {
     pub fn new(
         ipam: Arc<FlatnetIpam>,
-        dp: Dataplane,
+        dp: K,
         bgp: Option<Arc<BgpRouting>>,
         pools: Vec<IpNetwork>,
-    ) -> OwnedBlocks {
+    ) -> OwnedBlocks<K> {
         OwnedBlocks {
             ipam,
             dp,
@@ -80,7 +82,7 @@ impl OwnedBlocks {
         self.installed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Asks for a pass soon (after an ADD, DEL or GC).
+    /// Asks for a pass soon (an ADD claimed a block).
     pub fn nudge(&self) {
         self.nudge.notify_one();
     }
@@ -111,6 +113,8 @@ impl OwnedBlocks {
             self.dp.add_blackhole(b).await?;
             self.installed().insert(b, pass);
         }
+        // A block new to this host: advertise it without waiting for a tick.
+        self.nudge();
         Ok(())
     }
 
@@ -131,19 +135,21 @@ impl OwnedBlocks {
         Ok(())
     }
 
-    /// One pass: release expired empty blocks, then make blackholes and
-    /// advertisements equal to the owned set.
-    pub async fn pass(&self) -> anyhow::Result<BlockPlan> {
+    /// One pass: with `release`, return expired empty blocks to the pool
+    /// first; then make blackholes and advertisements equal to the owned set.
+    pub async fn pass(&self, release: bool) -> anyhow::Result<BlockPlan> {
         let pass = self.pass.fetch_add(1, Ordering::SeqCst) + 1;
-        for b in self.ipam.release_empty_blocks().await? {
-            tracing::info!(block = %b, "empty block returned to the pool");
+        if release {
+            for b in self.ipam.release_empty_blocks().await? {
+                tracing::info!(block = %b, "empty block returned to the pool");
+            }
         }
         let owned: BTreeSet<IpNetwork> = self
             .ipam
-            .blocks()
+            .owned_blocks()
             .await?
             .iter()
-            .filter_map(|b| b.network())
+            .filter_map(to_net)
             .collect();
         let _a = self.apply.lock().await;
         // Planned and un-recorded in one critical section: an ADD that
@@ -183,16 +189,22 @@ impl OwnedBlocks {
             None => Ok(plan),
         }
     }
+}
 
-    /// Runs passes forever: on every nudge and every [`PASS_EVERY`].
+impl OwnedBlocks<Dataplane> {
+    /// Runs passes forever: every [`PASS_EVERY`] (releasing expired empty
+    /// blocks), and at once when an ADD claimed a block (to advertise it).
     pub async fn run(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(PASS_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
         loop {
-            if let Err(e) = self.pass().await {
+            let release = tokio::select! {
+                _ = self.nudge.notified() => false,
+                _ = tick.tick() => true,
+            };
+            if let Err(e) = self.pass(release).await {
                 tracing::warn!(error = %e, "owned blocks pass");
-            }
-            tokio::select! {
-                _ = self.nudge.notified() => {}
-                _ = tokio::time::sleep(PASS_EVERY) => {}
             }
         }
     }
@@ -202,6 +214,101 @@ impl OwnedBlocks {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::api::AttachmentRef;
+    use crate::ipam::{PoolSpec, open_store};
+    use crate::kernel::{Attachment, Built, FoundLink};
+
+    /// Blackholes in memory; the rest of the kernel is not used here.
+    #[derive(Default)]
+    struct FakeKernel {
+        blackholes: Mutex<BTreeSet<IpNetwork>>,
+    }
+
+    impl FakeKernel {
+        fn now(&self) -> BTreeSet<IpNetwork> {
+            self.blackholes.lock().unwrap().clone()
+        }
+    }
+
+    impl Kernel for FakeKernel {
+        async fn links(&self) -> Result<Vec<FoundLink>, DpError> {
+            Ok(Vec::new())
+        }
+        async fn check(&self, _: &Attachment) -> Result<(), DpError> {
+            Ok(())
+        }
+        async fn rebuild(&self, _: &str, _: &Attachment) -> Result<Built, DpError> {
+            Err(DpError::Io("not in this fake".into()))
+        }
+        async fn delete_link(&self, _: &str) -> Result<(), DpError> {
+            Ok(())
+        }
+        async fn blackholes(&self) -> Result<Vec<IpNetwork>, DpError> {
+            Ok(self.now().into_iter().collect())
+        }
+        async fn add_blackhole(&self, b: IpNetwork) -> Result<(), DpError> {
+            self.blackholes.lock().unwrap().insert(b);
+            Ok(())
+        }
+        async fn remove_blackhole(&self, b: IpNetwork) -> Result<(), DpError> {
+            self.blackholes.lock().unwrap().remove(&b);
+            Ok(())
+        }
+    }
+
+    /// Claim (ADD), empty (DEL), release after the grace: the blackhole
+    /// follows the owned set in both directions; a leftover blackhole of a
+    /// block this host no longer owns is removed at start, one outside the
+    /// pools is left alone.
+    #[tokio::test]
+    async fn pass_follows_owned_blocks_both_ways() {
+        let d = tempfile::tempdir().unwrap();
+        let store = open_store(&crate::config::DatastoreUrl::File(d.path().join("ds")))
+            .await
+            .unwrap();
+        let pool: IpNetwork = "10.9.0.0/24".parse().unwrap();
+        let spec = PoolSpec {
+            cidr: pool,
+            block_prefix: 28,
+            empty_block_grace_ms: Some(0),
+        };
+        let ipam = Arc::new(FlatnetIpam::open(store, "h1", &[spec]).await.unwrap());
+        let k = FakeKernel::default();
+        let stale: IpNetwork = "10.9.0.240/28".parse().unwrap();
+        let foreign: IpNetwork = "192.168.0.0/24".parse().unwrap();
+        k.add_blackhole(stale).await.unwrap();
+        k.add_blackhole(foreign).await.unwrap();
+        let blocks = OwnedBlocks::new(ipam.clone(), k, None, vec![pool]);
+        blocks.adopt_kernel().await.unwrap();
+        let p = blocks.pass(true).await.unwrap();
+        assert_eq!(p.remove_blackholes, vec![stale]);
+        assert_eq!(blocks.dp.now(), [foreign].into());
+
+        let h: AttachmentRef = "c1/eth0".parse().unwrap();
+        let a = ipam.allocate(&h, None).await.unwrap();
+        assert_eq!(a.own_blocks.len(), 1);
+        let block = a.own_blocks[0];
+        blocks.ensure(&a.own_blocks).await.unwrap();
+        assert!(blocks.dp.now().contains(&block));
+        let p = blocks.pass(true).await.unwrap();
+        assert!(p.remove_blackholes.is_empty());
+        assert_eq!(p.advertise, [block].into());
+
+        assert!(ipam.release(&h).await.unwrap());
+        // Zero grace: stamped empty by one pass (or the release), returned
+        // to the pool by the next; the blackhole goes in the same pass.
+        let mut passes = 0;
+        while blocks.dp.now().contains(&block) {
+            let p = blocks.pass(true).await.unwrap();
+            passes += 1;
+            assert!(
+                passes <= 2,
+                "block still owned after {passes} passes: {p:?}"
+            );
+        }
+        assert!(ipam.owned_blocks().await.unwrap().is_empty());
+        assert_eq!(blocks.dp.now(), [foreign].into());
+    }
 
     #[test]
     fn blocks_become_bgp_prefixes_without_text() {

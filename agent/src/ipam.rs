@@ -254,7 +254,19 @@ impl FlatnetIpam {
             .map_err(map_err)
     }
 
-    /// Blocks this host owns (each gets a blackhole route and is advertised).
+    /// The blocks this host owns, from the block records alone (cheaper
+    /// than [`Self::blocks`], which counts every allocation).
+    pub async fn owned_blocks(&self) -> Result<Vec<Cidr>, IpamError> {
+        let blocks = self.ipam.all_blocks().await.map_err(map_err)?;
+        Ok(blocks
+            .into_iter()
+            .filter(|b| b.host.as_deref() == Some(self.host.as_str()))
+            .map(|b| b.cidr)
+            .collect())
+    }
+
+    /// Blocks this host owns with their use (each gets a blackhole route and
+    /// is advertised).
     pub async fn blocks(&self) -> Result<Vec<BlockInfo>, IpamError> {
         let u = self.ipam.utilisation().await.map_err(map_err)?;
         Ok(u.blocks
@@ -409,10 +421,13 @@ mod tests {
         assert!(m2.reachable().await);
         // With a zero grace, empty blocks go back to the pool: the first
         // pass stamps them empty, a later one releases them.
-        assert!(!m2.blocks().await.unwrap().is_empty());
+        let owned: Vec<Cidr> = m2.blocks().await.unwrap().iter().map(|b| b.cidr).collect();
+        assert!(!owned.is_empty());
+        assert_eq!(m2.owned_blocks().await.unwrap(), owned);
         let mut released = m2.release_empty_blocks().await.unwrap();
         released.extend(m2.release_empty_blocks().await.unwrap());
         assert!(!released.is_empty());
         assert!(m2.blocks().await.unwrap().is_empty());
+        assert!(m2.owned_blocks().await.unwrap().is_empty());
     }
 }

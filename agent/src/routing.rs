@@ -109,7 +109,7 @@ impl BgpRouting {
             .map(|p| PeerState {
                 address: p.address,
                 asn: p.asn,
-                state: State::Idle.to_string(),
+                state: State::Idle,
             })
             .collect();
         Ok(Some(Arc::new(BgpRouting {
@@ -139,7 +139,7 @@ impl BgpRouting {
                 .map(|p| PeerState {
                     address: p.address,
                     asn: p.remote_as,
-                    state: p.state.to_string(),
+                    state: p.state,
                 })
                 .collect();
             *self.peers.lock().unwrap_or_else(|p| p.into_inner()) = states;
@@ -177,8 +177,7 @@ impl BgpRouting {
     /// `None` when at least one peer is Established, else why not.
     pub fn not_ready(&self) -> Option<String> {
         let peers = self.peers();
-        let est = State::Established.to_string();
-        if peers.iter().any(|p| p.state == est) {
+        if peers.iter().any(|p| p.state == State::Established) {
             return None;
         }
         let list: Vec<String> = peers

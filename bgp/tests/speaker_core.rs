@@ -319,19 +319,29 @@ fn enhanced_refresh_request_is_answered_between_borr_and_eorr() {
     assert_eq!(cmds[2], PeerCommand::Demarcation(v4, RouteRefresh::EORR));
 }
 
-fn with_max_prefix(limit: usize, restart: Option<Duration>, t0: Instant) -> Core {
-    let mut cfg = peer_cfg();
-    cfg.max_prefix = vec![MaxPrefix {
+fn limit(limit: usize, restart: Option<Duration>) -> MaxPrefix {
+    MaxPrefix {
         family: Family::IPV4_UNICAST,
         limit,
         warning_percent: 50,
         restart_interval: restart,
-    }];
+        warning_only: false,
+    }
+}
+
+/// The peer Established with this max-prefix limit.
+fn with_limit(mp: MaxPrefix, t0: Instant) -> Core {
+    let mut cfg = peer_cfg();
+    cfg.max_prefix = vec![mp];
     let mut c = core();
     c.handle(Event::AddPeer(Box::new(cfg)), t0).unwrap();
     up(&mut c, true, t0);
     drain(&mut c);
     c
+}
+
+fn with_max_prefix(n: usize, restart: Option<Duration>, t0: Instant) -> Core {
+    with_limit(limit(n, restart), t0)
 }
 
 fn local_errors(actions: &[Action]) -> Vec<(Vec<u8>, u8, u8, Option<Duration>)> {
@@ -408,6 +418,27 @@ fn max_prefix_warning_threshold_and_the_limit_itself_do_not_reset() {
     assert_eq!(st.prefixes_received, 4);
     announce(&mut c, &[p4([10, 1, 4, 0], 24)], t0);
     assert_eq!(local_errors(&drain(&mut c)).len(), 1);
+}
+
+#[test]
+fn max_prefix_warning_only_keeps_the_session_past_the_limit() {
+    let t0 = Instant::now();
+    let mut c = with_limit(
+        MaxPrefix {
+            warning_only: true,
+            ..limit(2, None)
+        },
+        t0,
+    );
+    let five: Vec<Ipv4Prefix> = (0..5).map(|i| p4([10, 1, i, 0], 24)).collect();
+    announce(&mut c, &five, t0);
+    announce(&mut c, &[p4([10, 1, 9, 0], 24)], t0);
+    assert!(local_errors(&drain(&mut c)).is_empty());
+    let st = &c.peer_status(t0)[0];
+    assert_eq!(st.state, State::Established);
+    assert_eq!(st.max_prefix_resets, 0);
+    assert_eq!(st.prefixes_received, 6);
+    assert_eq!(loc_rib(&c).len(), 6);
 }
 
 #[test]

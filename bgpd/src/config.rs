@@ -27,7 +27,7 @@
 //! family = "ipv4-unicast"
 //! limit = 1000
 //! warning_percent = 75
-//! restart_interval = 30
+//! restart_interval = 30         # or warning_only = true: log, keep the session
 //!
 //! [[policy]]
 //! name = "from-tor"
@@ -236,6 +236,9 @@ struct MaxPrefixToml {
     /// Seconds; absent = stay down until restarted by hand.
     #[serde(default)]
     restart_interval: Option<u64>,
+    /// Log past the limit instead of resetting the session.
+    #[serde(default)]
+    warning_only: bool,
 }
 
 fn default_warning() -> u8 {
@@ -381,6 +384,7 @@ pub fn parse(text: &str, file: &str) -> Result<SpeakerConfig, ConfigError> {
                 limit: m.limit,
                 warning_percent: m.warning_percent.min(100),
                 restart_interval: m.restart_interval.map(Duration::from_secs),
+                warning_only: m.warning_only,
             })
             .collect();
         peers.push(c);
@@ -555,6 +559,16 @@ communities = ["65000:1"]
         let e = parse(&bad, "t.toml").unwrap_err();
         assert!(e.message.contains("host bits"), "{e}");
         assert_eq!((e.line, e.column), (30, 10), "{e}");
+    }
+
+    #[test]
+    fn max_prefix_warning_only_is_off_unless_set() {
+        let c = parse(GOOD, "t.toml").unwrap();
+        assert!(!c.peers[0].max_prefix[0].warning_only);
+        let w = GOOD.replace("restart_interval = 30", "warning_only = true");
+        let c = parse(&w, "t.toml").unwrap();
+        assert!(c.peers[0].max_prefix[0].warning_only);
+        assert_eq!(c.peers[0].max_prefix[0].restart_interval, None);
     }
 
     #[test]

@@ -217,7 +217,11 @@ fn main() -> ExitCode {
                         &s.peers
                             .iter()
                             .map(|p| {
-                                vec![p.address.to_string(), p.asn.to_string(), p.state.clone()]
+                                vec![
+                                    p.address.to_string(),
+                                    p.asn.to_string(),
+                                    p.state.to_string(),
+                                ]
                             })
                             .collect::<Vec<_>>(),
                     ));

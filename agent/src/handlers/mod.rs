@@ -238,8 +238,8 @@ impl Agent {
             },
         };
         if !name.is_empty() {
-            // ADD may have claimed a block, DEL/GC emptied one.
-            self.blocks.nudge();
+            // Owned blocks follow on their own: a claimed block nudges its
+            // reconciler from ADD, an emptied one goes after its grace.
             self.metrics
                 .observe(name, r.is_ok(), t.elapsed().as_secs_f64());
         }
@@ -273,7 +273,10 @@ impl Agent {
             ),
             Some(b) => {
                 let peers = b.peers();
-                let up = peers.iter().filter(|p| p.state == "Established").count();
+                let up = peers
+                    .iter()
+                    .filter(|p| p.state == flatnet_bgp::fsm::State::Established)
+                    .count();
                 (
                     format!("bgp: {up}/{} peers established", peers.len()),
                     peers,

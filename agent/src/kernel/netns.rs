@@ -7,16 +7,19 @@ use std::path::Path;
 
 use rtnetlink::Handle;
 
-/// Runs `f` with a netlink handle opened inside the namespace at `path`, on a
-/// dedicated thread that has joined it (the namespace is per thread; the
-/// rest of flatnetd stays in the host namespace).
+/// Runs `f` with a netlink handle whose socket lives in the namespace at
+/// `path`. A socket belongs to the namespace of the thread that creates
+/// it, so a short-lived thread joins the namespace only to create the
+/// socket (registered with the caller's runtime) and exits; `f` then runs
+/// on the caller's runtime. No runtime is built per call, and no thread of
+/// the runtime ever leaves the host namespace.
 pub async fn in_netns<T, F, Fut>(path: &Path, f: F) -> Result<T, DpError>
 where
-    T: Send + 'static,
-    F: FnOnce(Handle) -> Fut + Send + 'static,
+    F: FnOnce(Handle) -> Fut,
     Fut: Future<Output = Result<T, DpError>>,
 {
     let ns = open_netns(path)?;
+    let rt = tokio::runtime::Handle::current();
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("flatnet-netns".into())
@@ -24,24 +27,19 @@ where
             let r = (|| {
                 nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
                     .map_err(|e| DpError::Io(format!("setns: {e}")))?;
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| DpError::Io(format!("runtime: {e}")))?;
-                rt.block_on(async move {
-                    let (conn, handle, _) = rtnetlink::new_connection()
-                        .map_err(|e| DpError::Io(format!("netlink socket: {e}")))?;
-                    let task = tokio::spawn(conn);
-                    let r = f(handle).await;
-                    task.abort();
-                    r
-                })
+                let _in_rt = rt.enter();
+                rtnetlink::new_connection().map_err(|e| DpError::Io(format!("netlink socket: {e}")))
             })();
             let _ = tx.send(r);
         })
         .map_err(|e| DpError::Io(format!("spawn thread: {e}")))?;
-    rx.await
-        .map_err(|_| DpError::Io("namespace worker thread died".into()))?
+    let (conn, handle, _) = rx
+        .await
+        .map_err(|_| DpError::Io("namespace worker thread died".into()))??;
+    let task = tokio::spawn(conn);
+    let r = f(handle).await;
+    task.abort();
+    r
 }
 
 /// Opens a namespace file, telling "gone" apart from other failures.

@@ -140,7 +140,7 @@ impl Agent {
         }
         let released = self.ipam.gc(&live).await?;
         self.blocks.adopt_kernel().await?;
-        self.blocks.pass().await?;
+        self.blocks.pass(true).await?;
         tokio::spawn(self.blocks.clone().run());
         tracing::info!(
             adopted = live.len(),

@@ -19,6 +19,9 @@ pub struct MaxPrefix {
     pub warning_percent: u8,
     /// Restart the session this long after the Cease (`None`: stay down).
     pub restart_interval: Option<Duration>,
+    /// Past the limit, only log (once per session) instead of sending the
+    /// Cease: for peers whose table size is watched, not enforced.
+    pub warning_only: bool,
 }
 
 /// Graceful restart settings of one peer.

@@ -120,6 +120,7 @@ impl Core {
                 None
             };
             p.warned.clear();
+            p.over_limit.clear();
         }
         self.apply(all);
     }

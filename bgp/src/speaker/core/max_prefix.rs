@@ -1,6 +1,7 @@
 //! Maximum prefixes per peer and family: a warning at a threshold, and past
 //! the limit a Cease / Maximum Number of Prefixes Reached NOTIFICATION
-//! (RFC 4486) with an optional restart after an interval.
+//! (RFC 4486) with an optional restart after an interval, or in warning-only
+//! mode a log line and nothing else.
 
 use std::net::IpAddr;
 
@@ -36,7 +37,11 @@ impl Core {
                 tracing::warn!(%peer, family = %mp.family, count, limit = mp.limit, "max-prefix warning threshold reached");
             }
             if count > mp.limit {
-                exceeded = Some(mp.clone());
+                if !mp.warning_only {
+                    exceeded = Some(mp.clone());
+                } else if p.over_limit.insert(mp.family) {
+                    tracing::warn!(%peer, family = %mp.family, count, limit = mp.limit, "max-prefix exceeded (warning only): keeping the session");
+                }
             }
         }
         if let Some(mp) = exceeded {

@@ -61,6 +61,8 @@ struct PeerEntry {
     stale_deadline: Option<Instant>,
     /// Families whose max-prefix warning was logged this session.
     warned: HashSet<Family>,
+    /// Families past a warning-only limit (logged once) this session.
+    over_limit: HashSet<Family>,
     max_prefix_resets: u32,
 }
 
@@ -224,11 +226,6 @@ impl Core {
         self.peers.contains_key(&normalize(ip))
     }
 
-    /// Every configured peer's address.
-    pub fn peer_addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        self.peers.keys().copied()
-    }
-
     fn addr_of(&self, id: PeerId) -> Option<IpAddr> {
         self.ids.get(&id).copied()
     }
@@ -325,6 +322,7 @@ impl Core {
                 last_error: None,
                 stale_deadline: None,
                 warned: HashSet::new(),
+                over_limit: HashSet::new(),
                 max_prefix_resets: 0,
             },
         );
