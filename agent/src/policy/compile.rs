@@ -268,6 +268,31 @@ fn addr_family(a: &IpAddr) -> Family {
     if a.is_ipv4() { Family::V4 } else { Family::V6 }
 }
 
+/// Every set of a family (the all-set and one per app in `app_sets`)
+/// filled from the endpoints; an endpoint of an app not in `app_sets`
+/// is in the all-set only.
+fn fill_sets(
+    f: Family,
+    app_sets: &BTreeMap<String, String>,
+    endpoints: &[EndpointAddr],
+) -> BTreeMap<String, BTreeSet<IpAddr>> {
+    let all = all_set(f);
+    let mut sets: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
+    sets.insert(all.clone(), BTreeSet::new());
+    for s in app_sets.values() {
+        sets.insert(s.clone(), BTreeSet::new());
+    }
+    for e in endpoints {
+        for a in e.addrs.iter().filter(|a| addr_family(a) == f) {
+            sets.entry(all.clone()).or_default().insert(*a);
+            if let Some(s) = e.app.as_ref().and_then(|app| app_sets.get(app)) {
+                sets.entry(s.clone()).or_default().insert(*a);
+            }
+        }
+    }
+    sets
+}
+
 /// The origin of `p`'s `kind[i]` edge.
 fn edge(p: &Policy, kind: &str, i: usize) -> Origin {
     Origin::Edge {
@@ -304,21 +329,9 @@ fn compile_family(
         apps.extend(p.ingress.iter().map(|e| e.app.clone()));
     }
     let all = all_set(f);
-    let mut sets: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
-    sets.insert(all.clone(), BTreeSet::new());
     let app_sets: BTreeMap<String, String> =
         apps.iter().map(|a| (a.clone(), app_set(f, a))).collect();
-    for s in app_sets.values() {
-        sets.insert(s.clone(), BTreeSet::new());
-    }
-    for e in endpoints {
-        for a in e.addrs.iter().filter(|a| addr_family(a) == f) {
-            sets.entry(all.clone()).or_default().insert(*a);
-            if let Some(s) = e.app.as_ref().and_then(|app| app_sets.get(app)) {
-                sets.entry(s.clone()).or_default().insert(*a);
-            }
-        }
-    }
+    let sets = fill_sets(f, &app_sets, endpoints);
     let set_of = |app: &str| app_sets.get(app).cloned().unwrap_or_default();
 
     let mut chains = Vec::new();
@@ -573,6 +586,22 @@ pub const FORWARD_HOOK: (&str, &str, &str) = ("filter", "FORWARD", FORWARD_CHAIN
 pub const NAT_HOOK: (&str, &str, &str) = ("nat", "POSTROUTING", NAT_CHAIN);
 
 impl FamilyIr {
+    /// The sets for `endpoints` under this compilation's chains, or `None`
+    /// when an endpoint's app has no set here (a new app: chains change).
+    pub fn sets_for(
+        &self,
+        endpoints: &[EndpointAddr],
+    ) -> Option<BTreeMap<String, BTreeSet<IpAddr>>> {
+        if self.chains.is_empty() {
+            return Some(BTreeMap::new());
+        }
+        let known = |e: &EndpointAddr| e.app.as_ref().is_none_or(|a| self.app_sets.contains_key(a));
+        endpoints
+            .iter()
+            .all(known)
+            .then(|| fill_sets(self.family, &self.app_sets, endpoints))
+    }
+
     /// The `iptables-restore --noflush` payload: flatnet's chains declared
     /// (so flushed and refilled atomically per table), the missing hooks,
     /// and `stale` chains (flatnet's, no longer wanted) flushed and deleted.
@@ -671,10 +700,18 @@ impl FamilyIr {
 /// The incremental `ipset restore` payload from `old` to `new` sets of the
 /// same chains: adds and deletes only (a membership change).
 pub fn membership_delta(old: &FamilyIr, new: &FamilyIr) -> String {
+    sets_delta(&old.sets, &new.sets)
+}
+
+/// `add`/`del` lines from `old` to `new` members of the same sets.
+pub fn sets_delta(
+    old: &BTreeMap<String, BTreeSet<IpAddr>>,
+    new: &BTreeMap<String, BTreeSet<IpAddr>>,
+) -> String {
     let empty = BTreeSet::new();
     let mut out = String::new();
-    for (name, members) in &new.sets {
-        let before = old.sets.get(name).unwrap_or(&empty);
+    for (name, members) in new {
+        let before = old.get(name).unwrap_or(&empty);
         for m in before.difference(members) {
             let _ = writeln!(out, "del {name} {m}");
         }

@@ -140,9 +140,12 @@ fn a_membership_change_changes_sets_only() {
          del fn4-all 10.244.1.7\nadd fn4-all 10.244.2.5\n"
     );
     assert_eq!(membership_delta(&before.v6, &after.v6), "");
-    // A new app is a chain change.
+    // The engine's shortcut gives the same sets as a compile.
+    assert_eq!(before.v4.sets_for(&e).as_ref(), Some(&after.v4.sets));
+    // A new app is a chain change, and no shortcut.
     e.push(ep(Some("batch"), &["10.244.3.1"]));
     assert!(chains_differ(&after.v4, &compile(&p, &e, &c).v4));
+    assert_eq!(before.v4.sets_for(&e), None);
 }
 
 #[test]

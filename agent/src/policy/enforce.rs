@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::compile::{Compiled, FORWARD_HOOK, NAT_HOOK, chains_differ, membership_delta};
+use super::compile::{
+    Compiled, EndpointAddr, FORWARD_HOOK, NAT_HOOK, chains_differ, membership_delta, sets_delta,
+};
 use super::plan::{observe, plan, stale_sets};
 use crate::netfilter::{Family, Netfilter, NfError};
 
@@ -91,6 +93,27 @@ impl Enforcer {
         } else {
             Applied::Nothing
         })
+    }
+
+    /// A membership change under the chains last applied: only the sets
+    /// are recomputed and only `add`/`del` lines written. `None` when it
+    /// is not one (nothing applied yet, or an endpoint of a new app).
+    pub async fn apply_members(&self, eps: &[EndpointAddr]) -> Result<Option<Applied>, NfError> {
+        let mut last = self.last.lock().await;
+        let Some(c) = last.as_mut() else {
+            return Ok(None);
+        };
+        let (Some(s4), Some(s6)) = (c.v4.sets_for(eps), c.v6.sets_for(eps)) else {
+            return Ok(None);
+        };
+        let delta = sets_delta(&c.v4.sets, &s4) + &sets_delta(&c.v6.sets, &s6);
+        if delta.is_empty() {
+            return Ok(Some(Applied::Nothing));
+        }
+        self.nf.ipset_restore(&delta).await?;
+        c.v4.sets = s4;
+        c.v6.sets = s6;
+        Ok(Some(Applied::Members))
     }
 
     /// The compilation in the kernel (what `policy trace` walks).

@@ -37,6 +37,10 @@ pub enum EngineError {
 struct State {
     policies: BTreeMap<String, Policy>,
     endpoints: BTreeMap<String, EndpointAddr>,
+    /// Bumped whenever the policies change (they decide the chains).
+    rules_gen: u64,
+    /// The `rules_gen` of the last full apply.
+    applied_gen: Option<u64>,
 }
 
 pub struct PolicyEngine {
@@ -89,6 +93,7 @@ impl PolicyEngine {
         let mut st = self.state.lock().await;
         st.endpoints.clear();
         st.policies.clear();
+        st.rules_gen += 1;
         for kv in &eps.kvs {
             upsert(&mut st, ENDPOINTS_PREFIX, kv);
         }
@@ -100,17 +105,27 @@ impl PolicyEngine {
 
     /// Compiles the current state and applies it.
     async fn sync(&self) -> Result<Applied, EngineError> {
-        let st = self.state.lock().await;
-        self.apply_locked(&st).await
+        let mut st = self.state.lock().await;
+        self.apply_locked(&mut st).await
     }
 
-    async fn apply_locked(&self, st: &State) -> Result<Applied, EngineError> {
-        let policies: Vec<Policy> = st.policies.values().cloned().collect();
+    /// Under unchanged policies, a change of endpoints of known apps is
+    /// a membership change (sets only, no compile); anything else is
+    /// compiled and applied in full.
+    async fn apply_locked(&self, st: &mut State) -> Result<Applied, EngineError> {
         let eps: Vec<EndpointAddr> = st.endpoints.values().cloned().collect();
-        Ok(self
+        if st.applied_gen == Some(st.rules_gen)
+            && let Some(a) = self.enforcer.apply_members(&eps).await?
+        {
+            return Ok(a);
+        }
+        let policies: Vec<Policy> = st.policies.values().cloned().collect();
+        let a = self
             .enforcer
             .apply(compile(&policies, &eps, &self.cluster))
-            .await?)
+            .await?;
+        st.applied_gen = Some(st.rules_gen);
+        Ok(a)
     }
 
     /// A container of this host is up (called by ADD after its record is
@@ -118,14 +133,14 @@ impl PolicyEngine {
     pub async fn endpoint_up(&self, key: &str, ep: &Endpoint) -> Result<Applied, EngineError> {
         let mut st = self.state.lock().await;
         st.endpoints.insert(key.to_string(), endpoint_addr(ep));
-        self.apply_locked(&st).await
+        self.apply_locked(&mut st).await
     }
 
     /// A container of this host is gone (DEL).
     pub async fn endpoint_down(&self, key: &str) -> Result<Applied, EngineError> {
         let mut st = self.state.lock().await;
         st.endpoints.remove(key);
-        self.apply_locked(&st).await
+        self.apply_locked(&mut st).await
     }
 
     /// Traces a flow through the compilation in the kernel.
@@ -173,7 +188,7 @@ impl PolicyEngine {
                             EventKind::Delete => remove(&mut st, prefix, &ev.kv.key),
                         }
                     }
-                    if let Err(e) = self.apply_locked(&st).await {
+                    if let Err(e) = self.apply_locked(&mut st).await {
                         tracing::error!(error = %e, "policy apply failed");
                     }
                 }
@@ -189,6 +204,7 @@ impl PolicyEngine {
 
 fn upsert(st: &mut State, prefix: &str, kv: &KeyValue) {
     if prefix == POLICIES_PREFIX {
+        st.rules_gen += 1;
         match decode(kv) {
             Ok((p, _)) => {
                 st.policies.insert(kv.key.clone(), p);
@@ -207,6 +223,7 @@ fn upsert(st: &mut State, prefix: &str, kv: &KeyValue) {
 
 fn remove(st: &mut State, prefix: &str, key: &str) {
     if prefix == POLICIES_PREFIX {
+        st.rules_gen += 1;
         st.policies.remove(key);
     } else {
         st.endpoints.remove(key);
