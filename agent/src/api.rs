@@ -129,6 +129,26 @@ pub enum Op {
     Fib,
     /// `flatnet reload` (like SIGHUP): re-read the config file, apply the peers.
     Reload,
+    /// Stores a policy document (validated again by flatnetd).
+    PolicyApply(PolicyApplyArgs),
+    PolicyList,
+    PolicyShow(PolicyName),
+    PolicyDelete(PolicyName),
+    PolicyTrace(crate::policy::trace::Flow),
+    PolicyStats,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PolicyApplyArgs {
+    pub policy: crate::policy::RawPolicy,
+    /// Compare-and-swap: the revision read (0: must be new); absent: replace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_revision: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PolicyName {
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -209,6 +229,12 @@ pub enum Answer {
     Endpoints(Vec<Endpoint>),
     Ipam(IpamView),
     IpamCheck(Vec<String>),
+    /// The revision a policy document was stored at.
+    PolicyRevision(i64),
+    Policies(Vec<crate::policy::store::StoredPolicy>),
+    Policy(crate::policy::store::StoredPolicy),
+    Trace(crate::policy::trace::Verdict),
+    PolicyStats(Vec<crate::policy::enforce::EdgeCounter>),
     BgpNeighbors(Vec<flatnet_bgp::speaker::control::Neighbor>),
     BgpRoutes(Vec<flatnet_bgp::speaker::control::Route>),
     Fib(Vec<FibRoute>),
@@ -254,6 +280,10 @@ pub enum ErrorKind {
     DatastoreUnavailable,
     CheckFailed,
     NotFound,
+    /// A policy document was changed by someone else since it was read.
+    Conflict,
+    /// Application policy is not enabled on this host.
+    PolicyDisabled,
     Internal,
 }
 

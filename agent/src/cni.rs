@@ -171,7 +171,9 @@ fn map_client(e: ClientError) -> CniError {
                 ErrorKind::PoolExhausted => code::POOL_EXHAUSTED,
                 ErrorKind::DatastoreUnavailable => code::TRY_AGAIN_LATER,
                 ErrorKind::CheckFailed => code::CHECK_FAILED,
-                ErrorKind::Internal => code::INTERNAL,
+                ErrorKind::Internal | ErrorKind::Conflict | ErrorKind::PolicyDisabled => {
+                    code::INTERNAL
+                }
             };
             let msg = match a.kind {
                 ErrorKind::NetnsNotFound => "network namespace does not exist",
@@ -182,7 +184,9 @@ fn map_client(e: ClientError) -> CniError {
                 ErrorKind::CheckFailed => "attachment check failed",
                 ErrorKind::InvalidRequest => "invalid request",
                 ErrorKind::UnsupportedVersion => "flatnetd speaks another API version",
-                ErrorKind::Internal => "flatnetd internal error",
+                ErrorKind::Internal | ErrorKind::Conflict | ErrorKind::PolicyDisabled => {
+                    "flatnetd internal error"
+                }
             };
             CniError::new(c, msg, a.message)
         }

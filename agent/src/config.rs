@@ -42,6 +42,40 @@ pub struct Config {
     pub pools: Vec<Pool>,
     #[serde(default)]
     pub bgp: Bgp,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+/// Application policy (`[policy]`): off unless enabled, so a host without
+/// it forwards as before.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Enforce the policies of the datastore on this host's containers.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Between different apps when no policy opens an edge (cluster-wide:
+    /// set it alike on every host).
+    #[serde(default)]
+    pub between_apps: crate::policy::compile::DefaultAction,
+    /// To destinations outside the pools when no egress CIDR matches.
+    #[serde(default)]
+    pub egress: crate::policy::compile::DefaultAction,
+}
+
+impl Config {
+    /// The cluster inputs of the policy compiler.
+    pub fn policy_cluster(&self) -> crate::policy::compile::Cluster {
+        crate::policy::compile::Cluster {
+            between_apps: self.policy.between_apps,
+            egress: self.policy.egress,
+            pools: self
+                .pools
+                .iter()
+                .map(|p| (p.cidr.0, p.nat_outgoing))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -285,6 +319,11 @@ pub struct Pool {
     /// when flatnetd creates the pool in the datastore; default 300.
     #[serde(default)]
     pub empty_block_grace: Option<u64>,
+    /// Source-NAT traffic from this pool to destinations outside every
+    /// pool (for pools the fabric does not route outside; applies with
+    /// `[policy] enabled`). Off: flat addressing is the point.
+    #[serde(default)]
+    pub nat_outgoing: bool,
     /// BGP communities ("ASN:VALUE") on this pool's blocks and borrowed
     /// addresses, to every peer.
     #[serde(default)]
@@ -439,6 +478,16 @@ pub enum ConfigError {
     },
 }
 
+/// Where in `text` a TOML error is, 1-based, and its message: one place
+/// for every TOML document the agent reads (config, policy documents).
+pub fn toml_error_at(text: &str, e: &toml::de::Error) -> (usize, usize, String) {
+    let (line, column) = e
+        .span()
+        .map(|s| flatnet_tomlspan::line_col(text, s.start))
+        .unwrap_or((1, 1));
+    (line, column, e.message().trim().to_string())
+}
+
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -455,15 +504,12 @@ impl Config {
     /// Parses and validates `text`; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| flatnet_tomlspan::line_col(text, s.start))
-                .unwrap_or((1, 1));
+            let (line, column, message) = toml_error_at(text, &e);
             ConfigError::Syntax {
                 path: origin.to_string(),
                 line,
                 column,
-                message: e.message().trim().to_string(),
+                message,
             }
         })?;
         peer::check_peers(&cfg.bgp.peers).map_err(|p| located(text, origin, p))?;

@@ -11,6 +11,7 @@ pub mod ipam;
 pub mod kernel;
 pub mod metrics;
 pub mod netfilter;
+pub mod policy;
 pub mod reconcile;
 pub mod routing;
 pub mod server;

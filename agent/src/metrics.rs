@@ -46,6 +46,12 @@ fn state_number(s: flatnet_bgp::fsm::State) -> i64 {
     }
 }
 
+/// A policy rule by its comment (`flatnet:<policy>:<edge>` or a default).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: String,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub ops: Family<OpLabels, Counter>,
@@ -69,6 +75,10 @@ pub struct Metrics {
     pub routes_installed: Counter,
     /// Last seen cumulative UPDATE counts per peer, to feed the counters.
     seen_updates: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
+    /// Kernel counters of policy rules, read at each scrape; gauges, as a
+    /// rewritten chain restarts its counters.
+    pub policy_packets: Family<RuleLabels, Gauge>,
+    pub policy_bytes: Family<RuleLabels, Gauge>,
 }
 
 fn histogram() -> Histogram {
@@ -161,7 +171,21 @@ impl Metrics {
             "Learned routes programmed into the kernel",
             routes_installed.clone(),
         );
+        let policy_packets = Family::<RuleLabels, Gauge>::default();
+        let policy_bytes = Family::<RuleLabels, Gauge>::default();
+        registry.register(
+            "policy_rule_packets",
+            "Packets that matched a policy rule (edge or default), both families",
+            policy_packets.clone(),
+        );
+        registry.register(
+            "policy_rule_bytes",
+            "Bytes that matched a policy rule (edge or default), both families",
+            policy_bytes.clone(),
+        );
         Metrics {
+            policy_packets,
+            policy_bytes,
             registry,
             ops,
             latency,

@@ -45,6 +45,11 @@ enum Cmd {
     Fib,
     /// Re-read the config file, like SIGHUP: peers added, removed, changed.
     Reload,
+    /// Application policy.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -60,6 +65,74 @@ enum BgpCmd {
         #[arg(long, value_name = "PEER")]
         advertised_to: Option<std::net::IpAddr>,
     },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Store a policy document (TOML or JSON); validated first, nothing
+    /// is stored when a field is wrong.
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Store only if the document is still at this revision (0: new).
+        #[arg(long)]
+        expect_revision: Option<i64>,
+    },
+    /// Every policy document with its revision.
+    List,
+    /// One document.
+    Show { name: String },
+    /// Delete one document.
+    Delete { name: String },
+    /// Allow or deny for one flow, and the policy or default that decides.
+    Trace {
+        #[arg(long)]
+        from: std::net::IpAddr,
+        #[arg(long)]
+        to: std::net::IpAddr,
+        #[arg(long, default_value = "tcp")]
+        proto: String,
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Packets and bytes per policy edge on this host.
+    Stats,
+}
+
+/// The request of a `policy` subcommand; `Err` is a message for stderr.
+fn policy_op(cmd: &PolicyCmd) -> Result<Op, String> {
+    use flatnet_agent::api::{PolicyApplyArgs, PolicyName};
+    use flatnet_agent::policy::Policy;
+    Ok(match cmd {
+        PolicyCmd::Apply {
+            file,
+            expect_revision,
+        } => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+            let (raw, _) = Policy::parse(&text, &file.display().to_string())
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            Op::PolicyApply(PolicyApplyArgs {
+                policy: raw,
+                expect_revision: *expect_revision,
+            })
+        }
+        PolicyCmd::List => Op::PolicyList,
+        PolicyCmd::Show { name } => Op::PolicyShow(PolicyName { name: name.clone() }),
+        PolicyCmd::Delete { name } => Op::PolicyDelete(PolicyName { name: name.clone() }),
+        PolicyCmd::Trace {
+            from,
+            to,
+            proto,
+            port,
+        } => Op::PolicyTrace(flatnet_agent::policy::trace::Flow {
+            from: *from,
+            to: *to,
+            proto: proto.parse().map_err(|e| format!("--proto: {e}"))?,
+            port: *port,
+        }),
+        PolicyCmd::Stats => Op::PolicyStats,
+    })
 }
 
 #[derive(Subcommand)]
@@ -123,6 +196,13 @@ fn main() -> ExitCode {
         }),
         Cmd::Fib => Op::Fib,
         Cmd::Reload => Op::Reload,
+        Cmd::Policy { cmd } => match policy_op(cmd) {
+            Ok(op) => op,
+            Err(e) => {
+                eprintln!("flatnet: {e}");
+                return ExitCode::from(2);
+            }
+        },
     };
     let answer = match call(&cli.socket, op, Duration::from_secs(30)) {
         Ok(a) => a,
@@ -145,6 +225,14 @@ fn main() -> ExitCode {
                 failed = !p.is_empty();
                 serde_json::to_value(serde_json::json!({"ok": p.is_empty(), "problems": p}))
             }
+            Answer::PolicyRevision(r) => serde_json::to_value(serde_json::json!({"revision": r})),
+            Answer::Policies(p) => serde_json::to_value(p),
+            Answer::Policy(p) => serde_json::to_value(p),
+            Answer::Trace(v) => {
+                failed = !v.allow;
+                serde_json::to_value(v)
+            }
+            Answer::PolicyStats(s) => serde_json::to_value(s),
             other => serde_json::to_value(other),
         };
         v.map(|v| serde_json::to_string_pretty(&v).unwrap_or_default() + "\n")
@@ -230,6 +318,43 @@ fn main() -> ExitCode {
             Answer::BgpRoutes(r) => show::routes(r),
             Answer::Fib(f) => show::fib(f),
             Answer::Reloaded(r) => show::reloaded(r),
+            Answer::PolicyRevision(r) => format!("stored at revision {r}\n"),
+            Answer::Policies(ps) => table(
+                &["NAME", "REVISION", "ALLOW", "EGRESS", "INGRESS"],
+                &ps.iter()
+                    .map(|p| {
+                        vec![
+                            p.raw.name.clone(),
+                            p.revision.to_string(),
+                            p.raw.allow.len().to_string(),
+                            p.raw.egress.len().to_string(),
+                            p.raw.ingress.len().to_string(),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Answer::Policy(p) => {
+                let body = toml::to_string_pretty(&p.raw).unwrap_or_default();
+                format!("# revision {}\n{body}", p.revision)
+            }
+            Answer::Trace(v) => {
+                failed = !v.allow;
+                let by = v.decided_by.as_ref().map_or(
+                    "no flatnet rule (left to the host's other rules)".to_string(),
+                    |o| o.comment(),
+                );
+                format!(
+                    "{} by {by}\npath: {}\n",
+                    if v.allow { "allow" } else { "deny" },
+                    v.path.join(" -> ")
+                )
+            }
+            Answer::PolicyStats(s) => table(
+                &["RULE", "PACKETS", "BYTES"],
+                &s.iter()
+                    .map(|c| vec![c.rule.clone(), c.packets.to_string(), c.bytes.to_string()])
+                    .collect::<Vec<_>>(),
+            ),
             Answer::IpamCheck(p) if p.is_empty() => "ipam: consistent\n".to_string(),
             Answer::IpamCheck(p) => {
                 failed = true;

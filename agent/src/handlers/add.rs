@@ -92,6 +92,22 @@ impl Agent {
             self.rollback_release(r).await;
             return Err(store_err(e));
         }
+        // Fail closed: the container's addresses are dropped as
+        // unprogrammed until they are in its app's sets; ADD answers only
+        // after that, and fails (rolled back) when it cannot be done.
+        if let Some(p) = &self.policy {
+            let key = crate::store::endpoint_key(&ep.node, &ep.container_id, &ep.ifname);
+            if let Err(e) = p.endpoint_up(&key, &ep).await {
+                let _ = self.store.remove(&r.container_id, &r.ifname).await;
+                let _ = p.endpoint_down(&key).await;
+                let _ = self.dp.del(&ep.host_ifname).await;
+                self.rollback_release(r).await;
+                return Err(ApiError::new(
+                    crate::api::ErrorKind::Internal,
+                    format!("policy rules for {r}: {e}"),
+                ));
+            }
+        }
         tracing::info!(
             handle = %r, v4 = ?ep.v4, v6 = ?ep.v6, host_if = %ep.host_ifname, app = ?ep.app,
             ipam_ms = t_alloc.as_secs_f64() * 1e3, kernel_ms = t_kernel.as_secs_f64() * 1e3,

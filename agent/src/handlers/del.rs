@@ -74,6 +74,13 @@ impl Agent {
                 .collect();
             self.blocks.released(&ips);
         }
+        // The address leaves its app's sets now, before it can be reused.
+        if let (Some(p), Some(s)) = (&self.policy, &stored) {
+            let key = crate::store::endpoint_key(&s.ep.node, id, ifname);
+            if let Err(e) = p.endpoint_down(&key).await {
+                tracing::warn!(container_id = %id, error = %e, "policy: removing members failed");
+            }
+        }
         let t_ipam = t1.elapsed();
         tracing::info!(
             container_id = %id, %ifname,

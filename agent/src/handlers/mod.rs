@@ -39,6 +39,10 @@ pub struct Agent {
     pub(crate) blocks: Arc<OwnedBlocks>,
     /// Learned routes in the kernel (with BGP peers only).
     pub(crate) fib: Option<Arc<crate::fib::Fib>>,
+    /// The datastore (policy documents live in it too).
+    pub(crate) ds: flatnet_ipam::AnyStore,
+    /// Application policy, when `[policy] enabled`.
+    pub(crate) policy: Option<Arc<crate::policy::engine::PolicyEngine>>,
     started: Instant,
     locks: Mutex<HashMap<AttachmentRef, Arc<tokio::sync::Mutex<()>>>>,
     /// ADDs hold it shared from allocation to record; GC holds it
@@ -154,7 +158,7 @@ impl Agent {
                 }
             }
         };
-        let store = EndpointStore::open(ds, &cfg.node.name)?;
+        let store = EndpointStore::open(ds.clone(), &cfg.node.name)?;
         let imported = store.import_legacy(&cfg.dataplane.state_dir).await;
         if imported > 0 {
             tracing::info!(
@@ -176,7 +180,22 @@ impl Agent {
             bgp.clone(),
             pools,
         ));
+        // Policy is in place before any ADD is served.
+        let policy = if cfg.policy.enabled {
+            Some(
+                crate::policy::engine::PolicyEngine::start(
+                    ds.clone(),
+                    cfg.policy_cluster(),
+                    dp.netfilter().clone(),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
         Ok(Arc::new(Agent {
+            ds,
+            policy,
             cfg,
             dp,
             reap,
@@ -229,6 +248,13 @@ impl Agent {
             Op::BgpRoutes(a) => self.bgp_routes(&a).await.map(Answer::BgpRoutes),
             Op::Fib => self.fib().await.map(Answer::Fib),
             Op::Reload => self.reload().await.map(Answer::Reloaded),
+            other => match self.handle_policy(&other).await {
+                Some(r) => r,
+                None => Err(ApiError::new(
+                    ErrorKind::InvalidRequest,
+                    "unknown operation",
+                )),
+            },
         };
         if !name.is_empty() {
             // Owned blocks follow on their own: a claimed block nudges its
@@ -356,6 +382,21 @@ impl Agent {
             self.metrics
                 .ipam_capacity
                 .set(blocks.iter().map(|b| b.capacity as i64).sum());
+        }
+        if let Some(p) = &self.policy
+            && let Ok(stats) = p.stats().await
+        {
+            for c in stats {
+                let l = crate::metrics::RuleLabels { rule: c.rule };
+                self.metrics
+                    .policy_packets
+                    .get_or_create(&l)
+                    .set(c.packets as i64);
+                self.metrics
+                    .policy_bytes
+                    .get_or_create(&l)
+                    .set(c.bytes as i64);
+            }
         }
     }
 

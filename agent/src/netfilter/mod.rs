@@ -2,8 +2,8 @@
 //! stdin to `iptables-restore --noflush` (or `ipset restore`), applied
 //! atomically per table, one process per batch. The backend (nf_tables or
 //! legacy) is detected once, so the writer and `iptables` agree on which
-//! kernel tables they see. Anti-spoofing ([`antispoof`]) uses it now;
-//! application policy will use it next.
+//! kernel tables they see. Anti-spoofing ([`antispoof`]) and application
+//! policy ([`crate::policy`]) use it.
 
 pub mod antispoof;
 
@@ -156,6 +156,38 @@ impl Netfilter {
                 stderr,
             })
         }
+    }
+
+    /// `iptables-save -t table` (the policy reconcile compares its own
+    /// chains with it; `-c` adds packet/byte counters for `policy stats`).
+    pub async fn save(&self, fam: Family, table: &str, counters: bool) -> Result<String, NfError> {
+        let bin = format!("{}-save", self.query_bin(fam));
+        let mut args = vec!["-t", table];
+        if counters {
+            args.push("-c");
+        }
+        let (ok, out) = run(&bin, &args, None).await?;
+        if ok {
+            Ok(out)
+        } else {
+            Err(NfError::Failed { bin, stderr: out })
+        }
+    }
+
+    /// The names of every ipset (`ipset list -n`).
+    pub async fn ipset_names(&self) -> Result<Vec<String>, NfError> {
+        let (ok, out) = run("ipset", &["list", "-n"], None).await?;
+        if !ok {
+            return Err(NfError::Failed {
+                bin: "ipset".into(),
+                stderr: out,
+            });
+        }
+        Ok(out
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect())
     }
 
     /// Whether `rule` is in `table`/`chain` (`-C`).

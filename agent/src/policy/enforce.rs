@@ -1,0 +1,198 @@
+//! Puts a compilation into the kernel through the netfilter batch writer:
+//! sets first (`ipset restore`, so every set a rule names exists), then
+//! the chains that differ from what `iptables-save` shows
+//! (`iptables-restore --noflush`, atomic per table), then flatnet's sets
+//! nothing references any more. A compilation whose chains equal the last
+//! one applied is a membership change: `add`/`del` lines only.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::compile::{
+    Compiled, EndpointAddr, FORWARD_HOOK, NAT_HOOK, chains_differ, membership_delta, sets_delta,
+};
+use super::plan::{observe, plan, stale_sets};
+use crate::netfilter::{Family, Netfilter, NfError};
+
+/// What an apply wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The kernel already held it.
+    Nothing,
+    /// Set members only.
+    Members,
+    /// Chains (and sets).
+    Rules,
+}
+
+/// The kernel side of policy, one per flatnetd.
+pub struct Enforcer {
+    nf: Arc<Netfilter>,
+    last: tokio::sync::Mutex<Option<Compiled>>,
+}
+
+impl Enforcer {
+    pub fn new(nf: Arc<Netfilter>) -> Self {
+        Enforcer {
+            nf,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Applies `c`. The first apply (at start) reconciles against the
+    /// kernel: chains already right are not written.
+    pub async fn apply(&self, c: Compiled) -> Result<Applied, NfError> {
+        let mut last = self.last.lock().await;
+        if let Some(old) = last.as_ref()
+            && !chains_differ(&old.v4, &c.v4)
+            && !chains_differ(&old.v6, &c.v6)
+        {
+            let delta = membership_delta(&old.v4, &c.v4) + &membership_delta(&old.v6, &c.v6);
+            if delta.is_empty() {
+                return Ok(Applied::Nothing);
+            }
+            self.nf.ipset_restore(&delta).await?;
+            *last = Some(c);
+            return Ok(Applied::Members);
+        }
+        let sets = c.v4.ipset_payload() + &c.v6.ipset_payload();
+        self.nf.ipset_restore(&sets).await?;
+        let mut wrote = false;
+        for fam in Family::ALL {
+            let ir = c.family(fam);
+            let filter = observe(&self.nf.save(fam, "filter", false).await?, FORWARD_HOOK);
+            let nat = observe(&self.nf.save(fam, "nat", false).await?, NAT_HOOK);
+            let p = plan(ir, &filter, &nat);
+            if p.is_empty() {
+                continue;
+            }
+            tracing::info!(
+                ?fam,
+                rewrite = p.rewrite.len(),
+                stale = p.stale.len(),
+                "policy chains"
+            );
+            self.nf
+                .restore(
+                    fam,
+                    &ir.iptables_payload(p.hooks, &p.stale, Some(&p.rewrite)),
+                )
+                .await?;
+            wrote = true;
+        }
+        let names = self.nf.ipset_names().await?;
+        let stale = stale_sets(&names, &[&c.v4, &c.v6]);
+        if !stale.is_empty() {
+            self.nf.ipset_restore(&stale).await?;
+        }
+        *last = Some(c);
+        Ok(if wrote {
+            Applied::Rules
+        } else {
+            Applied::Nothing
+        })
+    }
+
+    /// A membership change under the chains last applied: only the sets
+    /// are recomputed and only `add`/`del` lines written. `None` when it
+    /// is not one (nothing applied yet, or an endpoint of a new app).
+    pub async fn apply_members(&self, eps: &[EndpointAddr]) -> Result<Option<Applied>, NfError> {
+        let mut last = self.last.lock().await;
+        let Some(c) = last.as_mut() else {
+            return Ok(None);
+        };
+        let (Some(s4), Some(s6)) = (c.v4.sets_for(eps), c.v6.sets_for(eps)) else {
+            return Ok(None);
+        };
+        let delta = sets_delta(&c.v4.sets, &s4) + &sets_delta(&c.v6.sets, &s6);
+        if delta.is_empty() {
+            return Ok(Some(Applied::Nothing));
+        }
+        self.nf.ipset_restore(&delta).await?;
+        c.v4.sets = s4;
+        c.v6.sets = s6;
+        Ok(Some(Applied::Members))
+    }
+
+    /// The compilation in the kernel (what `policy trace` walks).
+    pub async fn current(&self) -> Option<Compiled> {
+        self.last.lock().await.clone()
+    }
+
+    /// Packets and bytes per policy edge, both families summed.
+    pub async fn stats(&self) -> Result<Vec<EdgeCounter>, NfError> {
+        let mut all = BTreeMap::new();
+        for fam in Family::ALL {
+            let save = self.nf.save(fam, "filter", true).await?;
+            for (k, (p, b)) in counters(&save) {
+                let e = all.entry(k).or_insert((0, 0));
+                e.0 += p;
+                e.1 += b;
+            }
+        }
+        Ok(all
+            .into_iter()
+            .map(|(rule, (packets, bytes))| EdgeCounter {
+                rule,
+                packets,
+                bytes,
+            })
+            .collect())
+    }
+}
+
+/// One rule's counters, keyed by its comment (`flatnet:<policy>:<edge>`
+/// or a default's name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeCounter {
+    pub rule: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Sums `iptables-save -c` counters by flatnet comment.
+pub fn counters(save: &str) -> BTreeMap<String, (u64, u64)> {
+    let mut out = BTreeMap::new();
+    for line in save.lines() {
+        let Some(rest) = line.strip_prefix('[') else {
+            continue;
+        };
+        let Some((cnt, rule)) = rest.split_once("] ") else {
+            continue;
+        };
+        let Some((_, after)) = rule.split_once("--comment \"") else {
+            continue;
+        };
+        let Some((comment, _)) = after.split_once('"') else {
+            continue;
+        };
+        if !comment.starts_with("flatnet:") {
+            continue;
+        }
+        let (p, b) = cnt.split_once(':').unwrap_or(("0", "0"));
+        let e = out.entry(comment.to_string()).or_insert((0u64, 0u64));
+        e.0 += p.parse::<u64>().unwrap_or(0);
+        e.1 += b.parse::<u64>().unwrap_or(0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counters;
+
+    #[test]
+    fn counters_are_summed_by_comment() {
+        let save = "*filter\n:FORWARD ACCEPT [9:9]\n\
+            [3:180] -A FLATNET-IN-b -p tcp -m set --match-set fa4-a src -m comment --comment \"flatnet:p:allow[0]\" -j ACCEPT\n\
+            [2:100] -A FLATNET-IN-c -p tcp -m set --match-set fa4-a src -m comment --comment \"flatnet:p:allow[0]\" -j ACCEPT\n\
+            [7:7] -A OTHER -m comment --comment \"theirs\" -j ACCEPT\n\
+            [1:60] -A FLATNET-IN-b -m comment --comment \"flatnet:default-between-apps\" -j DROP\nCOMMIT\n";
+        let c = counters(save);
+        assert_eq!(c.get("flatnet:p:allow[0]"), Some(&(5, 280)));
+        assert_eq!(c.get("flatnet:default-between-apps"), Some(&(1, 60)));
+        assert_eq!(c.len(), 2);
+    }
+}
