@@ -62,7 +62,9 @@ pub struct BgpRouting {
     configured: tokio::sync::Mutex<Vec<crate::config::BgpPeer>>,
     peers: Mutex<Vec<PeerState>>,
     originated: tokio::sync::Mutex<Originated>,
-    exports: Vec<(IpAddr, PeerExport)>,
+    /// Each peer's export additions (communities); a reload adds and removes
+    /// entries, and every peer's export policy follows the originated set.
+    exports: Mutex<BTreeMap<IpAddr, PeerExport>>,
     max_v4: u8,
     max_v6: u8,
     /// Whether the speaker started as the restarting side.
@@ -177,6 +179,24 @@ fn export_policy_for(name: &str, blocks: &BTreeSet<Prefix>, add: &PeerExport) ->
     )
 }
 
+/// What flatnetd adds to everything it advertises to `p`.
+fn peer_export(p: &crate::config::BgpPeer) -> anyhow::Result<PeerExport> {
+    Ok(PeerExport {
+        communities: p
+            .communities
+            .iter()
+            .map(|c| parse_community(c))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?,
+        large: p
+            .large_communities
+            .iter()
+            .map(|c| parse_large_community(c))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?,
+    })
+}
+
 /// The speaker's view of one `[[bgp.peer]]`, with flatnetd's policies.
 /// The speaker's view of one `[[bgp.peer]]`: the options of
 /// [`crate::config::BgpPeer::peer_config`] plus flatnetd's policies, soft
@@ -214,30 +234,17 @@ impl BgpRouting {
         };
         let max_v4 = cfg.bgp.import_max_length_v4.unwrap_or(32);
         let max_v6 = cfg.bgp.import_max_length_v6.unwrap_or(128);
-        let mut exports = Vec::new();
+        let mut exports = BTreeMap::new();
         let mut policies = std::collections::HashMap::new();
         let mut peers = Vec::new();
         for p in &cfg.bgp.peers {
             let c = peer_config(p);
-            let add = PeerExport {
-                communities: p
-                    .communities
-                    .iter()
-                    .map(|c| parse_community(c))
-                    .collect::<Result<_, _>>()
-                    .map_err(anyhow::Error::msg)?,
-                large: p
-                    .large_communities
-                    .iter()
-                    .map(|c| parse_large_community(c))
-                    .collect::<Result<_, _>>()
-                    .map_err(anyhow::Error::msg)?,
-            };
+            let add = peer_export(p)?;
             policies.insert(
                 export_name(p.address),
                 export_policy_for(&export_name(p.address), &BTreeSet::new(), &add),
             );
-            exports.push((p.address, add));
+            exports.insert(p.address, add);
             peers.push(c);
         }
         policies.insert(
@@ -287,7 +294,7 @@ impl BgpRouting {
             configured: tokio::sync::Mutex::new(cfg.bgp.peers.clone()),
             peers: Mutex::new(initial),
             originated: tokio::sync::Mutex::new(Originated::default()),
-            exports,
+            exports: Mutex::new(exports),
             max_v4,
             max_v6,
             restarting,
@@ -332,7 +339,8 @@ impl BgpRouting {
     }
 
     fn set_exports(&self, set: &BTreeSet<Prefix>) -> anyhow::Result<()> {
-        for (peer, add) in &self.exports {
+        let exports = self.exports.lock().unwrap_or_else(|p| p.into_inner());
+        for (peer, add) in exports.iter() {
             let name = export_name(*peer);
             self.speaker
                 .set_policy(&name, export_policy_for(&name, set, add))?;
@@ -383,6 +391,27 @@ impl BgpRouting {
         Ok(())
     }
 
+    /// Registers `p`'s export policy over what is advertised now.
+    async fn install_export(&self, p: &crate::config::BgpPeer) -> anyhow::Result<()> {
+        let add = peer_export(p)?;
+        let set: BTreeSet<Prefix> = self
+            .originated
+            .lock()
+            .await
+            .prefixes
+            .keys()
+            .copied()
+            .collect();
+        let name = export_name(p.address);
+        self.speaker
+            .set_policy(&name, export_policy_for(&name, &set, &add))?;
+        self.exports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(p.address, add);
+        Ok(())
+    }
+
     /// Makes the running peers those of `new`, touching only the peers
     /// that were added, removed or changed.
     pub async fn reload(
@@ -398,15 +427,22 @@ impl BgpRouting {
         for ip in d.remove {
             tracing::info!(peer = %ip, "reload: removing peer (Cease)");
             self.speaker.remove_peer(ip).await?;
+            self.exports
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&ip);
             report.removed.push(ip);
         }
         for p in d.change {
             tracing::info!(peer = %p.address, "reload: peer changed, resetting it");
+            self.install_export(&p).await?;
             self.speaker.change_peer(peer_config(&p)).await?;
             report.changed.push(p.address);
         }
         for p in d.add {
             tracing::info!(peer = %p.address, "reload: adding peer");
+            // Its export policy exists before its session does.
+            self.install_export(&p).await?;
             self.speaker.add_peer(peer_config(&p)).await?;
             report.added.push(p.address);
         }
