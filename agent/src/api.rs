@@ -473,6 +473,8 @@ mod tests {
             updates_out: 5,
             stale_paths: 0,
             max_prefix_resets: 0,
+            next_attempt_ms: None,
+            consecutive_errors: 0,
         };
         let wire = serde_json::json!({"version": 1, "ok": Reply::BgpNeighbors(vec![n.clone()])});
         let r: Response = serde_json::from_value(wire).unwrap();

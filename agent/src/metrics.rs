@@ -311,6 +311,8 @@ mod tests {
             stale_paths: 0,
             last_error: None,
             max_prefix_resets: 0,
+            next_attempt_ms: None,
+            consecutive_errors: 0,
             updates_in,
             updates_out: 4,
             families: vec![FamilyPrefixes {

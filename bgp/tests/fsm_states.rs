@@ -559,14 +559,115 @@ fn idle_hold_damping_doubles() {
 
 #[test]
 fn stable_session_resets_damping() {
+    let err = || Notification::new(flatnet_bgp::wire::ErrorCode::MESSAGE_HEADER, 1, vec![]);
     let (mut f, t) = established(cfg());
-    // Flap right away: one error counted.
-    f.handle(Event::TcpFailed, t);
+    // An error right away: one counted.
+    f.handle(Event::DecodeError(err()), t);
     assert_eq!(f.error_count(), 1);
     let (mut g, t) = established(cfg());
-    g.handle(Event::TcpFailed, t + Duration::from_secs(61));
+    g.handle(Event::DecodeError(err()), t + Duration::from_secs(61));
     assert_eq!(g.error_count(), 1, "reset to 0, then this error");
-    let _ = &mut f;
+}
+
+/// Cease (every administrative subcode) and a clean close of a working
+/// session are not errors: ten in a row, each restart waits the initial
+/// idle hold, never more.
+#[test]
+fn cease_and_clean_close_never_grow_the_wait() {
+    use flatnet_bgp::wire::ErrorCode;
+    let mut c = cfg();
+    c.idle_hold = Duration::from_secs(1);
+    c.idle_hold_max = Duration::from_secs(60);
+    let (mut f, mut now) = established(c);
+    for i in 0..10u8 {
+        if i % 2 == 0 {
+            // Administrative Shutdown / Reset / De-configured, in turn.
+            let sub = [2, 4, 3][usize::from(i / 2) % 3];
+            f.handle(
+                Event::Notification(Notification::new(ErrorCode::CEASE, sub, vec![])),
+                now,
+            );
+        } else {
+            f.handle(Event::TcpFailed, now);
+        }
+        assert_eq!(f.state(), State::Idle);
+        assert_eq!(f.error_count(), 0, "round {i}");
+        let next = f.next_start().unwrap();
+        assert_eq!(next - now, Duration::from_secs(1), "round {i}");
+        now = next;
+        f.handle_timeout(now);
+        f.handle(Event::TcpConnected, now);
+        f.handle(Event::Open(peer_open(9)), now);
+        f.handle(Event::Keepalive, now);
+        assert_eq!(f.state(), State::Established, "round {i}");
+        drain(&mut f);
+    }
+}
+
+/// A peer's errors and its max-prefix Cease are damped; a failure before
+/// Established too.
+#[test]
+fn errors_are_damped_and_bounded() {
+    use flatnet_bgp::wire::ErrorCode;
+    let down = |r: DownReason, est| r.damps(est);
+    let n = |code, sub| Notification::new(code, sub, vec![]);
+    assert!(down(
+        DownReason::NotificationReceived(n(ErrorCode::UPDATE_MESSAGE, 3)),
+        true
+    ));
+    assert!(down(
+        DownReason::NotificationReceived(n(ErrorCode::CEASE, 1)),
+        true
+    ));
+    assert!(down(
+        DownReason::NotificationSent(n(ErrorCode::HOLD_TIMER_EXPIRED, 0)),
+        true
+    ));
+    assert!(down(DownReason::ConnectionLost, false));
+    assert!(!down(DownReason::ConnectionLost, true));
+    assert!(!down(
+        DownReason::NotificationReceived(n(ErrorCode::CEASE, 2)),
+        true
+    ));
+    assert!(!down(
+        DownReason::NotificationSent(n(ErrorCode::CEASE, 4)),
+        true
+    ));
+    assert!(!down(DownReason::ManualStop, true));
+}
+
+/// While Idle after a clean end, the peer's connection starts the session
+/// at once (RFC 4271 event 5); while damped, or stopped, it is refused.
+#[test]
+fn inbound_connection_while_idle() {
+    use flatnet_bgp::wire::ErrorCode;
+    let (mut f, t) = established(cfg());
+    f.handle(
+        Event::Notification(Notification::new(ErrorCode::CEASE, 4, vec![])),
+        t,
+    );
+    assert!(f.accepts_inbound(t));
+    f.handle(Event::AutomaticStartPassive, t);
+    assert_eq!(f.state(), State::Active);
+    assert!(
+        drain(&mut f).iter().all(|a| *a != Action::Connect),
+        "no outbound race"
+    );
+    f.handle(Event::TcpAccepted, t);
+    assert_eq!(f.state(), State::OpenSent);
+    f.check_invariants().unwrap();
+
+    let (mut g, t) = established(cfg());
+    let err = Notification::new(ErrorCode::MESSAGE_HEADER, 1, vec![]);
+    g.handle(Event::DecodeError(err), t);
+    assert!(
+        !g.accepts_inbound(t),
+        "damped: refused until the wait is over"
+    );
+    g.handle(Event::AutomaticStartPassive, t);
+    assert_eq!(g.state(), State::Idle);
+    g.handle(Event::ManualStop(None), t);
+    assert!(!g.accepts_inbound(t + Duration::from_secs(600)), "stopped");
 }
 
 #[test]

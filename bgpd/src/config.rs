@@ -17,6 +17,9 @@
 //! password = "s3cret"           # TCP MD5 (RFC 2385)
 //! ttl_security = 1              # GTSM hops (RFC 5082)
 //! hold_time = 9                 # also: keepalive, connect_retry, delay_open, passive, port
+//! damping_initial = 1           # restart wait after errors: doubles up to damping_max (60),
+//! damping_max = 60              # forgotten after damping_reset_after (60) s Established;
+//! damping_reset_after = 60      # a Cease or clean close always waits damping_initial
 //! families = ["ipv4-unicast", "ipv6-unicast"]
 //! extended_next_hop = true      # IPv4 over an IPv6 session (RFC 8950)
 //! import_policy = "from-tor"    # or "accept" / "reject"; none on eBGP = RFC 8212
@@ -181,6 +184,12 @@ struct PeerToml {
     keepalive: Option<u16>,
     #[serde(default)]
     connect_retry: Option<u64>,
+    #[serde(default)]
+    damping_initial: Option<u64>,
+    #[serde(default)]
+    damping_max: Option<u64>,
+    #[serde(default)]
+    damping_reset_after: Option<u64>,
     #[serde(default)]
     delay_open: Option<u64>,
     #[serde(default)]
@@ -361,6 +370,23 @@ pub fn parse(text: &str, file: &str) -> Result<SpeakerConfig, ConfigError> {
         c.keepalive = p.keepalive;
         if let Some(r) = p.connect_retry {
             c.connect_retry = Duration::from_secs(r.max(1));
+        }
+        let d = flatnet_bgp::session::Damping::default();
+        c.damping = flatnet_bgp::session::Damping {
+            initial: p
+                .damping_initial
+                .or(p.connect_retry)
+                .map_or(d.initial, |s| Duration::from_secs(s.max(1))),
+            max: p.damping_max.map_or(d.max, Duration::from_secs),
+            reset_after: p
+                .damping_reset_after
+                .map_or(d.reset_after, Duration::from_secs),
+        };
+        if c.damping.max < c.damping.initial {
+            return Err(err(format!(
+                "peer {}: damping_max must be at least damping_initial",
+                p.address
+            )));
         }
         c.delay_open = p.delay_open.filter(|d| *d > 0).map(Duration::from_secs);
         if let Some(fams) = p.families {

@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
-use flatnet_bgp::session::{ConnectOptions, MaxPrefix, PeerConfig};
+use flatnet_bgp::session::{ConnectOptions, Damping, MaxPrefix, PeerConfig};
 use flatnet_bgp::wire::Family;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -50,6 +50,18 @@ pub struct BgpPeer {
     /// Seconds between connection attempts (default 1, backing off to 30).
     #[serde(default)]
     pub connect_retry: Option<u64>,
+    /// Seconds before the next attempt after a session ends (default
+    /// `connect_retry`, else 1);
+    /// after an error it doubles per consecutive error (RFC 4271 8.1.1
+    /// damping). A Cease or a clean close never grows it.
+    #[serde(default)]
+    pub damping_initial: Option<u64>,
+    /// Longest damped wait, seconds (default 60).
+    #[serde(default)]
+    pub damping_max: Option<u64>,
+    /// Seconds Established after which the errors are forgotten (default 60).
+    #[serde(default)]
+    pub damping_reset_after: Option<u64>,
     /// Announce extended next hop (RFC 8950): IPv4 routes over an IPv6 session.
     #[serde(default)]
     pub extended_next_hop: bool,
@@ -190,6 +202,20 @@ impl BgpPeer {
         if self.connect_retry == Some(0) {
             return bad("connect_retry", "expected at least 1 second".into());
         }
+        if self.damping_initial == Some(0) {
+            return bad("damping_initial", "expected at least 1 second".into());
+        }
+        let d = self.damping();
+        if d.max < d.initial {
+            return bad(
+                "damping_max",
+                format!(
+                    "expected at least damping_initial ({} s), found {} s",
+                    d.initial.as_secs(),
+                    d.max.as_secs()
+                ),
+            );
+        }
         for m in &self.max_prefix {
             if m.limit == 0 || m.warning_percent > 100 {
                 return bad(
@@ -202,6 +228,21 @@ impl BgpPeer {
             }
         }
         Ok(())
+    }
+
+    /// The damping of this peer's restarts (defaults: [`Damping::default`]).
+    pub fn damping(&self) -> Damping {
+        let d = Damping::default();
+        Damping {
+            initial: self
+                .damping_initial
+                .or(self.connect_retry)
+                .map_or(d.initial, |s| Duration::from_secs(s.max(1))),
+            max: self.damping_max.map_or(d.max, Duration::from_secs),
+            reset_after: self
+                .damping_reset_after
+                .map_or(d.reset_after, Duration::from_secs),
+        }
     }
 
     /// What the speaker runs for this peer (policies are the caller's).
@@ -224,6 +265,7 @@ impl BgpPeer {
             c.connect_retry = Duration::from_secs(r.max(1));
         }
         c.extended_next_hop = self.extended_next_hop;
+        c.damping = self.damping();
         c.max_prefix = self
             .max_prefix
             .iter()
@@ -359,6 +401,8 @@ restart_interval = 30
         assert!(c.passive && c.extended_next_hop);
         assert_eq!((c.hold_time, c.keepalive), (9, Some(3)));
         assert_eq!(c.connect_retry, Duration::from_secs(5));
+        // The restart wait follows connect_retry unless set.
+        assert_eq!(c.damping.initial, Duration::from_secs(5));
         assert_eq!(
             c.max_prefix,
             vec![MaxPrefix {
@@ -393,7 +437,15 @@ restart_interval = 30
         assert!(e.message.contains("1 to 80 bytes"), "{e:?}");
         p.password = None;
         p.ttl_security = Some(0);
-        assert_eq!(check_peers(&[p]).unwrap_err().key, "ttl_security");
+        assert_eq!(check_peers(&[p.clone()]).unwrap_err().key, "ttl_security");
+        p.ttl_security = None;
+        p.damping_initial = Some(10);
+        p.damping_max = Some(5);
+        let e = check_peers(&[p.clone()]).unwrap_err();
+        assert_eq!(e.key, "damping_max", "{e:?}");
+        assert!(e.message.contains("damping_initial (10 s)"), "{e:?}");
+        p.damping_initial = Some(0);
+        assert_eq!(check_peers(&[p]).unwrap_err().key, "damping_initial");
         let e = check_peers(&[peer("fe80::1")]).unwrap_err();
         assert!(e.message.contains("interface"), "{e:?}");
     }

@@ -133,6 +133,10 @@ pub enum Event {
         notification: Notification,
         restart_after: Option<Duration>,
     },
+    /// Event 5 (AutomaticStart_with_PassiveTcpEstablishment): the peer
+    /// connected while we wait out a clean session end; go Active and take
+    /// its connection instead of waiting for the idle hold.
+    AutomaticStartPassive,
     /// Event 16/17: our outbound connection completed.
     TcpConnected,
     /// Event 17: an inbound connection was accepted for this peer.
@@ -169,6 +173,26 @@ pub enum DownReason {
 }
 
 impl DownReason {
+    /// Whether this end counts towards peer-oscillation damping (RFC 4271
+    /// 8.1.1). A Cease (administrative shutdown, reset, de-configuration,
+    /// collision, ...) and the peer closing a working session are how
+    /// operators restart peers, not errors: the next attempt comes after
+    /// the initial idle hold, never a growing one. Protocol errors either
+    /// way, a lost attempt before Established and a peer's max-prefix Cease
+    /// are damped.
+    pub fn damps(&self, was_established: bool) -> bool {
+        let benign_cease = |n: &Notification| {
+            n.code == ErrorCode::CEASE.0 && n.subcode != subcode::cease::MAX_PREFIXES
+        };
+        match self {
+            DownReason::ManualStop => false,
+            DownReason::NotificationSent(n) | DownReason::NotificationReceived(n) => {
+                !benign_cease(n)
+            }
+            DownReason::ConnectionLost => !was_established,
+        }
+    }
+
     /// Whether a graceful-restart helper keeps the peer's routes as stale
     /// (RFC 4724 section 4.2; RFC 8538 for notifications when N was negotiated).
     pub fn keeps_routes(&self, gr_notification: bool) -> bool {
@@ -313,6 +337,26 @@ impl Fsm {
         self.error_count
     }
 
+    /// When the next automatic start is due (the idle hold), while Idle.
+    pub fn next_start(&self) -> Option<Instant> {
+        if self.state == State::Idle {
+            self.timers.idle_hold
+        } else {
+            None
+        }
+    }
+
+    /// Whether an inbound connection may start the session now (RFC 4271
+    /// event 5): Idle, not stopped by the operator, restarting automatically,
+    /// and not damped (no error since the last stable session, or the
+    /// damping wait is over). A damped peer is refused until then.
+    pub fn accepts_inbound(&self, now: Instant) -> bool {
+        self.state == State::Idle
+            && !self.stopped
+            && self.cfg.auto_restart
+            && (self.error_count == 0 || self.timers.idle_hold.is_none_or(|t| t <= now))
+    }
+
     /// Whether a TCP connection is currently held.
     pub fn is_connected(&self) -> bool {
         self.connected
@@ -386,6 +430,7 @@ impl Fsm {
                 notification,
                 restart_after,
             } => self.local_error(notification, restart_after, now),
+            Event::AutomaticStartPassive => self.automatic_start_passive(now),
             Event::TcpConnected | Event::TcpAccepted => self.tcp_up(now),
             Event::TcpFailed => self.tcp_failed(now),
             Event::Open(open) => self.open_received(open, now),
@@ -498,8 +543,10 @@ impl Fsm {
         }
         let is_error = !matches!(reason, DownReason::ManualStop);
         if is_error {
-            self.error_count = self.error_count.saturating_add(1);
             self.connect_retry_counter = self.connect_retry_counter.saturating_add(1);
+        }
+        if reason.damps(was_established) {
+            self.error_count = self.error_count.saturating_add(1);
         }
         self.state = State::Idle;
         self.negotiated = None;

@@ -53,6 +53,17 @@ impl Fsm {
         }
     }
 
+    pub(super) fn automatic_start_passive(&mut self, now: Instant) {
+        if self.accepts_inbound(now) {
+            self.connect_retry_counter = 0;
+            self.timers = Timers::default();
+            self.state = State::Active;
+            if !self.cfg.passive {
+                self.start_connect_retry(now);
+            }
+        }
+    }
+
     pub(super) fn manual_stop(&mut self, n: Option<Notification>, now: Instant) {
         self.stopped = true;
         if self.state == State::Idle {

@@ -33,6 +33,32 @@ pub struct GracefulRestartConfig {
     pub stale_time: Duration,
 }
 
+/// Peer-oscillation damping (RFC 4271 8.1.1): after a session ends in an
+/// error the next attempt waits `initial`, doubling per consecutive error up
+/// to `max`; a session that stays Established `reset_after` forgets the
+/// errors. Clean ends (a Cease, the peer closing a working session) always
+/// wait only `initial`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Damping {
+    /// Wait after a clean end and after the first error.
+    pub initial: Duration,
+    /// Longest wait.
+    pub max: Duration,
+    /// Established this long: consecutive errors reset.
+    pub reset_after: Duration,
+}
+
+impl Default for Damping {
+    /// 1 s, up to 60 s, reset after 60 s Established.
+    fn default() -> Self {
+        Damping {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            reset_after: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Everything about one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerConfig {
@@ -54,6 +80,8 @@ pub struct PeerConfig {
     pub connect_retry: Duration,
     /// DelayOpen (RFC 4271 8.1.1).
     pub delay_open: Option<Duration>,
+    /// Idle hold after a session ends (damping on errors only).
+    pub damping: Damping,
     /// Families to negotiate.
     pub families: Vec<Family>,
     /// Announce extended next hop (IPv4 over IPv6).
@@ -91,6 +119,7 @@ impl PeerConfig {
             keepalive: None,
             connect_retry: Duration::from_secs(1),
             delay_open: None,
+            damping: Damping::default(),
             families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
             extended_next_hop: false,
             graceful_restart: None,
@@ -118,7 +147,9 @@ impl PeerConfig {
         c.delay_open = self.delay_open;
         c.connect_retry = self.connect_retry;
         c.connect_retry_max = Duration::from_secs(30).max(self.connect_retry);
-        c.idle_hold = self.connect_retry;
+        c.idle_hold = self.damping.initial;
+        c.idle_hold_max = self.damping.max.max(self.damping.initial);
+        c.stable_time = self.damping.reset_after;
         c.capabilities.families = self.families.clone();
         c.capabilities.extended_next_hop = self.extended_next_hop;
         c.capabilities.graceful_restart =

@@ -44,6 +44,16 @@ pub enum PeerCmd {
 /// Events from a peer task to the speaker core.
 #[derive(Debug)]
 pub enum PeerEvent {
+    /// While Idle: when the next automatic attempt is due (`None`: not
+    /// scheduled, e.g. stopped) and the consecutive errors damping it.
+    Retry {
+        /// Peer.
+        peer: IpAddr,
+        /// Next attempt.
+        at: Option<std::time::Instant>,
+        /// Consecutive errors counted for damping.
+        errors: u32,
+    },
     /// The FSM state changed.
     State(IpAddr, State),
     /// Established.

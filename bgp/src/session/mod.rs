@@ -26,7 +26,7 @@ use crate::wire::{
     subcode,
 };
 
-pub use config::{GracefulRestartConfig, MaxPrefix, PeerConfig};
+pub use config::{Damping, GracefulRestartConfig, MaxPrefix, PeerConfig};
 pub use messages::{PeerCmd, PeerCommand, PeerEvent};
 pub use socket::ConnectOptions;
 
@@ -112,6 +112,8 @@ pub struct PeerTask {
     events: mpsc::UnboundedSender<PeerEvent>,
     connecting: Option<(oneshot::Receiver<io::Result<TcpStream>>, JoinHandle<()>)>,
     reported: State,
+    /// Last next-attempt/damping pair told to the core.
+    reported_retry: (Option<std::time::Instant>, u32),
     /// Events read from the wire, sent after the FSM's own actions so that
     /// `Up` always precedes the UPDATEs that arrived with the last KEEPALIVE.
     pending: Vec<PeerEvent>,
@@ -138,6 +140,7 @@ pub fn spawn_peer(
         events,
         connecting: None,
         reported: State::Idle,
+        reported_retry: (None, 0),
         pending: Vec::new(),
         inflight: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_UPDATES_IN_FLIGHT)),
         local_as,
@@ -319,8 +322,27 @@ impl PeerTask {
     fn on_inbound(&mut self, stream: TcpStream) {
         let t = now();
         match self.primary.fsm.state() {
+            State::Idle if self.primary.fsm.accepts_inbound(t) => {
+                // The peer is back before our idle hold ended (a ToR
+                // restarted or cleared): take its connection now.
+                tracing::info!(peer = %self.cfg.address, "inbound connection while Idle: starting");
+                self.primary.fsm.handle(Event::AutomaticStartPassive, t);
+                if let Some(c) = self.attach(stream, Direction::Inbound) {
+                    self.primary.conn = Some(c);
+                    self.primary.fsm.handle(Event::TcpAccepted, t);
+                }
+            }
             State::Idle => {
-                tracing::info!(peer = %self.cfg.address, "rejecting inbound connection: peer is Idle");
+                let why = match self.primary.fsm.next_start() {
+                    Some(at) => format!(
+                        "damped after {} consecutive errors, next attempt in {} ms",
+                        self.primary.fsm.error_count(),
+                        at.saturating_duration_since(t).as_millis()
+                    ),
+                    None => "administratively stopped".into(),
+                };
+                tracing::info!(peer = %self.cfg.address, "rejecting inbound connection: peer is Idle ({why})");
+                reject(stream);
             }
             State::Connect | State::Active if self.primary.conn.is_none() => {
                 if let Some((_, h)) = self.connecting.take() {
@@ -344,21 +366,8 @@ impl PeerTask {
                     self.secondary = Some(Slot { fsm, conn: Some(c) });
                 }
             }
-            _ => {
-                // Established (or already two connections): refuse with Cease/5.
-                let n = Notification::new(
-                    ErrorCode::CEASE,
-                    subcode::cease::CONNECTION_REJECTED,
-                    Vec::new(),
-                );
-                if let Ok(b) = Message::Notification(n).to_bytes(&DecodeContext::legacy()) {
-                    tokio::spawn(async move {
-                        let mut s = stream;
-                        let _ = s.write_all(&b).await;
-                        let _ = s.shutdown().await;
-                    });
-                }
-            }
+            // Established (or already two connections).
+            _ => reject(stream),
         }
     }
 
@@ -707,10 +716,39 @@ impl PeerTask {
         for e in self.pending.drain(..) {
             let _ = self.events.send(e);
         }
+        let retry = (
+            self.primary.fsm.next_start(),
+            self.primary.fsm.error_count(),
+        );
+        if retry != self.reported_retry {
+            self.reported_retry = retry;
+            let _ = self.events.send(PeerEvent::Retry {
+                peer: self.cfg.address,
+                at: retry.0,
+                errors: retry.1,
+            });
+        }
         let s = self.primary.fsm.state();
         if s != self.reported {
             self.reported = s;
             let _ = self.events.send(PeerEvent::State(self.cfg.address, s));
         }
+    }
+}
+
+/// Refuses a connection with Cease/Connection Rejected (RFC 4486), so the
+/// peer's log says why instead of seeing a silent close.
+fn reject(stream: TcpStream) {
+    let n = Notification::new(
+        ErrorCode::CEASE,
+        subcode::cease::CONNECTION_REJECTED,
+        Vec::new(),
+    );
+    if let Ok(b) = Message::Notification(n).to_bytes(&DecodeContext::legacy()) {
+        tokio::spawn(async move {
+            let mut s = stream;
+            let _ = s.write_all(&b).await;
+            let _ = s.shutdown().await;
+        });
     }
 }

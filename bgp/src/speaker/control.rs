@@ -55,6 +55,13 @@ pub struct Neighbor {
     pub updates_out: u64,
     pub stale_paths: usize,
     pub max_prefix_resets: u32,
+    /// While Idle: milliseconds until the next automatic attempt.
+    #[serde(default)]
+    pub next_attempt_ms: Option<u64>,
+    /// Consecutive errors damping the attempts (RFC 4271 8.1.1; 0 after
+    /// clean ends, which never grow the wait).
+    #[serde(default)]
+    pub consecutive_errors: u32,
 }
 
 impl From<PeerStatus> for Neighbor {
@@ -85,6 +92,8 @@ impl From<PeerStatus> for Neighbor {
             updates_out: p.updates_out,
             stale_paths: p.stale_paths,
             max_prefix_resets: p.max_prefix_resets,
+            next_attempt_ms: p.next_attempt_ms,
+            consecutive_errors: p.consecutive_errors,
         }
     }
 }

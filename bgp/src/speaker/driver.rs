@@ -237,6 +237,7 @@ impl Driver {
     fn peer_event(&mut self, e: PeerEvent, now: Instant) {
         let ev = match e {
             PeerEvent::State(ip, s) => Event::PeerState(ip, s),
+            PeerEvent::Retry { peer, at, errors } => Event::PeerRetry { peer, at, errors },
             PeerEvent::Up {
                 peer,
                 negotiated,

@@ -211,6 +211,10 @@ pub struct PeerStatus {
     pub stale_paths: usize,
     /// Last error (NOTIFICATION or connection loss).
     pub last_error: Option<String>,
+    /// While Idle: milliseconds until the next automatic attempt.
+    pub next_attempt_ms: Option<u64>,
+    /// Consecutive errors damping the attempts (0 after clean ends).
+    pub consecutive_errors: u32,
     /// NOTIFICATION codes sent with max-prefix (Cease/1) so far.
     pub max_prefix_resets: u32,
     /// UPDATE messages received since the peer was configured.

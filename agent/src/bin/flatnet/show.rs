@@ -59,6 +59,9 @@ pub fn neighbors(n: &[Neighbor]) -> String {
             if p.capabilities.is_empty() { "-".into() } else { p.capabilities.join(", ") },
             opt(&p.last_error),
         ));
+        if let Some(line) = next_attempt(p) {
+            out.push_str(&format!("  next attempt: {line}\n"));
+        }
         for f in &p.per_family {
             out.push_str(&format!(
                 "  {}: {} received, {} accepted, {} advertised\n",
@@ -67,6 +70,22 @@ pub fn neighbors(n: &[Neighbor]) -> String {
         }
     }
     out
+}
+
+/// When an Idle peer is tried again, and why that long (vtysh shows the
+/// next connect, birdc the error wait): damped after errors, or the initial
+/// wait after a clean end.
+fn next_attempt(p: &Neighbor) -> Option<String> {
+    let ms = p.next_attempt_ms?;
+    let when = format!("in {:.1} s", ms as f64 / 1000.0);
+    Some(match p.consecutive_errors {
+        0 => format!("{when} (after a clean end: no damping)"),
+        n => format!(
+            "{when} (damped: {n} consecutive error{}; last: {})",
+            if n == 1 { "" } else { "s" },
+            opt(&p.last_error)
+        ),
+    })
 }
 
 pub fn routes(r: &[Route]) -> String {

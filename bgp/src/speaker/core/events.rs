@@ -4,6 +4,7 @@
 //! every input by hand and read every output.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 use crate::fsm::{DownReason, Negotiated, State};
 use crate::policy::Policy;
@@ -18,6 +19,15 @@ use crate::speaker::{OriginAttrs, RibEvent};
 pub enum Event {
     /// A peer's FSM changed state.
     PeerState(IpAddr, State),
+    /// A peer's next automatic attempt (while Idle) and its damping.
+    PeerRetry {
+        /// Peer.
+        peer: IpAddr,
+        /// Next attempt (`None`: none scheduled).
+        at: Option<Instant>,
+        /// Consecutive errors counted for damping.
+        errors: u32,
+    },
     /// A peer reached Established.
     PeerUp {
         /// Peer.

@@ -58,6 +58,9 @@ struct PeerEntry {
     up_since: Option<Instant>,
     negotiated: Option<Negotiated>,
     last_error: Option<String>,
+    /// Next automatic attempt while Idle, and the errors damping it.
+    next_attempt: Option<Instant>,
+    damped_errors: u32,
     /// Sweep the peer's stale routes at this time (graceful restart, or
     /// enhanced route refresh without EoRR).
     stale_deadline: Option<Instant>,
@@ -147,6 +150,13 @@ impl Core {
                     if s != State::Established {
                         p.up_since = None;
                     }
+                    self.changed = true;
+                }
+            }
+            Event::PeerRetry { peer, at, errors } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.next_attempt = at;
+                    p.damped_errors = errors;
                     self.changed = true;
                 }
             }
@@ -349,6 +359,8 @@ impl Core {
                 up_since: None,
                 negotiated: None,
                 last_error: None,
+                next_attempt: None,
+                damped_errors: 0,
                 stale_deadline: None,
                 warned: HashSet::new(),
                 over_limit: HashSet::new(),

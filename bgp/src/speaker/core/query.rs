@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
+use crate::fsm::State;
 use crate::rib::{Attrs, PeerId};
 use crate::wire::{MpNextHop, Prefix};
 
@@ -63,6 +64,11 @@ impl Core {
                     prefixes_advertised: c.iter().map(|x| x.advertised).sum(),
                     stale_paths: c.iter().map(|x| x.stale).sum(),
                     last_error: p.last_error.clone(),
+                    next_attempt_ms: p
+                        .next_attempt
+                        .filter(|_| p.state == State::Idle)
+                        .map(|t| t.saturating_duration_since(now).as_millis() as u64),
+                    consecutive_errors: p.damped_errors,
                     max_prefix_resets: p.max_prefix_resets,
                     updates_in: p.updates_in,
                     updates_out: p.updates_out,
