@@ -158,6 +158,20 @@ pub struct Request {
     pub op: Op,
 }
 
+impl Request {
+    /// Parses one request strictly: the operation is chosen by its name
+    /// only (serde alone would also take a variant's position: `{"op": 3}`).
+    pub fn parse(line: &str) -> Result<Request, String> {
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        match v.get("op") {
+            Some(serde_json::Value::String(_)) => {}
+            Some(other) => return Err(format!("`op` must be an operation name, found {other}")),
+            None => return Err("missing field `op`".into()),
+        }
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+}
+
 /// The result of ADD (and of CHECK/endpoints listings).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Endpoint {
@@ -275,6 +289,9 @@ pub enum ErrorKind {
     UnsupportedVersion,
     InvalidRequest,
     NetnsNotFound,
+    /// A CNI environment value that cannot be right (e.g. `CNI_NETNS`
+    /// naming the host's own namespace).
+    InvalidEnvironment,
     IfnameTaken,
     PoolExhausted,
     DatastoreUnavailable,
@@ -431,6 +448,21 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&ok).unwrap(),
             serde_json::json!({"version":1,"ok":{"kind":"done"}})
+        );
+    }
+
+    #[test]
+    fn an_operation_is_chosen_by_its_name_only() {
+        let gc_by_index = r#"{"version":1,"op":3,"valid":[]}"#;
+        let e = Request::parse(gc_by_index).unwrap_err();
+        assert!(e.contains("operation name"), "{e}");
+        assert!(Request::parse(r#"{"version":1}"#).is_err());
+        assert!(Request::parse(r#"{"version":1,"op":"gc_all"}"#).is_err());
+        let r = Request::parse(r#"{"version":1,"op":"gc","valid":[]}"#).unwrap();
+        assert!(matches!(r.op, Op::Gc(_)));
+        assert_eq!(
+            Request::parse(r#"{"version":1,"op":"status"}"#).unwrap().op,
+            Op::Status
         );
     }
 

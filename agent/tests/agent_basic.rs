@@ -227,6 +227,11 @@ fn del_succeeds_when_the_netns_is_gone() {
     drop(c);
     assert!(!path_exists(&path));
     host.del("cid", &path);
+    let removed = |log: &str| log.matches("endpoint removed").count();
+    assert_eq!(removed(&host.log()), 1, "{}", host.log());
     host.del("cid", "");
+    // A DEL of what is gone says so, and does not claim a removal.
+    assert_eq!(removed(&host.log()), 1, "{}", host.log());
+    assert!(host.log().contains("nothing to remove"), "{}", host.log());
     host.assert_clean();
 }

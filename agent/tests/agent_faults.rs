@@ -50,6 +50,14 @@ fn bad_input_gets_the_right_code_and_leaves_nothing() {
     let plain = host.dir.path().join("not-a-netns");
     std::fs::write(&plain, "").unwrap();
     let plain = plain.display().to_string();
+    let host_ns = host.ns.path();
+    let host_state = || {
+        (
+            host.ip_json(&["route", "show", "table", "all"]),
+            host.ip_json(&["addr", "show"]),
+        )
+    };
+    let before = host_state();
     let cases: Vec<(&str, Vec<(&str, &str)>, String, u64)> = vec![
         ("malformed JSON", env(&p), "{\"cniVersion\": ".into(), 6),
         (
@@ -71,6 +79,15 @@ fn bad_input_gets_the_right_code_and_leaves_nothing() {
             3,
         ),
         ("path is not a netns", env(&plain), conf.clone(), 3),
+        // The host's own namespace (flatnetd's) must never become a
+        // container's: its interfaces and default route would be taken.
+        ("the host's own netns", env(&host_ns), conf.clone(), 4),
+        (
+            "a mount namespace",
+            env("/proc/self/ns/mnt"),
+            conf.clone(),
+            4,
+        ),
         (
             "bad ifname",
             vec![
@@ -97,6 +114,11 @@ fn bad_input_gets_the_right_code_and_leaves_nothing() {
             "{what}: {v}"
         );
         host.assert_clean();
+        assert_eq!(
+            host_state(),
+            before,
+            "{what}: the host's routes or addresses changed"
+        );
     }
 
     // Interface name already taken inside the container.

@@ -14,7 +14,7 @@ impl Agent {
         let _gc = self.gc_lock.read().await;
         let lock = self.lock_for(r);
         let _g = lock.lock().await;
-        crate::kernel::open_netns(std::path::Path::new(&a.netns)).map_err(dp_err)?;
+        crate::kernel::container_netns(std::path::Path::new(&a.netns)).map_err(dp_err)?;
         // Repeated ADD: answer with what exists when it is still right.
         if let Some(stored) = self
             .store

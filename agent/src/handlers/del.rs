@@ -64,7 +64,7 @@ impl Agent {
             }
         };
         let (rel, rec) = tokio::join!(self.ipam.release(r), rec);
-        rel.map_err(ipam_err)?;
+        let released = rel.map_err(ipam_err)?;
         rec.map_err(store_err)?;
         if let Some(s) = &stored {
             // A borrowed address's /32 is withdrawn at once, not on the next tick.
@@ -82,6 +82,10 @@ impl Agent {
             }
         }
         let t_ipam = t1.elapsed();
+        if stored.is_none() && !released {
+            tracing::info!(container_id = %id, %ifname, "DEL: no such attachment, nothing to remove");
+            return Ok(());
+        }
         tracing::info!(
             container_id = %id, %ifname,
             kernel_ms = t_kernel.as_secs_f64() * 1e3, ipam_ms = t_ipam.as_secs_f64() * 1e3,

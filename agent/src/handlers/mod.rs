@@ -78,6 +78,7 @@ pub(crate) fn dp_err(e: DpError) -> ApiError {
         DpError::NetnsNotFound(_) => ErrorKind::NetnsNotFound,
         DpError::IfnameTaken(_) => ErrorKind::IfnameTaken,
         DpError::BadIfname(_) => ErrorKind::InvalidRequest,
+        DpError::NotContainerNetns(..) => ErrorKind::InvalidEnvironment,
         DpError::Check(_) => ErrorKind::CheckFailed,
         _ => ErrorKind::Internal,
     };

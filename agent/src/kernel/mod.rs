@@ -34,7 +34,7 @@ use sysctl::sysctl;
 pub use crate::netfilter::ANTISPOOF_CHAIN;
 use crate::netfilter::{Family, Netfilter, NfError, antispoof};
 pub use links::{get_link, host_ifname, is_flatnet_ifname, valid_ifname};
-pub use netns::{in_netns, open_netns};
+pub use netns::{container_netns, in_netns, open_netns};
 pub use sysctl::read_sysctl;
 
 /// Route protocol number flatnet stamps on every route it installs, so it can
@@ -61,6 +61,8 @@ pub enum DpError {
         "network namespace {0} does not exist (or is not a network namespace visible to flatnetd)"
     )]
     NetnsNotFound(PathBuf),
+    #[error("{0} is not a container's network namespace: {1}")]
+    NotContainerNetns(PathBuf, String),
     #[error("cannot open network namespace {0}: {1}")]
     NetnsOpen(PathBuf, std::io::Error),
     #[error("interface {0:?} already exists in the container")]

@@ -42,6 +42,27 @@ where
     r
 }
 
+// NS_GET_NSTYPE = _IO(0xb7, 0x3) (linux/nsfs.h).
+nix::ioctl_none!(ns_get_nstype, 0xb7, 0x3);
+
+/// The CLONE_NEW* values NS_GET_NSTYPE answers with (linux/sched.h).
+mod libc_clone {
+    pub const NEWNET: i32 = 0x4000_0000;
+
+    pub fn name(kind: i32) -> &'static str {
+        match kind {
+            0x0002_0000 => "mnt",
+            0x0400_0000 => "uts",
+            0x0800_0000 => "ipc",
+            0x1000_0000 => "user",
+            0x2000_0000 => "pid",
+            0x0200_0000 => "cgroup",
+            0x80 => "time",
+            _ => "non-network",
+        }
+    }
+}
+
 /// Opens a namespace file, telling "gone" apart from other failures.
 pub fn open_netns(path: &Path) -> Result<std::fs::File, DpError> {
     let f = std::fs::File::open(path).map_err(|e| {
@@ -54,8 +75,70 @@ pub fn open_netns(path: &Path) -> Result<std::fs::File, DpError> {
     // A path left behind by a deleted namespace (or one whose bind mount
     // lives in another mount namespace) is a plain file: say so.
     match nix::sys::statfs::fstatfs(&f) {
-        Ok(st) if st.filesystem_type() == nix::sys::statfs::NSFS_MAGIC => Ok(f),
-        Ok(_) => Err(DpError::NetnsNotFound(path.to_path_buf())),
-        Err(e) => Err(DpError::NetnsOpen(path.to_path_buf(), e.into())),
+        Ok(st) if st.filesystem_type() == nix::sys::statfs::NSFS_MAGIC => {}
+        Ok(_) => return Err(DpError::NetnsNotFound(path.to_path_buf())),
+        Err(e) => return Err(DpError::NetnsOpen(path.to_path_buf(), e.into())),
+    }
+    // Another kind of namespace (`/proc/self/ns/mnt`): ask the kernel.
+    use std::os::fd::AsRawFd;
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the type of
+    // the namespace behind the descriptor; `f` stays open for the call.
+    let kind = unsafe { ns_get_nstype(f.as_raw_fd()) }
+        .map_err(|e| DpError::NetnsOpen(path.to_path_buf(), e.into()))?;
+    if kind != libc_clone::NEWNET {
+        return Err(DpError::NotContainerNetns(
+            path.to_path_buf(),
+            format!(
+                "a {} namespace, not a network namespace",
+                libc_clone::name(kind)
+            ),
+        ));
+    }
+    Ok(f)
+}
+
+/// Opens a container's network namespace for ADD: a network namespace,
+/// and never the host's own (flatnetd's, or PID 1's), whose interfaces and
+/// default route a container's setup would otherwise take over.
+pub fn container_netns(path: &Path) -> Result<std::fs::File, DpError> {
+    use std::os::unix::fs::MetadataExt;
+    let f = open_netns(path)?;
+    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+    let this = f
+        .metadata()
+        .map(id)
+        .map_err(|e| DpError::NetnsOpen(path.to_path_buf(), e))?;
+    for host in ["/proc/self/ns/net", "/proc/1/ns/net"] {
+        if std::fs::metadata(host).map(id).ok() == Some(this) {
+            return Err(DpError::NotContainerNetns(
+                path.to_path_buf(),
+                format!("the host's own network namespace (same as {host})"),
+            ));
+        }
+    }
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hosts_namespace_and_other_namespace_kinds_are_refused() {
+        // (PID 1's is checked too, where flatnetd may read it.)
+        for p in ["/proc/self/ns/net", "/proc/thread-self/ns/net"] {
+            match container_netns(Path::new(p)) {
+                Err(DpError::NotContainerNetns(_, why)) => assert!(why.contains("host"), "{why}"),
+                other => panic!("{p}: {other:?}"),
+            }
+        }
+        match open_netns(Path::new("/proc/self/ns/mnt")) {
+            Err(DpError::NotContainerNetns(_, why)) => assert!(why.contains("mnt"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            open_netns(Path::new("/nonexistent/ns")),
+            Err(DpError::NetnsNotFound(_))
+        ));
     }
 }

@@ -64,7 +64,7 @@ async fn serve_conn(agent: Arc<Agent>, stream: UnixStream) -> std::io::Result<()
         }
         Err(_) => return Ok(()),
     }
-    let result = match serde_json::from_str::<Request>(&line) {
+    let result = match Request::parse(&line) {
         Err(e) => {
             // Tell an old/new client apart from garbage.
             let v = serde_json::from_str::<serde_json::Value>(&line)
