@@ -124,16 +124,50 @@ fn up_down_checked(
         let hosts = topo.hosts().count();
         assert_eq!(routes.len(), 2 * hosts, "{} routes: {routes:?}", tor.name);
     }
-    // Each host's kernel has its ECMP default (static-default: true).
-    for (h, _) in topo.hosts() {
-        assert!(
-            s["host_routes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|r| r["node"] == h.name.as_str() && r["prefix"] == "default"),
-            "{stdout}"
-        );
+    let host_routes = s["host_routes"].as_array().unwrap();
+    if topo.flatnet.static_default {
+        // Each host's kernel has its ECMP default.
+        for (h, _) in topo.hosts() {
+            assert!(
+                host_routes
+                    .iter()
+                    .any(|r| r["node"] == h.name.as_str() && r["prefix"] == "default"),
+                "{stdout}"
+            );
+        }
+    } else {
+        // No static default anywhere: each host reaches every other host's
+        // containers by a learned route over each of its peers (ECMP).
+        for (h, hd) in topo.hosts() {
+            assert!(
+                !host_routes
+                    .iter()
+                    .any(|r| r["node"] == h.name.as_str() && r["prefix"] == "default"),
+                "{} has a default route: {stdout}",
+                h.name
+            );
+            for c in containers.iter().filter(|c| c["host"] != h.name.as_str()) {
+                for a in c["addrs"].as_array().unwrap() {
+                    let addr: std::net::IpAddr = a.as_str().unwrap().parse().unwrap();
+                    let r = host_routes
+                        .iter()
+                        .filter(|r| r["node"] == h.name.as_str())
+                        .find(|r| {
+                            r["prefix"]
+                                .as_str()
+                                .and_then(|p| p.parse::<ipnetwork::IpNetwork>().ok())
+                                .is_some_and(|n| n.contains(addr) && n.prefix() > 0)
+                        })
+                        .unwrap_or_else(|| panic!("{}: no route to {addr}: {stdout}", h.name));
+                    assert_eq!(
+                        r["via"].as_str().unwrap().split(',').count(),
+                        hd.peers.len(),
+                        "{}: route to {addr} over every peer: {r}",
+                        h.name
+                    );
+                }
+            }
+        }
     }
 
     // Full reachability: every ordered pair, every address, by ping and TCP

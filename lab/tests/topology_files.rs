@@ -74,7 +74,10 @@ fn shipped_topologies_load() {
     assert_eq!(t.links.len(), 6);
     assert_eq!(t.flatnet.apps, ["web", "api", "db"]);
     assert_eq!(t.flatnet.policies.len(), 2);
-    assert!(t.flatnet.static_default);
+    assert!(
+        !t.flatnet.static_default,
+        "two-tier hosts route by learned routes"
+    );
     assert!(
         t.tors()
             .all(|(_, k, c)| k == RouterKind::Frr && c.is_file())

@@ -207,6 +207,13 @@ pub fn up(
     let established = t0.elapsed().as_secs_f64();
     state.timings.insert("established".into(), established);
     wait_routes(&state, &flatnet, opts.timeout, progress)?;
+    if !topo.flatnet.static_default {
+        let peers = topo
+            .hosts()
+            .map(|(n, h)| (n.name.clone(), h.peers.len()))
+            .collect();
+        wait_learned(&state, &flatnet, &peers, opts.timeout, progress)?;
+    }
     let routes = t0.elapsed().as_secs_f64();
     state.timings.insert("routes".into(), routes);
     state.save()?;
@@ -405,6 +412,70 @@ fn wait_sessions(
                 timeout.as_secs(),
                 st.map(daemon_tail).unwrap_or_default()
             ),
+        )
+    })
+}
+
+/// Every host's kernel holds a route flatnetd learned (protocol 200) to
+/// every other host's blocks, over each of its peers (ECMP): what the hosts
+/// reach, they reach by BGP.
+fn wait_learned(
+    state: &LabState,
+    flatnet: &Path,
+    peers: &std::collections::BTreeMap<String, usize>,
+    timeout: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), DeployError> {
+    let hosts: Vec<&NodeState> = state.nodes.iter().filter(|n| n.router.is_none()).collect();
+    let mut blocks = Vec::new();
+    for h in &hosts {
+        let socket = h.socket.clone().unwrap_or_default();
+        let b = super::cni::host_blocks(flatnet, &socket)
+            .map_err(|e| node_err(&h.name, format!("flatnet ipam show: {e}")))?;
+        blocks.push((h.name.clone(), b));
+    }
+    wait_until(
+        "every host's kernel routes to the other hosts' blocks over each peer (learned, proto 200)",
+        timeout,
+        progress,
+        || {
+            let mut missing = Vec::new();
+            for h in &hosts {
+                let want = peers.get(&h.name).copied().unwrap_or(1).max(1);
+                let mut have = BTreeSet::new();
+                for fam in ["-4", "-6"] {
+                    let out = h.ns().ip(&["-j", fam, "route", "show", "proto", "200"]);
+                    let v: serde_json::Value = out
+                        .ok()
+                        .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+                        .unwrap_or_default();
+                    for r in v.as_array().into_iter().flatten() {
+                        let hops = r["nexthops"].as_array().map_or(1, Vec::len);
+                        if r["type"].as_str() != Some("blackhole")
+                            && hops >= want
+                            && let Some(d) = r["dst"].as_str()
+                        {
+                            have.insert(d.to_string());
+                        }
+                    }
+                }
+                for (other, bs) in blocks.iter().filter(|(o, _)| *o != h.name) {
+                    for b in bs.iter().filter(|b| !have.contains(*b)) {
+                        missing.push((
+                            h.name.clone(),
+                            format!("{} has no learned route to {b} ({other})", h.name),
+                        ));
+                    }
+                }
+            }
+            missing
+        },
+    )
+    .map_err(|(node, what)| {
+        let st = state.nodes.iter().find(|n| n.name == node);
+        node_err(
+            &node,
+            format!("{what}\n{}", st.map(daemon_tail).unwrap_or_default()),
         )
     })
 }

@@ -53,9 +53,10 @@ pub struct LinkDef {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct FlatnetSection {
-    /// Hosts get a static ECMP default over their peers until flatnetd
-    /// programs learned routes (issue 9); flip to `false` then.
-    #[serde(default = "yes")]
+    /// Hosts get a static ECMP default over their peers instead of relying
+    /// on the routes flatnetd learns. Off by default; the `unnumbered`
+    /// topology needs it while the FIB cannot program RFC 8950 next hops.
+    #[serde(default)]
     pub static_default: bool,
     #[serde(default)]
     pub pools: Vec<PoolDef>,
@@ -75,7 +76,7 @@ pub struct FlatnetSection {
 impl Default for FlatnetSection {
     fn default() -> Self {
         FlatnetSection {
-            static_default: true,
+            static_default: false,
             pools: Vec::new(),
             apps: Vec::new(),
             policies: Vec::new(),
@@ -83,10 +84,6 @@ impl Default for FlatnetSection {
             scale: None,
         }
     }
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn default_port() -> u16 {
