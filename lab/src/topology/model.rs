@@ -50,7 +50,7 @@ pub struct LinkDef {
 }
 
 /// flatnet's own settings; containerlab ignores unknown top-level keys.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct FlatnetSection {
     /// Hosts get a static ECMP default over their peers instead of relying
@@ -71,19 +71,6 @@ pub struct FlatnetSection {
     pub hosts: BTreeMap<String, HostDef>,
     /// Generated hosts (the `scale` topology); see [`crate::topology::scale`].
     pub scale: Option<super::scale::ScaleDef>,
-}
-
-impl Default for FlatnetSection {
-    fn default() -> Self {
-        FlatnetSection {
-            static_default: false,
-            pools: Vec::new(),
-            apps: Vec::new(),
-            policies: Vec::new(),
-            hosts: BTreeMap::new(),
-            scale: None,
-        }
-    }
 }
 
 fn default_port() -> u16 {
