@@ -16,8 +16,12 @@ use crate::ipam::{AllocationInfo, BlockInfo};
 
 /// The protocol version this build speaks.
 pub const API_VERSION: u32 = 1;
-/// Largest request or response line accepted.
-pub const MAX_LINE: usize = 1 << 20;
+/// Largest request line flatnetd reads: requests are small, and the bound
+/// is what one slow client can make the daemon hold.
+pub const MAX_REQUEST: usize = 1 << 20;
+/// Largest answer a client reads: lists grow with the cluster (10,000
+/// endpoints are a few MiB), so this only guards against a runaway peer.
+pub const MAX_RESPONSE: usize = 256 << 20;
 
 /// One attachment: a container's interface.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -301,6 +305,8 @@ pub enum ErrorKind {
     Conflict,
     /// Application policy is not enabled on this host.
     PolicyDisabled,
+    /// flatnetd serves `api.max_connections` clients already.
+    Busy,
     Internal,
 }
 
@@ -370,7 +376,7 @@ pub fn call(socket: &Path, op: Op, timeout: Duration) -> Result<Answer, ClientEr
     line.push(b'\n');
     s.write_all(&line)
         .map_err(|e| ClientError::Protocol(format!("send: {e}")))?;
-    let mut r = BufReader::new(s).take(MAX_LINE as u64);
+    let mut r = BufReader::new(s).take(MAX_RESPONSE as u64);
     let mut buf = String::new();
     r.read_line(&mut buf)
         .map_err(|e| ClientError::Protocol(format!("receive: {e}")))?;

@@ -170,7 +170,7 @@ fn map_client(e: ClientError) -> CniError {
                 ErrorKind::IfnameTaken => code::IFNAME_TAKEN,
                 ErrorKind::InvalidEnvironment => code::INVALID_ENV,
                 ErrorKind::PoolExhausted => code::POOL_EXHAUSTED,
-                ErrorKind::DatastoreUnavailable => code::TRY_AGAIN_LATER,
+                ErrorKind::DatastoreUnavailable | ErrorKind::Busy => code::TRY_AGAIN_LATER,
                 ErrorKind::CheckFailed => code::CHECK_FAILED,
                 ErrorKind::Internal | ErrorKind::Conflict | ErrorKind::PolicyDisabled => {
                     code::INTERNAL
@@ -183,6 +183,7 @@ fn map_client(e: ClientError) -> CniError {
                 ErrorKind::InvalidEnvironment => "invalid CNI_NETNS",
                 ErrorKind::PoolExhausted => "address pool exhausted",
                 ErrorKind::DatastoreUnavailable => "datastore unavailable; try again later",
+                ErrorKind::Busy => "flatnetd is busy; try again later",
                 ErrorKind::CheckFailed => "attachment check failed",
                 ErrorKind::InvalidRequest => "invalid request",
                 ErrorKind::UnsupportedVersion => "flatnetd speaks another API version",

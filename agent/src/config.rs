@@ -95,14 +95,32 @@ pub struct Api {
     /// Unix socket of the control API (created mode 0600).
     #[serde(default = "default_socket")]
     pub socket: PathBuf,
+    /// Connections served at once; more are answered "busy" (CNI code 11)
+    /// and closed, so idle clients cannot take the socket away.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a client has to send its request, and again to take its
+    /// answer, before the connection is closed.
+    #[serde(default = "default_client_timeout")]
+    pub client_timeout: u64,
 }
 
 impl Default for Api {
     fn default() -> Self {
         Api {
             socket: default_socket(),
+            max_connections: default_max_connections(),
+            client_timeout: default_client_timeout(),
         }
     }
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_client_timeout() -> u64 {
+    10
 }
 
 fn default_socket() -> PathBuf {
@@ -567,6 +585,18 @@ impl Config {
         }
         if self.api.socket.as_os_str().is_empty() || !self.api.socket.is_absolute() {
             return Err("api.socket: expected an absolute path".into());
+        }
+        if !(1..=1_000_000).contains(&self.api.max_connections) {
+            return Err(format!(
+                "api.max_connections: expected 1..=1000000, found {}",
+                self.api.max_connections
+            ));
+        }
+        if !(1..=3600).contains(&self.api.client_timeout) {
+            return Err(format!(
+                "api.client_timeout: expected 1..=3600 seconds, found {}",
+                self.api.client_timeout
+            ));
         }
         Ok(())
     }

@@ -79,6 +79,10 @@ pub struct Metrics {
     /// rewritten chain restarts its counters.
     pub policy_packets: Family<RuleLabels, Gauge>,
     pub policy_bytes: Family<RuleLabels, Gauge>,
+    /// Control connections being served now.
+    pub api_connections: Gauge,
+    /// Control connections answered "busy" at `api.max_connections`.
+    pub api_connections_refused: Counter,
 }
 
 fn histogram() -> Histogram {
@@ -97,6 +101,18 @@ impl Metrics {
         let ipam_used = Gauge::default();
         let ipam_capacity = Gauge::default();
         let reconcile_errors = Counter::default();
+        let api_connections = Gauge::default();
+        let api_connections_refused = Counter::default();
+        registry.register(
+            "api_connections",
+            "Control API connections being served",
+            api_connections.clone(),
+        );
+        registry.register(
+            "api_connections_refused",
+            "Control API connections refused as busy (api.max_connections)",
+            api_connections_refused.clone(),
+        );
         registry.register(
             "cni_operations",
             "CNI operations served, by operation and result",
@@ -186,6 +202,8 @@ impl Metrics {
         Metrics {
             policy_packets,
             policy_bytes,
+            api_connections,
+            api_connections_refused,
             registry,
             ops,
             latency,

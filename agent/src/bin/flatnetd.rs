@@ -54,6 +54,7 @@ fn main() -> ExitCode {
     } else {
         builder.init();
     }
+    raise_open_files();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -79,6 +80,7 @@ async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let socket = cfg.api.socket.clone();
     let metrics_addr = cfg.metrics.listen;
+    let limits = flatnet_agent::server::ApiLimits::from(&cfg.api);
     let agent = Agent::new(cfg).await?;
     agent.set_config_path(path);
     agent.reconcile().await?;
@@ -89,7 +91,7 @@ async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
         tokio::spawn(serve_metrics(agent.clone(), l));
     }
     tracing::info!(socket = %socket.display(), "flatnetd ready");
-    let mut api = tokio::spawn(serve_api(agent.clone(), listener));
+    let mut api = tokio::spawn(serve_api(agent.clone(), listener, limits));
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     loop {
@@ -116,4 +118,24 @@ async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_file(&socket);
     Ok(())
+}
+
+/// Lifts the soft open-files limit to the hard one (capped): every control
+/// client, BGP session and netlink socket is a descriptor, and the usual
+/// soft 1,024 is what a burst of clients exhausts first.
+fn raise_open_files() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    const WANT: u64 = 1 << 20;
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) => {
+            let target = hard.min(WANT).max(soft);
+            if target > soft {
+                match setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
+                    Ok(()) => tracing::debug!(from = soft, to = target, "raised open-files limit"),
+                    Err(e) => tracing::warn!(error = %e, soft, "cannot raise open-files limit"),
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read open-files limit"),
+    }
 }

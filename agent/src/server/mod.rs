@@ -4,5 +4,5 @@
 pub mod api;
 pub mod http;
 
-pub use api::{bind_socket, serve_api};
+pub use api::{ApiLimits, bind_socket, serve_api};
 pub use http::serve_metrics;
