@@ -374,12 +374,18 @@ pub fn call(socket: &Path, op: Op, timeout: Duration) -> Result<Answer, ClientEr
     };
     let mut line = serde_json::to_vec(&req).map_err(|e| ClientError::Protocol(e.to_string()))?;
     line.push(b'\n');
-    s.write_all(&line)
-        .map_err(|e| ClientError::Protocol(format!("send: {e}")))?;
+    // A daemon that refuses early (busy) may close before taking all of
+    // the request: its answer is still there to read.
+    let sent = s.write_all(&line);
     let mut r = BufReader::new(s).take(MAX_RESPONSE as u64);
     let mut buf = String::new();
-    r.read_line(&mut buf)
-        .map_err(|e| ClientError::Protocol(format!("receive: {e}")))?;
+    let got = r.read_line(&mut buf);
+    if let Err(e) = sent
+        && buf.is_empty()
+    {
+        return Err(ClientError::Protocol(format!("send: {e}")));
+    }
+    got.map_err(|e| ClientError::Protocol(format!("receive: {e}")))?;
     if buf.is_empty() {
         return Err(ClientError::Protocol(
             "flatnetd closed the connection without answering".into(),

@@ -16,7 +16,8 @@ use crate::api::{
     Op,
 };
 use crate::config::DEFAULT_API_SOCKET;
-use crate::kernel::{GATEWAY_V4, GATEWAY_V6, valid_ifname};
+use crate::kernel::{GATEWAY_V4, GATEWAY_V6};
+use crate::names::{check_app, check_container_id, check_ifname, check_network_name};
 
 pub const SUPPORTED_VERSIONS: [&str; 3] = ["0.4.0", "1.0.0", "1.1.0"];
 pub const CURRENT_VERSION: &str = "1.1.0";
@@ -180,7 +181,7 @@ fn map_client(e: ClientError) -> CniError {
                 ErrorKind::NetnsNotFound => "network namespace does not exist",
                 ErrorKind::NotFound => "no such attachment",
                 ErrorKind::IfnameTaken => "interface name already exists in the container",
-                ErrorKind::InvalidEnvironment => "invalid CNI_NETNS",
+                ErrorKind::InvalidEnvironment => "invalid CNI environment",
                 ErrorKind::PoolExhausted => "address pool exhausted",
                 ErrorKind::DatastoreUnavailable => "datastore unavailable; try again later",
                 ErrorKind::Busy => "flatnetd is busy; try again later",
@@ -264,6 +265,10 @@ fn run_inner(
             "",
         ));
     }
+    if let Some(n) = conf.name.as_deref() {
+        check_network_name(n)
+            .map_err(|e| CniError::new(code::INVALID_CONFIG, "invalid network name", e))?;
+    }
     if conf.kind.as_deref().unwrap_or("").is_empty() {
         return Err(CniError::new(
             code::INVALID_CONFIG,
@@ -276,26 +281,44 @@ fn run_inner(
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_API_SOCKET));
     let call = |op: Op| crate::api::call(&socket, op, timeout).map_err(map_client);
-    let attachment = || -> Result<AttachmentRef, CniError> {
+    // ADD admits only what it can name everywhere; DEL and CHECK take any
+    // id, so what an older flatnet accepted can still be removed.
+    let attachment = |strict: bool| -> Result<AttachmentRef, CniError> {
         let ifname = need(env, "CNI_IFNAME")?;
-        if !valid_ifname(&ifname) {
-            return Err(CniError::new(
+        let bad_if = |e: String| {
+            CniError::new(
                 code::INVALID_ENV,
                 format!("invalid CNI_IFNAME {ifname:?}"),
-                "1 to 15 characters, no '/', ':' or whitespace",
+                e,
+            )
+        };
+        if strict {
+            check_ifname(&ifname).map_err(bad_if)?;
+        } else if !crate::kernel::valid_ifname(&ifname) {
+            return Err(bad_if(
+                "1 to 15 characters, no '/', ':' or whitespace".into(),
             ));
         }
+        let container_id = need(env, "CNI_CONTAINERID")?;
+        if strict {
+            check_container_id(&container_id)
+                .map_err(|e| CniError::new(code::INVALID_ENV, "invalid CNI_CONTAINERID", e))?;
+        }
         Ok(AttachmentRef {
-            container_id: need(env, "CNI_CONTAINERID")?,
+            container_id,
             ifname,
         })
     };
     match command {
         "ADD" => {
-            let attachment = attachment()?;
+            let attachment = attachment(true)?;
             let netns = need(env, "CNI_NETNS")?;
             let cni_args = parse_cni_args(&env("CNI_ARGS").unwrap_or_default());
             let app = app_id(&conf, &cni_args);
+            if let Some(a) = app.as_deref() {
+                check_app(a)
+                    .map_err(|e| CniError::new(code::INVALID_CONFIG, "invalid app id", e))?;
+            }
             match call(Op::Add(AddArgs {
                 attachment,
                 netns,
@@ -307,7 +330,7 @@ fn run_inner(
             }
         }
         "DEL" => {
-            let attachment = attachment()?;
+            let attachment = attachment(false)?;
             call(Op::Del(DelArgs {
                 attachment,
                 netns: env("CNI_NETNS").filter(|s| !s.is_empty()),
@@ -315,7 +338,7 @@ fn run_inner(
             Ok(None)
         }
         "CHECK" => {
-            let attachment = attachment()?;
+            let attachment = attachment(false)?;
             let netns = need(env, "CNI_NETNS")?;
             let prev = conf
                 .prev_result

@@ -404,35 +404,75 @@ pub struct Bgp {
 
 impl Config {
     /// Communities, large communities and the import filter's lengths.
-    fn validate_routing(&self) -> Result<(), String> {
+    fn validate_routing(&self) -> Result<(), Problem> {
         for (i, p) in self.pools.iter().enumerate() {
             for c in &p.communities {
-                parse_community(c).map_err(|e| format!("pool[{i}].communities: {e}"))?;
+                parse_community(c).map_err(|e| {
+                    Problem::at(
+                        &[K("pool"), I(i), K("communities")],
+                        format!("pool[{i}].communities: {e}"),
+                    )
+                })?;
             }
             for c in &p.large_communities {
-                parse_large_community(c)
-                    .map_err(|e| format!("pool[{i}].large_communities: {e}"))?;
+                parse_large_community(c).map_err(|e| {
+                    Problem::at(
+                        &[K("pool"), I(i), K("large_communities")],
+                        format!("pool[{i}].large_communities: {e}"),
+                    )
+                })?;
             }
         }
-        for p in &self.bgp.peers {
+        for (i, p) in self.bgp.peers.iter().enumerate() {
             for c in &p.communities {
-                parse_community(c)
-                    .map_err(|e| format!("bgp.peer {}: communities: {e}", p.address))?;
+                parse_community(c).map_err(|e| {
+                    Problem::at(
+                        &[K("bgp"), K("peer"), I(i), K("communities")],
+                        format!("bgp.peer {}: communities: {e}", p.address),
+                    )
+                })?;
             }
             for c in &p.large_communities {
-                parse_large_community(c)
-                    .map_err(|e| format!("bgp.peer {}: large_communities: {e}", p.address))?;
+                parse_large_community(c).map_err(|e| {
+                    Problem::at(
+                        &[K("bgp"), K("peer"), I(i), K("large_communities")],
+                        format!("bgp.peer {}: large_communities: {e}", p.address),
+                    )
+                })?;
             }
         }
         if self.bgp.import_max_length_v4.is_some_and(|l| l > 32) {
-            return Err("bgp.import_max_length_v4: expected 0..=32".into());
+            return Err(Problem::at(
+                &[K("bgp"), K("import_max_length_v4")],
+                "bgp.import_max_length_v4: expected 0..=32",
+            ));
         }
         if self.bgp.import_max_length_v6.is_some_and(|l| l > 128) {
-            return Err("bgp.import_max_length_v6: expected 0..=128".into());
+            return Err(Problem::at(
+                &[K("bgp"), K("import_max_length_v6")],
+                "bgp.import_max_length_v6: expected 0..=128",
+            ));
         }
         Ok(())
     }
 }
+
+/// A semantic error and the key it is about.
+struct Problem {
+    at: Vec<flatnet_tomlspan::Seg<'static>>,
+    message: String,
+}
+
+impl Problem {
+    fn at(at: &[flatnet_tomlspan::Seg<'static>], message: impl Into<String>) -> Problem {
+        Problem {
+            at: at.to_vec(),
+            message: message.into(),
+        }
+    }
+}
+
+use flatnet_tomlspan::Seg::{Index as I, Key as K};
 
 /// Parses "ASN:VALUE" (16-bit halves) into a community.
 pub fn parse_community(s: &str) -> Result<flatnet_bgp::wire::Community, String> {
@@ -483,8 +523,6 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
-    #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
     /// A value that parses but cannot work (a duplicate peer, a key the
     /// kernel refuses), at the key's position.
     #[error("{path}:{line}:{column}: {message}")]
@@ -509,11 +547,22 @@ pub fn toml_error_at(text: &str, e: &toml::de::Error) -> (usize, usize, String) 
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
         let origin = path.display().to_string();
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let valid = e.utf8_error().valid_up_to();
+            let ok = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
+            let (line, column) = flatnet_tomlspan::line_col(&ok, valid);
+            ConfigError::Syntax {
+                path: origin.clone(),
+                line,
+                column,
+                message: "invalid UTF-8 (TOML files are UTF-8)".into(),
+            }
+        })?;
         let cfg = Config::parse(&text, &origin)?;
         peer::probe_md5(&cfg.bgp.peers).map_err(|p| located(&text, &origin, p))?;
         Ok(cfg)
@@ -531,75 +580,148 @@ impl Config {
             }
         })?;
         peer::check_peers(&cfg.bgp.peers).map_err(|p| located(text, origin, p))?;
-        cfg.validate().map_err(|message| ConfigError::Invalid {
-            path: origin.to_string(),
-            message,
+        cfg.validate().map_err(|p| {
+            // Every semantic error names its key's place; the file's start
+            // when the key is absent altogether (e.g. no [[pool]]).
+            let (line, column) = flatnet_tomlspan::locate(text, &p.at).unwrap_or((1, 1));
+            ConfigError::At {
+                path: origin.to_string(),
+                line,
+                column,
+                message: p.message,
+            }
         })?;
         Ok(cfg)
     }
 
-    /// Cross-field checks serde cannot express.
-    fn validate(&self) -> Result<(), String> {
+    /// Checks serde cannot express, each located at its key.
+    fn validate(&self) -> Result<(), Problem> {
         self.validate_routing()?;
-        if self.node.name.is_empty() {
-            return Err("node.name: expected a non-empty host name".into());
-        }
+        crate::names::check_node_name(&self.node.name)
+            .map_err(|e| Problem::at(&[K("node"), K("name")], e))?;
         if !(68..=65535).contains(&self.dataplane.mtu) {
-            return Err(format!(
-                "dataplane.mtu: expected 68..=65535, found {}",
-                self.dataplane.mtu
+            return Err(Problem::at(
+                &[K("dataplane"), K("mtu")],
+                format!(
+                    "dataplane.mtu: expected 68..=65535, found {}",
+                    self.dataplane.mtu
+                ),
+            ));
+        }
+        if !self.dataplane.state_dir.is_absolute() {
+            return Err(Problem::at(
+                &[K("dataplane"), K("state_dir")],
+                "dataplane.state_dir: expected an absolute path",
             ));
         }
         if !self.pools.iter().any(|p| p.cidr.0.is_ipv4()) {
-            return Err("pool: expected at least one IPv4 [[pool]]".into());
+            return Err(Problem::at(
+                &[K("pool")],
+                "pool: expected at least one IPv4 [[pool]]",
+            ));
         }
         for (i, p) in self.pools.iter().enumerate() {
             let b = p.block_prefix();
             let (pp, max) = (p.cidr.0.prefix(), if p.cidr.0.is_ipv4() { 32 } else { 128 });
             if b < pp || b > max {
-                return Err(format!(
-                    "pool[{i}] ({}): block_size /{b} must be between the pool's /{pp} and /{max}",
-                    p.cidr.0
+                return Err(Problem::at(
+                    &[K("pool"), I(i), K("block_size")],
+                    format!(
+                        "pool[{i}] ({}): block_size /{b} must be between the pool's /{pp} and /{max}",
+                        p.cidr.0
+                    ),
                 ));
             }
             for (j, q) in self.pools.iter().enumerate().skip(i + 1) {
                 if overlaps(p.cidr.0, q.cidr.0) {
-                    return Err(format!(
-                        "pool[{i}] ({}) overlaps pool[{j}] ({})",
-                        p.cidr.0, q.cidr.0
+                    return Err(Problem::at(
+                        &[K("pool"), I(j), K("cidr")],
+                        format!("pool[{j}] ({}) overlaps pool[{i}] ({})", q.cidr.0, p.cidr.0),
                     ));
                 }
             }
         }
-        if !self.bgp.peers.is_empty() && (self.node.asn.is_none() || self.node.router_id.is_none())
-        {
-            return Err("bgp.peer needs node.asn and node.router_id".into());
+        if !self.bgp.peers.is_empty() {
+            for (key, missing) in [
+                ("asn", self.node.asn.is_none()),
+                ("router_id", self.node.router_id.is_none()),
+            ] {
+                if missing {
+                    return Err(Problem::at(
+                        &[K("node"), K(key)],
+                        format!("node.{key}: required when [[bgp.peer]] is configured"),
+                    ));
+                }
+            }
         }
         if self.bgp.listen.is_empty()
-            && let Some(p) = self.bgp.peers.iter().find(|p| p.passive)
+            && let Some((i, p)) = self.bgp.peers.iter().enumerate().find(|(_, p)| p.passive)
         {
-            return Err(format!(
-                "bgp.peer {}: passive needs bgp.listen (flatnetd only connects out otherwise)",
-                p.address
+            return Err(Problem::at(
+                &[K("bgp"), K("peer"), I(i), K("passive")],
+                format!(
+                    "bgp.peer {}: passive needs bgp.listen (flatnetd only connects out otherwise)",
+                    p.address
+                ),
             ));
         }
         if self.api.socket.as_os_str().is_empty() || !self.api.socket.is_absolute() {
-            return Err("api.socket: expected an absolute path".into());
+            return Err(Problem::at(
+                &[K("api"), K("socket")],
+                "api.socket: expected an absolute path",
+            ));
         }
         if !(1..=1_000_000).contains(&self.api.max_connections) {
-            return Err(format!(
-                "api.max_connections: expected 1..=1000000, found {}",
-                self.api.max_connections
+            return Err(Problem::at(
+                &[K("api"), K("max_connections")],
+                format!(
+                    "api.max_connections: expected 1..=1000000, found {}",
+                    self.api.max_connections
+                ),
             ));
         }
         if !(1..=3600).contains(&self.api.client_timeout) {
-            return Err(format!(
-                "api.client_timeout: expected 1..=3600 seconds, found {}",
-                self.api.client_timeout
+            return Err(Problem::at(
+                &[K("api"), K("client_timeout")],
+                format!(
+                    "api.client_timeout: expected 1..=3600 seconds, found {}",
+                    self.api.client_timeout
+                ),
             ));
         }
+        check_log_level(&self.log.level).map_err(|e| {
+            Problem::at(
+                &[K("log"), K("level")],
+                format!(
+                    "log.level {:?}: {e}; e.g. \"info\" or \"info,flatnet_agent=debug\"",
+                    self.log.level
+                ),
+            )
+        })?;
         Ok(())
     }
+}
+
+/// A tracing filter as operators write it: levels, or `target=level`
+/// directives. A bare word that is not a level would parse as a target
+/// name and silently log nothing, so it is refused.
+fn check_log_level(level: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    if level.trim().is_empty() {
+        return Err("empty".into());
+    }
+    for d in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let lvl = d.rsplit_once('=').map_or(d, |(_, l)| l);
+        if !LEVELS.contains(&lvl.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{d:?} is not a level ({}) or TARGET=LEVEL",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(level)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// A peer problem at its key's position in `text`.

@@ -10,6 +10,7 @@ pub mod handlers;
 pub mod ipam;
 pub mod kernel;
 pub mod metrics;
+pub mod names;
 pub mod netfilter;
 pub mod policy;
 pub mod reconcile;

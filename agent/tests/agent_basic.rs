@@ -126,16 +126,19 @@ fn add_gives_addresses_routes_sysctls_then_del_leaves_nothing() {
     let (out, code) = host.cni("CHECK", "cid-1", &c.path(), "eth0", &conf);
     assert_eq!(code, 0, "{out}");
 
-    // Repeated ADD: same result, nothing new.
-    let r2 = host.add("cid-1", &c);
-    assert_eq!(r2, r);
+    // A second ADD of the same attachment is an error (CNI 1.1: the
+    // interface exists) and changes nothing.
+    let (e, code) = host.cni("ADD", "cid-1", &c.path(), "eth0", &host.conf("1.1.0"));
+    assert_eq!((code, e["code"].as_u64()), (1, Some(110)), "{e}");
     assert_eq!(host.flatnet_links().len(), 1);
     assert_eq!(host.allocations().len(), 2);
+    assert_eq!(host.cni("CHECK", "cid-1", &c.path(), "eth0", &conf).1, 0);
 
     // DEL removes everything; a second DEL succeeds too. When DEL answers,
-    // the attachment is already inert: no host route, no allocation, no
-    // record (the veth pair is reaped right after).
+    // all of it is gone: host routes, allocation, record and both ends of
+    // the veth pair (no background deletion after the answer).
     host.del("cid-1", &c.path());
+    assert_eq!(host.flatnet_links(), Vec::<String>::new());
     assert_eq!(host.flatnet_routes("-4"), Vec::<Value>::new());
     assert_eq!(host.flatnet_routes("-6"), Vec::<Value>::new());
     assert_eq!(host.allocations(), Vec::<Value>::new());
@@ -193,9 +196,20 @@ fn check_detects_a_deleted_route() {
     assert_eq!(e["code"], 112, "{e}");
     assert!(e["details"].as_str().unwrap().contains("host route"), "{e}");
 
-    // A repeated ADD repairs it.
+    // A second ADD while the interface exists is an error (CNI 1.1 MUST)
+    // and changes nothing: CHECK still finds the same fault.
+    let (e, code) = host.cni("ADD", "cid", &c.path(), "eth0", &host.conf("1.1.0"));
+    assert_eq!((code, e["code"].as_u64()), (1, Some(110)), "{e}");
+    assert!(
+        e["details"].as_str().unwrap().contains("DEL it first"),
+        "{e}"
+    );
+    let (e, _) = host.cni("CHECK", "cid", &c.path(), "eth0", &conf);
+    assert!(e["details"].as_str().unwrap().contains("host route"), "{e}");
+    // What a runtime does to repair: DEL, then ADD.
+    host.del("cid", &c.path());
     let r2 = host.add("cid", &c);
-    assert_eq!(result_v4(&r2), v4);
+    conf["prevResult"] = r2.clone();
     assert_eq!(host.cni("CHECK", "cid", &c.path(), "eth0", &conf).1, 0);
 
     // Container default route gone.

@@ -58,6 +58,17 @@ fn bad_input_gets_the_right_code_and_leaves_nothing() {
         )
     };
     let before = host_state();
+    fn with<'a>(netns: &'a str, id: &'a str, ifname: &'a str) -> Vec<(&'static str, &'a str)> {
+        vec![
+            ("CNI_CONTAINERID", id),
+            ("CNI_NETNS", netns),
+            ("CNI_IFNAME", ifname),
+        ]
+    }
+    let long_id = "a".repeat(flatnet_agent::names::MAX_CONTAINER_ID + 1);
+    let mut long_app = host.conf("1.1.0");
+    long_app["args"] = json!({"flatnet": {"app": "a".repeat(64)}});
+    let long_app = long_app.to_string();
     let cases: Vec<(&str, Vec<(&str, &str)>, String, u64)> = vec![
         ("malformed JSON", env(&p), "{\"cniVersion\": ".into(), 6),
         (
@@ -104,6 +115,45 @@ fn bad_input_gets_the_right_code_and_leaves_nothing() {
             conf.replace("flatnetd.sock", "nobody.sock"),
             11,
         ),
+        // Ids and names that would overflow the interface alias, or that
+        // the kernel treats specially, are refused before anything is made.
+        (
+            "container id longer than the alias holds",
+            with(&p, &long_id, "eth0"),
+            conf.clone(),
+            4,
+        ),
+        (
+            "container id with '/'",
+            with(&p, "a/b", "eth0"),
+            conf.clone(),
+            4,
+        ),
+        (
+            "ifname eth%d (a template)",
+            with(&p, "cid", "eth%d"),
+            conf.clone(),
+            4,
+        ),
+        (
+            "ifname all (sysctl tree)",
+            with(&p, "cid", "all"),
+            conf.clone(),
+            4,
+        ),
+        (
+            "ifname default (sysctl tree)",
+            with(&p, "cid", "default"),
+            conf.clone(),
+            4,
+        ),
+        ("app id of 64 characters", env(&p), long_app, 7),
+        (
+            "network name with '/'",
+            env(&p),
+            conf.replace("\"name\":\"flatnet\"", "\"name\":\"a/b\""),
+            7,
+        ),
     ];
     for (what, env, stdin, want) in cases {
         let (v, code) = cni_raw("ADD", &env, stdin.as_bytes());
@@ -120,6 +170,37 @@ fn bad_input_gets_the_right_code_and_leaves_nothing() {
             "{what}: the host's routes or addresses changed"
         );
     }
+
+    // flatnetd checks again for clients other than the plugin.
+    use flatnet_agent::api::{AddArgs, AttachmentRef, ClientError, ErrorKind, Op, call};
+    for (id, ifname, app, kind) in [
+        (
+            long_id.as_str(),
+            "eth0",
+            None,
+            ErrorKind::InvalidEnvironment,
+        ),
+        ("cid", "all", None, ErrorKind::InvalidEnvironment),
+        (
+            "cid",
+            "eth0",
+            Some("a".repeat(64)),
+            ErrorKind::InvalidRequest,
+        ),
+    ] {
+        let op = Op::Add(AddArgs {
+            attachment: AttachmentRef::new(id, ifname),
+            netns: p.clone(),
+            app,
+            network: None,
+        });
+        match call(&host.socket(), op, Duration::from_secs(10)) {
+            Err(ClientError::Api(e)) => assert_eq!(e.kind, kind, "{id:.10}/{ifname}: {e}"),
+            other => panic!("{id:.10}/{ifname}: {other:?}"),
+        }
+        host.assert_clean();
+    }
+    assert_eq!(host_state(), before);
 
     // Interface name already taken inside the container.
     c.ip(&[

@@ -30,18 +30,22 @@ fn add_with_app(host: &Host, id: &str, c: &Netns, app: &str) -> serde_json::Valu
 fn add_writes_the_endpoint_record_to_the_datastore_and_del_removes_it() {
     let host = Host::start("rec-node", POOLS_DUAL);
     let c = Netns::new("c").unwrap();
-    let r = add_with_app(&host, "ns/cid:1", &c, "web");
+    // An id that could forge a key separator is refused (CNI 1.1 ids are
+    // letters, digits, '_', '.', '-'), and leaves nothing.
+    let (v, code) = host.cni("ADD", "ns/cid:1", &c.path(), "eth0", &host.conf("1.1.0"));
+    assert_eq!((code, v["code"].as_u64()), (1, Some(4)), "{v}");
+    assert_eq!(host.ds_endpoints(), vec![]);
+    let r = add_with_app(&host, "ns.cid_1-a", &c, "web");
     let recs = host.ds_endpoints();
     assert_eq!(recs.len(), 1, "{recs:?}");
     let (key, ep) = &recs[0];
-    // Names are escaped like IPAM's keys: no id can forge a '/'.
-    assert_eq!(key, "/flatnet/endpoints/rec-node/ns%2Fcid%3A1/eth0");
+    assert_eq!(key, "/flatnet/endpoints/rec-node/ns.cid_1-a/eth0");
     assert_eq!(
-        flatnet_agent::store::endpoint_key("rec-node", "ns/cid:1", "eth0"),
+        flatnet_agent::store::endpoint_key("rec-node", "ns.cid_1-a", "eth0"),
         *key
     );
     assert_eq!(ep["node"], "rec-node");
-    assert_eq!(ep["container_id"], "ns/cid:1");
+    assert_eq!(ep["container_id"], "ns.cid_1-a");
     assert_eq!(ep["ifname"], "eth0");
     assert_eq!(ep["app"], "web");
     assert_eq!(ep["v4"], result_v4(&r).as_str());
@@ -64,7 +68,7 @@ fn add_writes_the_endpoint_record_to_the_datastore_and_del_removes_it() {
     );
 
     // DEL: the record is gone from the datastore.
-    let (v, code) = host.cni("DEL", "ns/cid:1", &c.path(), "eth0", &host.conf("1.1.0"));
+    let (v, code) = host.cni("DEL", "ns.cid_1-a", &c.path(), "eth0", &host.conf("1.1.0"));
     assert_eq!(code, 0, "{v}");
     assert_eq!(host.ds_endpoints(), vec![]);
     host.assert_clean();

@@ -127,6 +127,71 @@ fn semantic_errors() {
     assert!(e.contains("node.asn"), "{e}");
 }
 
+#[test]
+fn every_semantic_error_names_line_and_column() {
+    const H: &str = "[node]\nname = \"h\"\n";
+    const P: &str = "[[pool]]\ncidr = \"10.0.0.0/24\"\n";
+    let cases: Vec<(String, &str, &str)> = vec![
+        // (text, "line:col: ", what the message says)
+        (format!("[[pool]]\ncidr = \"fd00::/64\"\n{H}"), "1:3: ", "at least one IPv4"),
+        (
+            format!("{H}{P}[[pool]]\ncidr = \"10.0.0.0/16\"\n"),
+            "6:1: ",
+            "overlaps pool[0]",
+        ),
+        (format!("{H}{P}block_size = 16\n"), "5:1: ", "block_size /16"),
+        (format!("{H}[dataplane]\nmtu = 40\n{P}"), "4:1: ", "dataplane.mtu"),
+        (
+            format!("{H}[dataplane]\nstate_dir = \"var/lib\"\n{P}"),
+            "4:1: ",
+            "state_dir",
+        ),
+        (format!("{H}[api]\nsocket = \"flatnetd.sock\"\n{P}"), "4:1: ", "absolute path"),
+        (format!("{H}[api]\nmax_connections = 0\n{P}"), "4:1: ", "max_connections"),
+        (format!("{H}[api]\nclient_timeout = 0\n{P}"), "4:1: ", "client_timeout"),
+        (format!("{H}[log]\nlevel = \"verbose\"\n{P}"), "4:1: ", "not a level"),
+        (format!("{H}[log]\nlevel = \"flatnet=loud\"\n{P}"), "4:1: ", "not a level"),
+        ("[node]\nname = \"a/b\"\n[[pool]]\ncidr = \"10.0.0.0/24\"\n".into(), "2:1: ", "host name"),
+        (
+            format!("{H}{P}[[bgp.peer]]\naddress = \"10.0.0.1\"\nasn = 1\n"),
+            "1:2: ",
+            "node.asn: required",
+        ),
+        (
+            "[node]\nname = \"h\"\nasn = 1\n[[pool]]\ncidr = \"10.0.0.0/24\"\n[[bgp.peer]]\naddress = \"10.0.0.1\"\nasn = 2\n".into(),
+            "1:2: ",
+            "node.router_id: required",
+        ),
+    ];
+    for (text, at, what) in cases {
+        let e = err(&text);
+        assert!(e.starts_with(&format!("t.toml:{at}")), "{e}\n--\n{text}");
+        assert!(e.contains(what), "{e}");
+    }
+    // log.level forms that work.
+    for ok in [
+        "info",
+        "INFO",
+        "info,flatnet_agent=debug",
+        "flatnet_bgp::session=trace",
+    ] {
+        let t = format!("{H}[log]\nlevel = \"{ok}\"\n{P}");
+        Config::parse(&t, "t.toml").unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+}
+
+#[test]
+fn invalid_utf8_is_located() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("bad.toml");
+    std::fs::write(&f, b"[node]\nname = \"h\xff\"\n").unwrap();
+    let e = Config::load(&f).unwrap_err().to_string();
+    assert!(
+        e.ends_with("bad.toml:2:10: invalid UTF-8 (TOML files are UTF-8)"),
+        "{e}"
+    );
+}
+
 const PEERS: &str = "[node]\nname = \"h\"\nrouter_id = \"10.0.0.2\"\nasn = 65002\n[[pool]]\ncidr = \"10.1.0.0/16\"\n[[bgp.peer]]\naddress = \"10.0.0.1\"\nasn = 65001\n";
 
 #[test]

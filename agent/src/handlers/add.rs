@@ -3,19 +3,25 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Agent, attachment, attachment_of, dp_err, ipam_err, store_err};
+use super::{Agent, attachment, dp_err, ipam_err, store_err};
 use crate::api::{AddArgs, ApiError, AttachmentRef, Endpoint};
 
 impl Agent {
     pub(super) async fn add(self: &Arc<Self>, a: AddArgs) -> Result<Endpoint, ApiError> {
         let r = &a.attachment;
         Self::validate_ref(r)?;
+        if let Some(app) = a.app.as_deref() {
+            crate::names::check_app(app)
+                .map_err(|e| ApiError::new(crate::api::ErrorKind::InvalidRequest, e))?;
+        }
         // Lock order everywhere: gc_lock, then the attachment's lock.
         let _gc = self.gc_lock.read().await;
         let lock = self.lock_for(r);
         let _g = lock.lock().await;
         crate::kernel::container_netns(std::path::Path::new(&a.netns)).map_err(dp_err)?;
-        // Repeated ADD: answer with what exists when it is still right.
+        // A second ADD while the interface exists is an error (CNI 1.1:
+        // the plugin MUST fail); it changes nothing. A runtime that retries
+        // calls DEL first.
         if let Some(stored) = self
             .store
             .get(&r.container_id, &r.ifname)
@@ -23,11 +29,23 @@ impl Agent {
             .map_err(store_err)?
         {
             let ep = stored.ep;
-            let att = attachment_of(&ep);
-            if ep.netns == a.netns && self.dp.check(&att).await.is_ok() {
-                return Ok(ep);
+            if ep.netns == a.netns
+                && self
+                    .dp
+                    .container_has_link(std::path::Path::new(&a.netns), &r.ifname)
+                    .await
+                    .map_err(dp_err)?
+            {
+                return Err(ApiError::new(
+                    crate::api::ErrorKind::IfnameTaken,
+                    format!(
+                        "{r} is attached already: interface {} exists in {} (DEL it first)",
+                        r.ifname, a.netns
+                    ),
+                ));
             }
-            // Stale or different: rebuild from scratch, keeping the address.
+            // The container lost its interface, or this is another
+            // namespace: rebuild from scratch, keeping the address.
             self.dp.del(&ep.host_ifname).await.map_err(dp_err)?;
             self.store
                 .remove_at(&r.container_id, &r.ifname, stored.rev)

@@ -9,7 +9,13 @@ use crate::api::{ApiError, CheckArgs, ErrorKind};
 impl Agent {
     pub(super) async fn check(self: &Arc<Self>, a: CheckArgs) -> Result<(), ApiError> {
         let r = &a.attachment;
-        Self::validate_ref(r)?;
+        // Any recorded id may be checked; ADD is where names are limited.
+        if r.container_id.is_empty() || !crate::kernel::valid_ifname(&r.ifname) {
+            return Err(ApiError::new(
+                ErrorKind::InvalidEnvironment,
+                format!("invalid attachment {r}"),
+            ));
+        }
         let lock = self.lock_for(r);
         let _g = lock.lock().await;
         let ep = self

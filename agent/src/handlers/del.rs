@@ -23,13 +23,14 @@ impl Agent {
     }
 
     /// Removes kernel state, the allocation and the record; idempotent.
-    /// With `defer_veth` (DEL) a recorded attachment is made inert (host
-    /// routes gone) and its veth is deleted by the reaper after the answer;
-    /// otherwise (GC, restart, no record) the veth is deleted before.
+    /// With `batch_veth` (DEL) a recorded attachment is made inert (host
+    /// routes gone) and its veth goes in the reaper's next batch, while the
+    /// allocation and record are removed; it returns once all are gone.
+    /// Otherwise (GC, restart, no record) the veth is deleted first.
     pub(crate) async fn remove_attachment(
         &self,
         r: &AttachmentRef,
-        defer_veth: bool,
+        batch_veth: bool,
     ) -> Result<(), ApiError> {
         let (id, ifname) = (r.container_id.as_str(), r.ifname.as_str());
         let stored = self.store.get(id, ifname).await.map_err(store_err)?;
@@ -38,15 +39,19 @@ impl Agent {
             None => host_ifname(id, ifname),
         };
         let t0 = Instant::now();
+        let mut veth_gone = None;
         match &stored {
-            Some(s) if defer_veth => {
+            Some(s) if batch_veth => {
                 let idx = self
                     .dp
                     .detach(&host_if, s.ep.v4, s.ep.v6)
                     .await
                     .map_err(dp_err)?;
                 if let Some(i) = idx {
-                    let _ = self.reap.send((i, host_if.clone()));
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    if self.reap.send((i, host_if.clone(), tx)).is_ok() {
+                        veth_gone = Some(rx);
+                    }
                 }
             }
             _ => self.dp.del(&host_if).await.map_err(dp_err)?,
@@ -63,9 +68,25 @@ impl Agent {
                 None => Ok(()),
             }
         };
-        let (rel, rec) = tokio::join!(self.ipam.release(r), rec);
+        let veth = async {
+            match veth_gone {
+                Some(rx) => rx
+                    .await
+                    .unwrap_or_else(|_| Err("veth reaper stopped".into())),
+                None => Ok(()),
+            }
+        };
+        let (rel, rec, veth) = tokio::join!(self.ipam.release(r), rec, veth);
         let released = rel.map_err(ipam_err)?;
         rec.map_err(store_err)?;
+        // A runtime that retries the DEL finds no record and deletes the
+        // veth by its name.
+        veth.map_err(|e| {
+            ApiError::new(
+                ErrorKind::Internal,
+                format!("deleting host veth {host_if}: {e}"),
+            )
+        })?;
         if let Some(s) = &stored {
             // A borrowed address's /32 is withdrawn at once, not on the next tick.
             let ips: Vec<std::net::IpAddr> = [s.ep.v4.map(Into::into), s.ep.v6.map(Into::into)]
@@ -88,7 +109,7 @@ impl Agent {
         }
         tracing::info!(
             container_id = %id, %ifname,
-            kernel_ms = t_kernel.as_secs_f64() * 1e3, ipam_ms = t_ipam.as_secs_f64() * 1e3,
+            detach_ms = t_kernel.as_secs_f64() * 1e3, rest_ms = t_ipam.as_secs_f64() * 1e3,
             "endpoint removed"
         );
         Ok(())

@@ -49,26 +49,37 @@ pub struct Agent {
     /// exclusively, so GC never sees an allocation whose record is not
     /// written yet (it would release an address an ADD is about to return).
     gc_lock: tokio::sync::RwLock<()>,
-    /// Host veths (index, name) a DEL made inert, deleted in the background:
-    /// a veth deletion waits for RCU grace periods (tens of ms), and a DEL
-    /// need not. Unbounded: one small entry per DEL, drained in batches.
-    reap: tokio::sync::mpsc::UnboundedSender<(u32, String)>,
+    /// Host veths (index, name) DELs made inert, deleted together: a veth
+    /// deletion waits for RCU grace periods (tens of ms), so concurrent
+    /// DELs share one kernel batch; each DEL waits for its answer.
+    reap: tokio::sync::mpsc::UnboundedSender<Reap>,
     /// The file the config came from, for reloads (set by flatnetd).
     config_path: std::sync::OnceLock<PathBuf>,
 }
 
-/// Deletes the veths DELs left behind, all queued ones in one kernel batch. A crash before they are gone leaves unrecorded flatnet veths,
-/// which the restart reconciliation removes.
-async fn reaper(dp: Dataplane, mut rx: tokio::sync::mpsc::UnboundedReceiver<(u32, String)>) {
+/// One veth for the reaper, and where to say it is gone.
+type Reap = (
+    u32,
+    String,
+    tokio::sync::oneshot::Sender<Result<(), String>>,
+);
+
+/// Deletes the veths of DELs, all queued ones in one kernel batch, and
+/// answers each DEL when its veth is gone.
+async fn reaper(dp: Dataplane, mut rx: tokio::sync::mpsc::UnboundedReceiver<Reap>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok(x) = rx.try_recv() {
             batch.push(x);
         }
-        let indexes = batch.iter().map(|(i, _)| *i).collect();
-        if let Err(e) = dp.del_indexes(indexes).await {
-            let names: Vec<&str> = batch.iter().map(|(_, n)| n.as_str()).collect();
+        let indexes = batch.iter().map(|(i, _, _)| *i).collect();
+        let res = dp.del_indexes(indexes).await.map_err(|e| e.to_string());
+        if let Err(e) = &res {
+            let names: Vec<&str> = batch.iter().map(|(_, n, _)| n.as_str()).collect();
             tracing::warn!(links = ?names, error = %e, "deleting detached veths failed");
+        }
+        for (_, _, done) in batch {
+            let _ = done.send(res.clone());
         }
     }
 }
@@ -77,7 +88,7 @@ pub(crate) fn dp_err(e: DpError) -> ApiError {
     let kind = match &e {
         DpError::NetnsNotFound(_) => ErrorKind::NetnsNotFound,
         DpError::IfnameTaken(_) => ErrorKind::IfnameTaken,
-        DpError::BadIfname(_) => ErrorKind::InvalidRequest,
+        DpError::BadIfname(_) => ErrorKind::InvalidEnvironment,
         DpError::NotContainerNetns(..) => ErrorKind::InvalidEnvironment,
         DpError::Check(_) => ErrorKind::CheckFailed,
         _ => ErrorKind::Internal,
@@ -267,20 +278,9 @@ impl Agent {
     }
 
     fn validate_ref(r: &AttachmentRef) -> Result<(), ApiError> {
-        let (container_id, ifname) = (&r.container_id, &r.ifname);
-        if container_id.is_empty() || container_id.len() > 255 || container_id.contains(' ') {
-            return Err(ApiError::new(
-                ErrorKind::InvalidRequest,
-                "container id must be 1..255 characters without spaces",
-            ));
-        }
-        if !crate::kernel::valid_ifname(ifname) {
-            return Err(ApiError::new(
-                ErrorKind::InvalidRequest,
-                format!("invalid interface name {ifname:?}"),
-            ));
-        }
-        Ok(())
+        crate::names::check_container_id(&r.container_id)
+            .and_then(|()| crate::names::check_ifname(&r.ifname))
+            .map_err(|e| ApiError::new(ErrorKind::InvalidEnvironment, e))
     }
 
     pub async fn status(&self) -> Status {

@@ -220,6 +220,20 @@ impl Dataplane {
             .await
     }
 
+    /// Whether the container's namespace has an interface named `ifname`
+    /// (a second ADD for it must fail: CNI 1.1).
+    pub async fn container_has_link(
+        &self,
+        netns: &std::path::Path,
+        ifname: &str,
+    ) -> Result<bool, DpError> {
+        let ifname = ifname.to_string();
+        netns::in_netns(netns, move |h| async move {
+            Ok(links::get_link(&h, &ifname).await?.is_some())
+        })
+        .await
+    }
+
     /// Verifies the attachment against the kernel; the error says what is
     /// missing.
     pub async fn check(&self, a: &Attachment) -> Result<(), DpError> {

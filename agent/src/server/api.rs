@@ -107,8 +107,22 @@ async fn refuse_busy(stream: UnixStream, cap: usize) {
             format!("flatnetd serves {cap} control connections already (api.max_connections)"),
         )),
     };
-    let (_, mut w) = stream.into_split();
-    let _ = tokio::time::timeout(BUSY_WRITE_TIMEOUT, write_line(&mut w, &resp)).await;
+    let (mut r, mut w) = stream.into_split();
+    let _ = tokio::time::timeout(BUSY_WRITE_TIMEOUT, async {
+        write_line(&mut w, &resp).await?;
+        // Take (and drop) what the client is still sending, so that it
+        // reads the answer instead of a broken pipe.
+        let mut sink = [0u8; 4096];
+        let mut left = MAX_REQUEST;
+        while left > 0 {
+            match r.read(&mut sink).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        std::io::Result::Ok(())
+    })
+    .await;
 }
 
 async fn write_line(
