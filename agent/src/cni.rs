@@ -151,6 +151,59 @@ pub fn result_json(ep: &Endpoint, version: &str) -> Value {
     })
 }
 
+/// The result of an ADD that ran after other plugins (CNI 1.1: a plugin
+/// given a `prevResult` MUST pass it on, modified): theirs first, then
+/// flatnet's interfaces, with flatnet's `ips[].interface` shifted past
+/// theirs, and both sets of routes; `dns` stays theirs unless empty.
+pub fn merge_prev_result(prev: &Value, ours: Value) -> Result<Value, CniError> {
+    let bad = |what: &str| {
+        CniError::new(
+            code::INVALID_CONFIG,
+            "invalid prevResult",
+            format!("prevResult.{what} is not a list"),
+        )
+    };
+    let list = |v: &Value, k: &str| -> Result<Vec<Value>, CniError> {
+        match v.get(k) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(a)) => Ok(a.clone()),
+            Some(_) => Err(bad(k)),
+        }
+    };
+    let mut interfaces = list(prev, "interfaces")?;
+    let shift = interfaces.len() as u64;
+    interfaces.extend(list(&ours, "interfaces")?);
+    let mut ips = list(prev, "ips")?;
+    ips.extend(list(&ours, "ips")?.into_iter().map(|mut ip| {
+        if let Some(i) = ip.get("interface").and_then(Value::as_u64) {
+            ip["interface"] = json!(i + shift);
+        }
+        ip
+    }));
+    let mut routes = list(prev, "routes")?;
+    routes.extend(list(&ours, "routes")?);
+    let dns = match prev.get("dns") {
+        Some(d) if d.as_object().is_some_and(|o| !o.is_empty()) => d.clone(),
+        _ => ours.get("dns").cloned().unwrap_or_else(|| json!({})),
+    };
+    let mut out = ours;
+    out["interfaces"] = Value::Array(interfaces);
+    out["ips"] = Value::Array(ips);
+    out["routes"] = Value::Array(routes);
+    out["dns"] = dns;
+    Ok(out)
+}
+
+/// The answer when the plugin cannot read its configuration at all.
+pub fn io_failure(e: &std::io::Error) -> (String, i32) {
+    let err = CniError::new(
+        code::IO_FAILURE,
+        "cannot read the network configuration",
+        e.to_string(),
+    );
+    (error_json(&err, CURRENT_VERSION).to_string(), 1)
+}
+
 /// Renders an error object.
 pub fn error_json(e: &CniError, version: &str) -> Value {
     json!({"cniVersion": version, "code": e.code, "msg": e.msg, "details": e.details})
@@ -210,7 +263,8 @@ pub fn run(env: &dyn Fn(&str) -> Option<String>, stdin: &[u8], timeout: Duration
                     .and_then(|x| x.as_str())
                     .map(String::from)
             })
-            .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()))
+            // The spec: "the value of cniVersion specified on input".
+            .filter(|v| !v.is_empty() && v.len() <= 32)
             .unwrap_or_else(|| CURRENT_VERSION.to_string());
         let out = json!({"cniVersion": v, "supportedVersions": SUPPORTED_VERSIONS});
         return (out.to_string(), 0);
@@ -325,7 +379,13 @@ fn run_inner(
                 app,
                 network: conf.name.clone(),
             }))? {
-                Answer::Endpoint(ep) => Ok(Some(result_json(&ep, &v))),
+                Answer::Endpoint(ep) => {
+                    let ours = result_json(&ep, &v);
+                    match &conf.prev_result {
+                        Some(prev) => merge_prev_result(prev, ours).map(Some),
+                        None => Ok(Some(ours)),
+                    }
+                }
                 other => Err(unexpected(&other)),
             }
         }
@@ -344,7 +404,7 @@ fn run_inner(
                 .prev_result
                 .as_ref()
                 .ok_or_else(|| CniError::new(code::INVALID_CONFIG, "CHECK needs prevResult", ""))?;
-            let expect_ips = prev_ips(prev)?;
+            let expect_ips = prev_ips(prev, &attachment.ifname)?;
             call(Op::Check(CheckArgs {
                 attachment,
                 netns,
@@ -416,13 +476,25 @@ fn unexpected(a: &Answer) -> CniError {
 }
 
 /// Addresses of a prevResult (any supported version's shape).
-fn prev_ips(prev: &Value) -> Result<Vec<IpAddr>, CniError> {
+/// The addresses `prevResult` gives the container's `ifname`: in a chain,
+/// other plugins' addresses on other interfaces are theirs to check.
+fn prev_ips(prev: &Value, ifname: &str) -> Result<Vec<IpAddr>, CniError> {
     let bad = |d: String| CniError::new(code::INVALID_CONFIG, "invalid prevResult", d);
     let ips = prev
         .get("ips")
         .and_then(|v| v.as_array())
         .ok_or_else(|| bad("prevResult has no ips".into()))?;
+    let interfaces = prev.get("interfaces").and_then(Value::as_array);
+    let ours = |ip: &Value| match (ip.get("interface").and_then(Value::as_u64), interfaces) {
+        (Some(i), Some(ifs)) => ifs
+            .get(i as usize)
+            .and_then(|x| x.get("name"))
+            .and_then(Value::as_str)
+            .is_none_or(|n| n == ifname),
+        _ => true,
+    };
     ips.iter()
+        .filter(|ip| ours(ip))
         .map(|ip| {
             let a = ip
                 .get("address")
@@ -492,9 +564,8 @@ mod tests {
         assert_eq!(v["code"], 4);
     }
 
-    #[test]
-    fn result_shapes_per_version() {
-        let ep = Endpoint {
+    fn sample_ep() -> Endpoint {
+        Endpoint {
             node: "n1".into(),
             container_id: "c".into(),
             ifname: "eth0".into(),
@@ -506,7 +577,12 @@ mod tests {
             v6: Some("fd00::5".parse().unwrap()),
             app: None,
             network: None,
-        };
+        }
+    }
+
+    #[test]
+    fn result_shapes_per_version() {
+        let ep = sample_ep();
         let r = result_json(&ep, "1.1.0");
         assert_eq!(r["ips"][0]["address"], "10.1.0.5/32");
         assert_eq!(r["ips"][0]["gateway"], "169.254.1.1");
@@ -515,7 +591,46 @@ mod tests {
         assert_eq!(r["interfaces"][1]["sandbox"], "/run/netns/x");
         let r = result_json(&ep, "0.4.0");
         assert_eq!(r["ips"][1]["version"], "6");
-        assert_eq!(prev_ips(&r).unwrap().len(), 2);
+        assert_eq!(prev_ips(&r, "eth0").unwrap().len(), 2);
+        assert_eq!(prev_ips(&r, "eth1").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn version_echoes_the_input_version() {
+        let (v, _) = run_t(&[("CNI_COMMAND", "VERSION")], r#"{"cniVersion":"1.0.0"}"#);
+        assert_eq!(v["cniVersion"], "1.0.0");
+    }
+
+    #[test]
+    fn add_after_another_plugin_passes_its_result_on() {
+        let prev = json!({
+            "cniVersion": "1.1.0",
+            "interfaces": [{"name": "bond0"}],
+            "ips": [{"address": "192.0.2.7/24", "interface": 0}],
+            "routes": [{"dst": "192.0.2.0/24"}],
+            "dns": {"nameservers": ["192.0.2.53"]},
+        });
+        let ep = Endpoint {
+            v6: None,
+            ..sample_ep()
+        };
+        let r = merge_prev_result(&prev, result_json(&ep, "1.1.0")).unwrap();
+        assert_eq!(r["interfaces"].as_array().unwrap().len(), 3);
+        assert_eq!(r["interfaces"][0]["name"], "bond0");
+        assert_eq!(r["ips"][0]["address"], "192.0.2.7/24");
+        // Ours now points past their interface: eth0 is index 2.
+        assert_eq!(r["ips"][1]["address"], "10.1.0.5/32");
+        assert_eq!(r["ips"][1]["interface"], 2);
+        assert_eq!(r["interfaces"][2]["name"], "eth0");
+        assert_eq!(r["routes"].as_array().unwrap().len(), 2);
+        assert_eq!(r["dns"]["nameservers"][0], "192.0.2.53");
+        let bad = json!({"ips": "nope"});
+        assert_eq!(
+            merge_prev_result(&bad, result_json(&ep, "1.1.0"))
+                .unwrap_err()
+                .code,
+            7
+        );
     }
 
     #[test]

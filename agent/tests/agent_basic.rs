@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use flatnet_lab::Netns;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 #[test]
 fn add_gives_addresses_routes_sysctls_then_del_leaves_nothing() {
@@ -158,6 +158,33 @@ fn add_gives_addresses_routes_sysctls_then_del_leaves_nothing() {
 }
 
 #[test]
+fn add_chained_after_another_plugin_keeps_its_prev_result() {
+    let host = Host::start("h", POOLS_V4);
+    let c = Netns::new("c").unwrap();
+    let mut conf = host.conf("1.1.0");
+    conf["prevResult"] = json!({
+        "cniVersion": "1.1.0",
+        "interfaces": [{"name": "lo", "sandbox": c.path()}],
+        "ips": [{"address": "127.0.0.1/8", "interface": 0}],
+        "dns": {"nameservers": ["10.0.0.53"]},
+    });
+    let (r, code) = host.cni("ADD", "chain", &c.path(), "eth0", &conf);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["interfaces"][0]["name"], "lo");
+    assert_eq!(r["interfaces"][2]["name"], "eth0");
+    assert_eq!(r["ips"][0]["address"], "127.0.0.1/8");
+    assert_eq!(r["ips"][1]["interface"], 2, "{r}");
+    assert_eq!(r["dns"]["nameservers"][0], "10.0.0.53");
+    // CHECK with the chain's result checks flatnet's interface only.
+    let mut check = host.conf("1.1.0");
+    check["prevResult"] = r.clone();
+    let (out, code) = host.cni("CHECK", "chain", &c.path(), "eth0", &check);
+    assert_eq!(code, 0, "{out}");
+    host.del("chain", &c.path());
+    host.assert_clean();
+}
+
+#[test]
 fn cni_versions_0_4_and_1_0_are_accepted() {
     let host = Host::start("h", POOLS_V4);
     for (i, ver) in ["0.4.0", "1.0.0"].iter().enumerate() {
@@ -227,6 +254,10 @@ fn check_detects_a_deleted_route() {
     conf["prevResult"] = wrong;
     let (e, _) = host.cni("CHECK", "cid", &c.path(), "eth0", &conf);
     assert_eq!(e["code"], 112, "{e}");
+
+    // An attachment that was never added: "container unknown".
+    let (e, code) = host.cni("CHECK", "never", &c.path(), "eth0", &conf);
+    assert_eq!((code, e["code"].as_u64()), (1, Some(3)), "{e}");
 
     host.del("cid", &c.path());
     host.assert_clean();

@@ -229,6 +229,19 @@ fn bad_input_gets_the_right_code_and_leaves_nothing() {
 }
 
 #[test]
+fn unreadable_stdin_is_an_io_failure() {
+    // A directory as stdin: read(2) fails with EISDIR.
+    let out = std::process::Command::new(CNI)
+        .env("CNI_COMMAND", "ADD")
+        .stdin(std::fs::File::open("/").unwrap())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["code"], 5, "{v}");
+}
+
+#[test]
 fn thirty_two_concurrent_adds_then_dels() {
     let host = Host::start("h", POOLS_V4);
     let cs: Vec<Netns> = (0..32).map(|_| Netns::new("c").unwrap()).collect();
