@@ -238,3 +238,60 @@ fn fifty_hosts_against_real_etcd_no_duplicates() {
         started.elapsed()
     );
 }
+
+/// A watch that starts at a revision etcd has compacted away says so
+/// (Resync with the compaction's revision) instead of silently skipping
+/// history, then follows new changes.
+#[test]
+fn a_watch_from_a_compacted_revision_asks_for_a_resync_then_follows() {
+    require_root().unwrap();
+    let ns = Netns::new("ipam-etcd-k").unwrap();
+    let etcd = Etcd::start(&ns).unwrap();
+    let ep = etcd.endpoint();
+    ns.run_in(move || {
+        rt().block_on(async {
+            let s = connect(&ep).await;
+            let mut revs = Vec::new();
+            for i in 0..10 {
+                let out = s
+                    .txn(Txn::new().then(Op::put(format!("/k/{i}"), b"v".to_vec())))
+                    .await
+                    .unwrap();
+                revs.push(out.revision);
+            }
+            let mut raw = etcd_client::Client::connect([ep.as_str()], None)
+                .await
+                .unwrap();
+            raw.compact(revs[7], None).await.unwrap();
+            let mut w = s.watch("/k/", revs[1]).await.unwrap();
+            let first = tokio::time::timeout(Duration::from_secs(10), w.next())
+                .await
+                .expect("no answer from the watch")
+                .unwrap()
+                .unwrap();
+            match first {
+                WatchItem::Resync { revision } => assert_eq!(revision, revs[7]),
+                other => panic!("expected a resync, got {other:?}"),
+            }
+            s.txn(Txn::new().then(Op::put("/k/new", b"v".to_vec())))
+                .await
+                .unwrap();
+            // After the resync the watch goes on from the compaction point:
+            // the newest put arrives (older replays may come first).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let item = tokio::time::timeout_at(deadline.into(), w.next())
+                    .await
+                    .expect("the new put never arrived")
+                    .unwrap()
+                    .unwrap();
+                if let WatchItem::Events(evs) = item
+                    && evs.iter().any(|e| e.kv.key == "/k/new")
+                {
+                    break;
+                }
+            }
+        })
+    })
+    .unwrap();
+}

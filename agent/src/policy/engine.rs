@@ -159,11 +159,17 @@ impl PolicyEngine {
         let mut delay = Duration::from_millis(200);
         loop {
             match self.follow_once(prefix, rev).await {
-                Ok(()) => {}
-                Err(e) => tracing::warn!(prefix, error = %e, "policy watch broken; retrying"),
+                // A resync or a watch that ended: relist soon (never spin).
+                Ok(()) => {
+                    delay = Duration::from_millis(200);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(prefix, error = %e, "policy watch broken; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
             match self.relist().await {
                 Ok((re, rp)) => {
                     rev = if prefix == POLICIES_PREFIX { rp } else { re };
@@ -192,9 +198,17 @@ impl PolicyEngine {
                         tracing::error!(error = %e, "policy apply failed");
                     }
                 }
-                WatchItem::Resync { .. } => {
-                    self.relist().await?;
-                    self.sync().await?;
+                // History is gone (compacted): this watch would replay
+                // events older than a fresh list, resurrecting deleted
+                // endpoints. End it; `follow` relists and watches from the
+                // list's revision.
+                WatchItem::Resync { revision } => {
+                    tracing::info!(
+                        prefix,
+                        revision,
+                        "policy watch: history compacted, resyncing"
+                    );
+                    return Ok(());
                 }
             }
         }
