@@ -4,7 +4,9 @@
 //! Every container reaches every other by routes the hosts learned
 //! (proto 200, ECMP over both ToRs) with no static route on the hosts; the
 //! ToRs hold one route per block; a hijacked /32 inside a host's block is
-//! rejected by that host; flatnetd SIGKILLed and restarted loses no packet.
+//! rejected by that host; flatnetd SIGKILLed and restarted loses no packet;
+//! a ToR whose links go down costs no packet (the kernel skips the next hop
+//! at carrier loss) and leaves the hosts' ECMP routes at hold expiry.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -488,6 +490,11 @@ fn kind_name(kind: Tor) -> &'static str {
 #[test]
 fn frr_tor_failure_keeps_traffic_on_the_other_tor_within_the_hold_time() {
     tor_failure_keeps_traffic_on_the_other_tor(Tor::Frr);
+}
+
+#[test]
+fn bird_tor_failure_keeps_traffic_on_the_other_tor_within_the_hold_time() {
+    tor_failure_keeps_traffic_on_the_other_tor(Tor::Bird);
 }
 
 #[test]
