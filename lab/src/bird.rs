@@ -22,17 +22,31 @@ pub struct Bird<'a> {
     dir: WorkDir,
     cfg: RouterConfig,
     daemons: Daemons,
+    /// Export BGP routes into the namespace's kernel (a forwarding ToR).
+    kernel: bool,
 }
 
 impl<'a> Bird<'a> {
     /// Writes `bird.conf`, starts `bird -f` and waits for its control socket.
     pub fn start(ns: &'a Netns, cfg: RouterConfig) -> Result<Self, LabError> {
+        Self::start_with(ns, cfg, false)
+    }
+
+    /// Like [`Bird::start`], with a kernel protocol exporting the BGP routes
+    /// (ECMP merged) into the namespace's FIB, so the namespace forwards as
+    /// a ToR does. Originated (static blackhole) routes stay out of the FIB.
+    pub fn start_with_kernel(ns: &'a Netns, cfg: RouterConfig) -> Result<Self, LabError> {
+        Self::start_with(ns, cfg, true)
+    }
+
+    fn start_with(ns: &'a Netns, cfg: RouterConfig, kernel: bool) -> Result<Self, LabError> {
         let dir = WorkDir::new("bird")?;
         let mut b = Bird {
             ns,
             dir,
             cfg,
             daemons: Daemons::default(),
+            kernel,
         };
         b.launch()?;
         Ok(b)
@@ -48,7 +62,11 @@ impl<'a> Bird<'a> {
 
     fn write_config(&self) -> Result<(), LabError> {
         let log = self.dir.file("bird.log");
-        std::fs::write(self.dir.join("bird.conf"), render(&self.cfg, &log))?;
+        let mut conf = render(&self.cfg, &log);
+        if self.kernel {
+            conf.push_str(KERNEL_EXPORT);
+        }
+        std::fs::write(self.dir.join("bird.conf"), conf)?;
         Ok(())
     }
 
@@ -192,6 +210,10 @@ impl Drop for Bird<'_> {
         let _ = self.stop();
     }
 }
+
+/// Kernel protocols for a forwarding BIRD: learned BGP routes into the FIB,
+/// equal paths merged into one multipath route; nothing read back.
+const KERNEL_EXPORT: &str = "protocol kernel {\n  ipv4 { import none; export where source = RTS_BGP; };\n  merge paths on;\n}\nprotocol kernel {\n  ipv6 { import none; export where source = RTS_BGP; };\n  merge paths on;\n}\n";
 
 /// The export filter body: attributes for originated routes, then accept.
 fn export_filter(cfg: &RouterConfig, fam: Family) -> String {

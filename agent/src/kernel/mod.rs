@@ -163,8 +163,13 @@ impl Dataplane {
             workers: workers::Workers::new(),
         };
         sysctl::sysctl("net.ipv4.ip_forward", "1")?;
+        // Dual-homed hosts: a learned next hop whose fabric link lost
+        // carrier is skipped by the kernel at once, not after the BGP hold
+        // time (or a graceful-restart stale time) withdraws it.
+        sysctl::sysctl("net.ipv4.conf.all.ignore_routes_with_linkdown", "1")?;
         if ipv6 {
             sysctl::sysctl("net.ipv6.conf.all.forwarding", "1")?;
+            sysctl::sysctl("net.ipv6.conf.all.ignore_routes_with_linkdown", "1")?;
         }
         // Once at start, one batch per family: an ADD spawns no process.
         antispoof::install(&dp.nf, Family::V4).await?;

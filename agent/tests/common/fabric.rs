@@ -1,4 +1,4 @@
-//! A leaf-spine fabric in miniature: two FRR ToRs and dual-homed hosts
+//! A leaf-spine fabric in miniature: two ToRs (FRR or BIRD 2) and dual-homed hosts
 //! running flatnetd, peering eBGP with both ToRs (AS per host), one shared
 //! datastore. Host `i` (1-based) is `10.1.i.2` towards ToR 1 (`10.1.i.1`,
 //! AS 65001) and `10.2.i.2` towards ToR 2 (`10.2.i.1`, AS 65002), AS
@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use flatnet_lab::{NeighborConfig, Netns, Router, RouterConfig, frr::Frr};
+use flatnet_lab::{NeighborConfig, Netns, Router, RouterConfig, Timers, bird::Bird, frr::Frr};
 use serde_json::Value;
 
 use super::Host;
@@ -33,9 +33,41 @@ pub struct Fabric {
     pub hosts: Vec<Host>,
 }
 
+/// Which routing daemon plays the ToRs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tor {
+    Frr,
+    Bird,
+}
+
+/// A running ToR of either kind; derefs to the [`Router`] driver.
+pub struct TorRouter<'a>(Box<dyn Router + 'a>);
+
+impl<'a> std::ops::Deref for TorRouter<'a> {
+    type Target = dyn Router + 'a;
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl std::ops::DerefMut for TorRouter<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut *self.0
+    }
+}
+
+/// Graceful restart on a host's peers (the default fabric).
+pub const PEER_GR: &str = "graceful_restart = true\nrestart_time = 60\n";
+
 /// Two ToRs and `n` hosts running flatnetd with `pools` and graceful
 /// restart on both peers; `extra_bgp` is appended to each host's config.
 pub fn fabric(n: usize, pools: &str, extra_bgp: &str) -> Fabric {
+    fabric_with(n, pools, extra_bgp, PEER_GR)
+}
+
+/// Like [`fabric`], with `peer_opts` (e.g. [`PEER_GR`], `hold_time = 3`)
+/// as the options of each host's `[[bgp.peer]]`.
+pub fn fabric_with(n: usize, pools: &str, extra_bgp: &str, peer_opts: &str) -> Fabric {
     flatnet_lab::require_root().unwrap();
     let tors: Vec<Netns> = (0..2)
         .map(|t| Netns::new(&format!("tor{}", t + 1)).unwrap())
@@ -59,7 +91,7 @@ pub fn fabric(n: usize, pools: &str, extra_bgp: &str) -> Fabric {
             ns.addr_add(&ifname, &format!("{}/30", host_addr(t, i)))
                 .unwrap();
             peers.push_str(&format!(
-                "[[bgp.peer]]\naddress = \"{}\"\nasn = {}\ngraceful_restart = true\nrestart_time = 60\n",
+                "[[bgp.peer]]\naddress = \"{}\"\nasn = {}\n{peer_opts}",
                 tor_addr(t, i),
                 TOR_AS[t]
             ));
@@ -74,15 +106,27 @@ pub fn fabric(n: usize, pools: &str, extra_bgp: &str) -> Fabric {
     Fabric { tors, hosts }
 }
 
-/// FRR in ToR `t`, peered with every host (graceful restart on), once every
-/// session is Established.
-pub fn start_tor<'a>(tors: &'a [Netns], hosts: &[Host], t: usize) -> Frr<'a> {
+/// The ToR daemon `kind` in ToR `t`, peered with every host (graceful
+/// restart on), once every session is Established.
+pub fn start_tor<'a>(kind: Tor, tors: &'a [Netns], hosts: &[Host], t: usize) -> TorRouter<'a> {
+    start_tor_with(kind, tors, hosts, t, Timers::default())
+}
+
+/// Like [`start_tor`] with the given BGP timers.
+pub fn start_tor_with<'a>(
+    kind: Tor,
+    tors: &'a [Netns],
+    hosts: &[Host],
+    t: usize,
+    timers: Timers,
+) -> TorRouter<'a> {
     let mut cfg = RouterConfig::new(
         format!("{}.{}.{}.{}", t + 1, t + 1, t + 1, t + 1)
             .parse()
             .unwrap(),
         TOR_AS[t],
     );
+    cfg.timers = timers;
     for i in 1..=hosts.len() {
         let mut n = NeighborConfig::new(host_addr(t, i).parse().unwrap(), host_as(i));
         n.graceful_restart = true;
@@ -90,12 +134,16 @@ pub fn start_tor<'a>(tors: &'a [Netns], hosts: &[Host], t: usize) -> Frr<'a> {
         n.ipv6_unicast = false;
         cfg = cfg.neighbor(n);
     }
-    let frr = Frr::start(&tors[t], cfg).unwrap();
+    let tor = TorRouter(match kind {
+        Tor::Frr => Box::new(Frr::start(&tors[t], cfg).unwrap()),
+        // A forwarding ToR: BIRD needs a kernel protocol for that.
+        Tor::Bird => Box::new(Bird::start_with_kernel(&tors[t], cfg).unwrap()),
+    });
     for (i, h) in hosts.iter().enumerate() {
-        frr.wait_established(&host_addr(t, i + 1), Duration::from_secs(60))
+        tor.wait_established(&host_addr(t, i + 1), Duration::from_secs(60))
             .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", h.log()));
     }
-    frr
+    tor
 }
 
 /// The learned (proto 200, metric 20) IPv4 routes of a host: prefix →
@@ -147,8 +195,8 @@ pub fn blocks(h: &Host) -> Vec<String> {
 }
 
 /// IPv4 prefixes a ToR learned (not its own).
-pub fn tor_learned(frr: &Frr<'_>) -> Vec<String> {
-    let mut v = super::learned_prefixes(frr);
+pub fn tor_learned(tor: &TorRouter<'_>) -> Vec<String> {
+    let mut v = super::learned_prefixes(&**tor);
     v.sort();
     v.dedup();
     v
@@ -156,4 +204,83 @@ pub fn tor_learned(frr: &Frr<'_>) -> Vec<String> {
 
 pub fn ping(from: &Netns, to: &str) -> bool {
     from.exec("ping", &["-c", "1", "-W", "1", to]).is_ok()
+}
+
+/// Packets received so far on ToR interface `ifname`.
+pub fn rx_packets(tor: &Netns, ifname: &str) -> u64 {
+    let v = super::ns_ip_json(tor, &["-s", "link", "show", ifname]);
+    v[0]["stats64"]["rx"]["packets"].as_u64().unwrap_or(0)
+}
+
+/// A steady ICMP probe (`ping -D`) from inside a container namespace;
+/// [`Probe::finish`] waits for it and parses every reply.
+pub struct Probe {
+    thread: std::thread::JoinHandle<String>,
+    pub interval: Duration,
+}
+
+impl Probe {
+    /// `count` echo requests to `to` every `interval`.
+    pub fn start(from: &Netns, to: &str, interval: Duration, count: u32) -> Probe {
+        let mut cmd = from.command("ping");
+        cmd.args(["-D", "-n", "-W", "1", "-i"])
+            .arg(format!("{:.3}", interval.as_secs_f64()))
+            .args(["-c", &count.to_string(), to]);
+        let thread = std::thread::spawn(move || {
+            let out = cmd.output().unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        });
+        Probe { thread, interval }
+    }
+
+    /// Waits for the probe's end: (sequence number, arrival time in Unix
+    /// seconds) of every reply, by sequence number.
+    pub fn finish(self) -> Vec<(u32, f64)> {
+        let out = self.thread.join().unwrap();
+        let mut v: Vec<(u32, f64)> = out.lines().filter_map(parse_reply).collect();
+        v.sort_by_key(|r| r.0);
+        v.dedup_by_key(|r| r.0);
+        v
+    }
+}
+
+/// `[1765000000.123456] 64 bytes from 10.244.0.1: icmp_seq=7 ttl=62 ...`.
+fn parse_reply(line: &str) -> Option<(u32, f64)> {
+    if !line.contains("bytes from") {
+        return None;
+    }
+    let ts = line.strip_prefix('[')?.split(']').next()?.parse().ok()?;
+    let seq = line
+        .split("icmp_seq=")
+        .nth(1)?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()?;
+    Some((seq, ts))
+}
+
+/// The loss of a probe: (packets lost, the longest window from the first
+/// lost packet to the first reply again, in ms). Packets lost after the
+/// last reply count as lost with the window up to `end` (Unix seconds).
+pub fn loss_window(replies: &[(u32, f64)], interval: Duration, sent: u32, end: f64) -> (u32, f64) {
+    let iv = interval.as_secs_f64();
+    let (mut lost, mut window) = (0u32, 0.0f64);
+    for w in replies.windows(2) {
+        let ((a, ta), (b, tb)) = (w[0], w[1]);
+        if b > a + 1 {
+            lost += b - a - 1;
+            window = window.max((tb - ta - iv) * 1e3);
+        }
+    }
+    if let Some(&(last, tl)) = replies.last()
+        && last < sent
+    {
+        lost += sent - last;
+        window = window.max((end - tl - iv) * 1e3);
+    }
+    if let Some(&(first, _)) = replies.first() {
+        lost += first - 1;
+    }
+    (lost, window)
 }

@@ -410,7 +410,7 @@ pub fn http_get(ns: &Netns, path: &'static str) -> String {
 }
 
 /// The IPv4 prefixes a router learned from its peers (not its own), in its order.
-pub fn learned_prefixes(r: &impl flatnet_lab::Router) -> Vec<String> {
+pub fn learned_prefixes(r: &(impl flatnet_lab::Router + ?Sized)) -> Vec<String> {
     r.rib(flatnet_lab::Family::Ipv4Unicast)
         .unwrap()
         .into_iter()
