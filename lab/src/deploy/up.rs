@@ -26,7 +26,7 @@ pub struct UpOptions {
     pub timeout: Duration,
 }
 
-fn node_err(node: &str, what: impl std::fmt::Display) -> DeployError {
+pub(super) fn node_err(node: &str, what: impl std::fmt::Display) -> DeployError {
     DeployError::Node {
         node: node.to_string(),
         what: what.to_string(),
@@ -84,6 +84,7 @@ pub fn up(
         nodes: Vec::new(),
         containers: Vec::new(),
         policies: topo.flatnet.policies.clone(),
+        policy_applied: false,
         timings: Default::default(),
     };
     let t0 = Instant::now();
@@ -171,6 +172,16 @@ pub fn up(
         }
     }
 
+    if !state.policies.is_empty()
+        && let Some(first) = state.nodes.iter().find(|n| n.router.is_none())
+    {
+        progress(&format!(
+            "applying the topology's {} policy edges (flatnet policy apply, once: the hosts share the datastore)",
+            state.policies.len()
+        ));
+        super::enforce::apply(&state, &flatnet, first)?;
+    }
+
     let total: usize = topo.hosts().map(|(_, h)| h.containers.len()).sum();
     progress(&format!("adding {total} containers through flatnet-cni"));
     for (n, h) in topo.hosts() {
@@ -187,7 +198,7 @@ pub fn up(
             });
             state.save()?;
             let socket = st.socket.clone().unwrap_or_default();
-            let addrs = super::cni::add(&cni, &st.ns(), &socket, &c.name, &cns)
+            let addrs = super::cni::add(&cni, &st.ns(), &socket, &c.name, &cns, c.app.as_deref())
                 .map_err(|e| node_err(&n.name, format!("container {}: {e}", c.name)))?;
             if let Some(last) = state.containers.last_mut() {
                 last.addrs = addrs;
@@ -216,6 +227,13 @@ pub fn up(
     }
     let routes = t0.elapsed().as_secs_f64();
     state.timings.insert("routes".into(), routes);
+    if !state.policies.is_empty() {
+        super::enforce::wait_enforced(&state, &flatnet, opts.timeout, progress)?;
+        state.policy_applied = true;
+        state
+            .timings
+            .insert("policy".into(), t0.elapsed().as_secs_f64());
+    }
     state.save()?;
     Ok(state)
 }
@@ -298,6 +316,10 @@ fn flatnetd_config(
         dir.join("state").display()
     );
     let _ = writeln!(s, "[datastore]\nurl = \"file:{}\"\n", store.display());
+    if !topo.flatnet.policies.is_empty() {
+        // Default deny between apps: the lab's declared semantics.
+        let _ = writeln!(s, "[policy]\nenabled = true\n");
+    }
     for p in &topo.flatnet.pools {
         let _ = writeln!(s, "[[pool]]\ncidr = \"{}\"", p.cidr);
         if let Some(b) = p.block_size {
@@ -327,7 +349,7 @@ fn flatnetd_config(
 
 /// Polls `check` (returns what is still missing, empty when done), printing
 /// progress every 5 s; on timeout the error names what was missing.
-fn wait_until(
+pub(super) fn wait_until(
     what: &str,
     timeout: Duration,
     progress: &mut dyn FnMut(&str),
