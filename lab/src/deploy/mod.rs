@@ -11,6 +11,7 @@ pub mod bench;
 pub mod cni;
 mod down;
 mod enforce;
+mod hosts;
 pub mod preflight;
 mod routers;
 pub mod summary;
@@ -57,7 +58,8 @@ pub struct LabState {
     #[serde(default)]
     pub policy_applied: bool,
     /// Seconds from the start of `up` to each milestone (`established`,
-    /// `routes`, `policy`), for the scale report.
+    /// `routes`, `policy`; `flatnetd_started`, `containers_added`), for the
+    /// scale report.
     #[serde(default)]
     pub timings: std::collections::BTreeMap<String, f64>,
 }
