@@ -79,6 +79,7 @@ fn up_down_checked(
     hosts: Option<usize>,
     sessions: usize,
     edit: impl Fn(String) -> String,
+    check: impl Fn(&Value, &str),
 ) {
     flatnet_tests::lab::require_root().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -171,11 +172,14 @@ fn up_down_checked(
     }
 
     // Full reachability: every ordered pair, every address, by ping and TCP
-    // where the policy allows it.
+    // where the policy allows it; where it denies, nothing gets through.
     let reach = s["reach"].as_array().unwrap();
     assert_eq!(reach.len(), n_ctr * (n_ctr - 1) * 2, "v4 and v6 per pair");
-    assert!(reach.iter().all(|r| r["ping"] == true), "{stdout}");
     assert_eq!(s["full_reachability"], true);
+    let declared = !topo.flatnet.policies.is_empty();
+    assert_eq!(s["policy_declared"], declared);
+    assert_eq!(s["policy_applied"], declared, "applied iff declared");
+    assert_eq!(s["policy_as_declared"], true, "{stdout}");
     let app = |n: &str| -> Option<String> {
         containers
             .iter()
@@ -194,9 +198,14 @@ fn up_down_checked(
             port,
         );
         assert_eq!(r["expected_tcp"], want, "{from} -> {to}");
-        if want {
-            assert_eq!(r["tcp"], true, "{from} -> {to} allowed but not connected");
-        }
+        assert_eq!(r["tcp"], want, "{from} -> {to} {}: TCP", r["addr"]);
+        let ping = policy::ping_allowed(
+            &topo.flatnet.policies,
+            app(from).as_deref(),
+            app(to).as_deref(),
+        );
+        assert_eq!(r["expected_ping"], ping, "{from} -> {to}");
+        assert_eq!(r["ping"], ping, "{from} -> {to} {}: ping", r["addr"]);
     }
 
     // status sees the same lab; down removes all of it.
@@ -206,6 +215,7 @@ fn up_down_checked(
         "{}",
         String::from_utf8_lossy(&st.stderr)
     );
+    check(&s, lab);
     let pids = lab_pids(lab);
     assert!(!pids.is_empty());
     drop(guard);
@@ -259,49 +269,130 @@ fn assert_gone(lab: &str, pids: &[u32]) {
 
 #[test]
 fn single_tor_up_summary_down() {
-    up_down_checked("single-tor", "t-single", None, 1, |t| t);
+    up_down_checked("single-tor", "t-single", None, 1, |t| t, |_, _| {});
+}
+
+/// two-tier's policy is enforced, not only declared: web reaches api on
+/// 8080 (an edge), db does not reach web (no edge), and the TCP matrix in
+/// the summary says so for both pairs on both families.
+fn two_tier_policy(s: &Value, lab: &str) {
+    let rows = |from: &str, to: &str| -> Vec<Value> {
+        s["reach"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["from"] == from && r["to"] == to)
+            .cloned()
+            .collect()
+    };
+    let allowed = rows("web1", "api2");
+    let denied = rows("db2", "web1");
+    assert_eq!(allowed.len(), 2, "v4 and v6");
+    assert_eq!(denied.len(), 2, "v4 and v6");
+    for r in &allowed {
+        assert_eq!(
+            (&r["expected_tcp"], &r["tcp"]),
+            (&Value::Bool(true), &Value::Bool(true)),
+            "{r}"
+        );
+    }
+    for r in &denied {
+        assert_eq!(
+            (&r["expected_tcp"], &r["tcp"]),
+            (&Value::Bool(false), &Value::Bool(false)),
+            "{r}"
+        );
+        assert_eq!(r["ping"], false, "{r}");
+    }
+    // Same app on different hosts: allowed, ping too.
+    for r in rows("db2", "db3") {
+        assert_eq!(
+            (&r["tcp"], &r["ping"]),
+            (&Value::Bool(true), &Value::Bool(true)),
+            "{r}"
+        );
+    }
+    // The matrix is measured, not copied from the declaration: with the
+    // document gone from flatnet, `status` fails and names a pair whose
+    // edge no longer lets it through.
+    let del = flatnet_lab(&[
+        "exec", "host1", "--lab", lab, "--", "flatnet", "policy", "delete", lab,
+    ]);
+    assert!(
+        del.status.success(),
+        "{}",
+        String::from_utf8_lossy(&del.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = flatnet_lab(&["status", lab, "--json"]);
+        let err = String::from_utf8_lossy(&st.stderr);
+        if !st.status.success() {
+            assert!(
+                err.contains("not as the policy declares: web1 -> api2 10.244.")
+                    && err.contains("policy allows TCP to port 8080, the connect did not"),
+                "{err}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "status still succeeds: {err}");
+    }
 }
 
 #[test]
 fn two_tier_up_summary_down() {
-    up_down_checked("two-tier", "t-twotier", None, 6, |t| t);
+    up_down_checked("two-tier", "t-twotier", None, 6, |t| t, two_tier_policy);
 }
 
 /// Fabric links with IPv6 link-local addresses only: sessions over
 /// link-local, IPv4 with extended next hop.
 #[test]
 fn unnumbered_up_summary_down() {
-    up_down_checked("unnumbered", "t-unnum", None, 4, |t| t);
+    up_down_checked("unnumbered", "t-unnum", None, 4, |t| t, |_, _| {});
 }
 
 #[test]
 fn scale_at_small_n_up_summary_down() {
-    up_down_checked("scale", "t-scale", Some(3), 6, |t| t);
+    up_down_checked("scale", "t-scale", Some(3), 6, |t| t, |_, _| {});
 }
 
 /// The ToR's daemon is chosen per node: BIRD 2 with its config next to the
 /// topology.
 #[test]
 fn single_tor_with_a_bird_tor() {
-    up_down_checked("single-tor", "t-bird", None, 1, |t| {
-        t.replace("flatnet.router: frr", "flatnet.router: bird")
-            .replace(
-                "tor1/frr.conf:/etc/frr/frr.conf",
-                "tor1/bird.conf:/etc/bird/bird.conf",
-            )
-    });
+    up_down_checked(
+        "single-tor",
+        "t-bird",
+        None,
+        1,
+        |t| {
+            t.replace("flatnet.router: frr", "flatnet.router: bird")
+                .replace(
+                    "tor1/frr.conf:/etc/frr/frr.conf",
+                    "tor1/bird.conf:/etc/bird/bird.conf",
+                )
+        },
+        |_, _| {},
+    );
 }
 
 /// ... and GoBGP.
 #[test]
 fn single_tor_with_a_gobgp_tor() {
-    up_down_checked("single-tor", "t-gobgp", None, 1, |t| {
-        t.replace("flatnet.router: frr", "flatnet.router: gobgp")
-            .replace(
-                "tor1/frr.conf:/etc/frr/frr.conf",
-                "tor1/gobgp.toml:/etc/gobgp/gobgp.toml",
-            )
-    });
+    up_down_checked(
+        "single-tor",
+        "t-gobgp",
+        None,
+        1,
+        |t| {
+            t.replace("flatnet.router: frr", "flatnet.router: gobgp")
+                .replace(
+                    "tor1/frr.conf:/etc/frr/frr.conf",
+                    "tor1/gobgp.toml:/etc/gobgp/gobgp.toml",
+                )
+        },
+        |_, _| {},
+    );
 }
 
 #[test]

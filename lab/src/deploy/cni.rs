@@ -21,7 +21,8 @@ fn conf(socket: &Path) -> String {
 }
 
 /// Runs one CNI command for container `id` (interface eth0 in `ns`) from
-/// inside the host's namespace; returns the plugin's stdout.
+/// inside the host's namespace; returns the plugin's stdout. `app` is the
+/// container's app id for policy (CNI_ARGS `FLATNET_APP`).
 pub fn exec(
     cni: &Path,
     host: &Netns,
@@ -29,8 +30,12 @@ pub fn exec(
     cmd: &str,
     id: &str,
     ns: &Netns,
+    app: Option<&str>,
 ) -> Result<String, LabError> {
     let mut c = host.command(cni);
+    if let Some(app) = app {
+        c.env("CNI_ARGS", format!("IgnoreUnknown=1;FLATNET_APP={app}"));
+    }
     c.env("CNI_COMMAND", cmd)
         .env("CNI_CONTAINERID", id)
         .env("CNI_NETNS", ns.path())
@@ -56,15 +61,16 @@ pub fn exec(
     Ok(stdout)
 }
 
-/// CNI ADD; the container's addresses.
+/// CNI ADD (of a container of `app`, if any); the container's addresses.
 pub fn add(
     cni: &Path,
     host: &Netns,
     socket: &Path,
     id: &str,
     ns: &Netns,
+    app: Option<&str>,
 ) -> Result<Vec<IpAddr>, LabError> {
-    let out = exec(cni, host, socket, "ADD", id, ns)?;
+    let out = exec(cni, host, socket, "ADD", id, ns, app)?;
     let v: serde_json::Value = serde_json::from_str(&out).map_err(bad)?;
     let mut addrs = Vec::new();
     for ip in v["ips"].as_array().into_iter().flatten() {
@@ -82,7 +88,7 @@ pub fn add(
 
 /// CNI DEL.
 pub fn del(cni: &Path, host: &Netns, socket: &Path, id: &str, ns: &Netns) -> Result<(), LabError> {
-    exec(cni, host, socket, "DEL", id, ns).map(|_| ())
+    exec(cni, host, socket, "DEL", id, ns, None).map(|_| ())
 }
 
 /// The blocks flatnetd claimed for its host, from `flatnet ipam show --json`.

@@ -10,6 +10,8 @@
 pub mod bench;
 pub mod cni;
 mod down;
+mod enforce;
+mod hosts;
 pub mod preflight;
 mod routers;
 pub mod summary;
@@ -51,8 +53,13 @@ pub struct LabState {
     pub nodes: Vec<NodeState>,
     pub containers: Vec<ContainerState>,
     pub policies: Vec<PolicyDef>,
+    /// Whether `up` applied `policies` to flatnet and every host's rules
+    /// decide as declared.
+    #[serde(default)]
+    pub policy_applied: bool,
     /// Seconds from the start of `up` to each milestone (`established`,
-    /// `routes`), for the scale report.
+    /// `routes`, `policy`; `flatnetd_started`, `containers_added`), for the
+    /// scale report.
     #[serde(default)]
     pub timings: std::collections::BTreeMap<String, f64>,
 }

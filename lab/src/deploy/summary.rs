@@ -42,8 +42,17 @@ pub struct ReachRow {
     pub addr: IpAddr,
     pub ping: bool,
     pub tcp: bool,
+    /// What the declared policy allows for this ping.
+    pub expected_ping: bool,
     /// What the declared policy allows for this TCP connect.
     pub expected_tcp: bool,
+}
+
+impl ReachRow {
+    /// Both the ping and the TCP connect did what the policy says.
+    pub fn as_declared(&self) -> bool {
+        self.ping == self.expected_ping && self.tcp == self.expected_tcp
+    }
 }
 
 /// Everything `up` and `status` print, also as JSON.
@@ -59,14 +68,15 @@ pub struct Summary {
     pub containers: Vec<super::ContainerState>,
     pub reach: Vec<ReachRow>,
     pub policy_declared: bool,
-    /// Whether the lab applied the declared policy to the hosts. False until
-    /// `flatnet policy apply` exists (issue 10): the matrix then shows the
-    /// declaration against an unenforced fabric.
+    /// Whether `up` applied the declared policy to flatnet (`flatnet policy
+    /// apply`) and saw every host's rules decide as declared.
     pub policy_applied: bool,
     pub all_established: bool,
-    /// Every container pings every other on every address.
+    /// Every ping the policy allows answered, on every address (all of them
+    /// without a policy).
     pub full_reachability: bool,
-    /// Every TCP connect did what the declared policy says.
+    /// Every ping and TCP connect did what the declared policy says
+    /// (allowed ones got through, denied ones did not).
     pub policy_as_declared: bool,
 }
 
@@ -166,7 +176,7 @@ pub fn collect(state: &LabState, sample: Option<usize>) -> Summary {
         containers: state.containers.clone(),
         reach: Vec::new(),
         policy_declared: !state.policies.is_empty(),
-        policy_applied: false,
+        policy_applied: state.policy_applied,
         all_established: true,
         full_reachability: true,
         policy_as_declared: true,
@@ -222,41 +232,65 @@ pub fn collect(state: &LabState, sample: Option<usize>) -> Summary {
             }
         }
     }
-    let wait = Duration::from_secs(5);
+    s.reach = reach_rows(state, sample);
+    s.full_reachability = s.reach.iter().all(|r| r.ping || !r.expected_ping);
+    s.policy_as_declared = s.reach.iter().all(ReachRow::as_declared);
+    s
+}
+
+/// Sources tried at the same time: each connect mostly waits (a denied one
+/// for its whole timeout), so a few threads shorten the matrix a lot.
+const PARALLEL_SOURCES: usize = 8;
+
+/// Ping and TCP from every container to its destinations; the rows in
+/// container order.
+fn reach_rows(state: &LabState, sample: Option<usize>) -> Vec<ReachRow> {
     let all = &state.containers;
-    for (i, a) in all.iter().enumerate() {
-        let ns = a.ns();
-        for b in destinations(all.len(), i, sample).map(|j| &all[j]) {
-            let expected_tcp =
-                policy::allowed(&state.policies, a.app.as_deref(), b.app.as_deref(), b.port);
-            for addr in &b.addrs {
-                let p = ping(&ns, *addr, wait);
-                // A connect the policy denies is expected to fail: try it
-                // briefly, an allowed one gets the full wait.
-                let t = tcp(
-                    &ns,
-                    *addr,
-                    b.port,
-                    if expected_tcp {
-                        wait
-                    } else {
-                        Duration::from_secs(1)
-                    },
-                );
-                s.full_reachability &= p;
-                s.policy_as_declared &= t == expected_tcp;
-                s.reach.push(ReachRow {
-                    from: a.name.clone(),
-                    to: b.name.clone(),
-                    addr: *addr,
-                    ping: p,
-                    tcp: t,
-                    expected_tcp,
-                });
-            }
+    let idx: Vec<usize> = (0..all.len()).collect();
+    let mut rows = Vec::new();
+    for chunk in idx.chunks(PARALLEL_SOURCES) {
+        let per_source: Vec<Vec<ReachRow>> = std::thread::scope(|sc| {
+            let hs: Vec<_> = chunk
+                .iter()
+                .map(|&i| sc.spawn(move || rows_from(state, i, sample)))
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        rows.extend(per_source.into_iter().flatten());
+    }
+    rows
+}
+
+/// The rows of container `i`: a connect the policy allows gets the full
+/// wait; one it denies is expected to fail and is tried briefly.
+fn rows_from(state: &LabState, i: usize, sample: Option<usize>) -> Vec<ReachRow> {
+    let wait = Duration::from_secs(5);
+    let brief = Duration::from_secs(1);
+    let all = &state.containers;
+    let a = &all[i];
+    let ns = a.ns();
+    let mut rows = Vec::new();
+    for b in destinations(all.len(), i, sample).map(|j| &all[j]) {
+        let (from, to) = (a.app.as_deref(), b.app.as_deref());
+        let expected_tcp = policy::allowed(&state.policies, from, to, b.port);
+        let expected_ping = policy::ping_allowed(&state.policies, from, to);
+        for addr in &b.addrs {
+            let p = ping(&ns, *addr, if expected_ping { wait } else { brief });
+            let t = tcp(&ns, *addr, b.port, if expected_tcp { wait } else { brief });
+            rows.push(ReachRow {
+                from: a.name.clone(),
+                to: b.name.clone(),
+                addr: *addr,
+                ping: p,
+                tcp: t,
+                expected_ping,
+                expected_tcp,
+            });
         }
     }
-    s
+    rows
 }
 
 /// Indices container `i` of `n` tries: all others, or `k` spread evenly.
@@ -272,6 +306,15 @@ const GRID_MAX: usize = 16;
 
 fn mark(b: bool) -> &'static str {
     if b { "ok" } else { "FAIL" }
+}
+
+fn ping_mark(r: &ReachRow) -> &'static str {
+    match (r.expected_ping, r.ping) {
+        (true, true) => "ok",
+        (true, false) => "FAIL",
+        (false, false) => "deny",
+        (false, true) => "LEAK",
+    }
 }
 
 impl Summary {
@@ -325,32 +368,76 @@ impl Summary {
                 a.join(" ")
             );
         }
-        let _ = writeln!(o, "\nReachability (row to column; ping v4/v6)");
-        self.matrix(&mut o, |r| mark(r.ping).to_string());
         if self.policy_declared {
             let _ = writeln!(
                 o,
-                "\nPolicy (TCP to the column's port; expected/actual, allow or deny)"
+                "\nReachability (row to column; ping v4/v6: ok, deny = dropped as the policy says, FAIL = allowed but no answer, LEAK = denied but answered)"
+            );
+            self.matrix(&mut o, |r| ping_mark(r).to_string());
+            let _ = writeln!(
+                o,
+                "\nPolicy (TCP to the column's port; expected/actual, allow or deny; `!` marks a difference)"
             );
             self.policy_matrix(&mut o);
             if !self.policy_applied {
                 let _ = writeln!(
                     o,
-                    "note: the policy is declared but not applied — flatnet-lab needs `flatnet policy apply` (issue 10); `!` marks a connect that differs from the declaration"
+                    "note: the policy is declared but was not applied to flatnet by this lab"
                 );
             }
         } else {
+            let _ = writeln!(o, "\nReachability (row to column; ping v4/v6)");
+            self.matrix(&mut o, |r| mark(r.ping).to_string());
             let _ = writeln!(o, "\nTCP connects (row to column's port; v4/v6)");
             self.matrix(&mut o, |r| mark(r.tcp).to_string());
         }
         let _ = writeln!(
             o,
-            "\nall sessions Established: {}; full reachability: {}; TCP as the policy declares: {}",
+            "\nall sessions Established: {}; full reachability (where allowed): {}; pings and TCP as the policy declares: {}",
             yes(self.all_established),
             yes(self.full_reachability),
             yes(self.policy_as_declared)
         );
+        for m in self.mismatches() {
+            let _ = writeln!(o, "  not as declared: {m}");
+        }
         o
+    }
+
+    /// Every ping or TCP connect that did not do what the policy says, as
+    /// `from -> to addr: ...` (empty when all did).
+    pub fn mismatches(&self) -> Vec<String> {
+        let c = |b: bool| if b { "allows" } else { "denies" };
+        let got = |b: bool| if b { "got through" } else { "did not" };
+        let mut v = Vec::new();
+        for r in self.reach.iter().filter(|r| !r.as_declared()) {
+            let port = self
+                .containers
+                .iter()
+                .find(|c| c.name == r.to)
+                .map_or(0, |c| c.port);
+            if r.tcp != r.expected_tcp {
+                v.push(format!(
+                    "{} -> {} {}: policy {} TCP to port {port}, the connect {}",
+                    r.from,
+                    r.to,
+                    r.addr,
+                    c(r.expected_tcp),
+                    got(r.tcp)
+                ));
+            }
+            if r.ping != r.expected_ping {
+                v.push(format!(
+                    "{} -> {} {}: policy {} ping, the ping {}",
+                    r.from,
+                    r.to,
+                    r.addr,
+                    c(r.expected_ping),
+                    got(r.ping)
+                ));
+            }
+        }
+        v
     }
 
     /// Expected/actual per pair, both families folded into one word.
@@ -417,12 +504,7 @@ impl Summary {
                 "{} containers (sampled): {ping}/{tried} pings and {tcp}/{tried} TCP connects ok",
                 self.containers.len()
             );
-            for r in self
-                .reach
-                .iter()
-                .filter(|r| !r.ping || r.tcp != r.expected_tcp)
-                .take(10)
-            {
+            for r in self.reach.iter().filter(|r| !r.as_declared()).take(10) {
                 let _ = writeln!(
                     o,
                     "  {} -> {} {}: ping {}, tcp {}",
@@ -486,6 +568,7 @@ pub fn pair(state: &LabState, from: &str, to: &str) -> Result<Vec<ReachRow>, sup
     };
     let (a, b) = (find(from)?, find(to)?);
     let expected_tcp = policy::allowed(&state.policies, a.app.as_deref(), b.app.as_deref(), b.port);
+    let expected_ping = policy::ping_allowed(&state.policies, a.app.as_deref(), b.app.as_deref());
     let ns = a.ns();
     Ok(b.addrs
         .iter()
@@ -495,6 +578,7 @@ pub fn pair(state: &LabState, from: &str, to: &str) -> Result<Vec<ReachRow>, sup
             addr: *addr,
             ping: ping(&ns, *addr, Duration::from_secs(3)),
             tcp: tcp(&ns, *addr, b.port, Duration::from_secs(2)),
+            expected_ping,
             expected_tcp,
         })
         .collect())

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::routers::{self, spawn_detached};
+use super::routers;
 use super::{ContainerState, DeployError, LabState, NodeState, ns_name, run_dir, tail};
 use crate::router::Family;
 use crate::topology::{HostDef, Role, Topology};
@@ -26,7 +26,7 @@ pub struct UpOptions {
     pub timeout: Duration,
 }
 
-fn node_err(node: &str, what: impl std::fmt::Display) -> DeployError {
+pub(super) fn node_err(node: &str, what: impl std::fmt::Display) -> DeployError {
     DeployError::Node {
         node: node.to_string(),
         what: what.to_string(),
@@ -84,6 +84,7 @@ pub fn up(
         nodes: Vec::new(),
         containers: Vec::new(),
         policies: topo.flatnet.policies.clone(),
+        policy_applied: false,
         timings: Default::default(),
     };
     let t0 = Instant::now();
@@ -136,45 +137,41 @@ pub fn up(
         })?;
     }
 
-    progress("starting flatnetd on every host (one shared file datastore)");
+    progress("starting flatnetd on every host at once (one shared file datastore)");
     let store = dir.join("datastore");
     std::fs::create_dir_all(&store).map_err(io(&store))?;
+    let mut starts = Vec::new();
     for (n, h) in topo.hosts() {
         let st = node_state(&state, &n.name)?;
-        let ns = st.ns();
-        if topo.flatnet.static_default {
-            static_default(&ns, h).map_err(|e| node_err(&n.name, e))?;
-        }
         let socket = st.socket.clone().unwrap_or_default();
-        let conf = flatnetd_config(topo, &n.name, h, &socket, &st.dir, &store);
-        let conf_path = st.dir.join("flatnetd.toml");
-        std::fs::write(&conf_path, conf).map_err(io(&conf_path))?;
-        spawn_detached(
-            &ns,
-            &st.dir,
-            "flatnetd.log",
-            &flatnetd,
-            &["--config".into(), conf_path.to_string_lossy().into_owned()],
-        )?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
-            if Instant::now() > deadline {
-                return Err(node_err(
-                    &n.name,
-                    format!(
-                        "flatnetd's API socket did not appear in 20 s; last log lines:\n{}",
-                        tail(&st.dir.join("flatnetd.log"), 10)
-                    ),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        starts.push(super::hosts::HostStart {
+            st,
+            def: h,
+            config: flatnetd_config(topo, &n.name, h, &socket, &st.dir, &store),
+        });
+    }
+    super::hosts::start_flatnetd(topo, &starts, &flatnetd, static_default)?;
+    drop(starts);
+    state
+        .timings
+        .insert("flatnetd_started".into(), t0.elapsed().as_secs_f64());
+
+    if !state.policies.is_empty()
+        && let Some(first) = state.nodes.iter().find(|n| n.router.is_none())
+    {
+        progress(&format!(
+            "applying the topology's {} policy edges (flatnet policy apply, once: the hosts share the datastore)",
+            state.policies.len()
+        ));
+        super::enforce::apply(&state, &flatnet, first)?;
     }
 
     let total: usize = topo.hosts().map(|(_, h)| h.containers.len()).sum();
-    progress(&format!("adding {total} containers through flatnet-cni"));
+    progress(&format!(
+        "adding {total} containers through flatnet-cni ({} hosts at a time)",
+        super::hosts::PARALLEL_HOSTS
+    ));
     for (n, h) in topo.hosts() {
-        let st = node_state(&state, &n.name)?.clone();
         for c in &h.containers {
             let cns = Netns::create_kept(&ns_name(&topo.name, &c.name))?;
             state.containers.push(ContainerState {
@@ -185,22 +182,13 @@ pub fn up(
                 port: c.port,
                 addrs: Vec::new(),
             });
-            state.save()?;
-            let socket = st.socket.clone().unwrap_or_default();
-            let addrs = super::cni::add(&cni, &st.ns(), &socket, &c.name, &cns)
-                .map_err(|e| node_err(&n.name, format!("container {}: {e}", c.name)))?;
-            if let Some(last) = state.containers.last_mut() {
-                last.addrs = addrs;
-            }
-            spawn_detached(
-                &cns,
-                &st.dir,
-                &format!("{}-listener.log", c.name),
-                &opts.listener,
-                &["serve-tcp".into(), "--port".into(), c.port.to_string()],
-            )?;
         }
     }
+    state.save()?;
+    super::hosts::add_containers(&state.nodes, &mut state.containers, &cni, &opts.listener)?;
+    state
+        .timings
+        .insert("containers_added".into(), t0.elapsed().as_secs_f64());
     state.save()?;
 
     wait_sessions(&state, opts.timeout, progress)?;
@@ -216,6 +204,13 @@ pub fn up(
     }
     let routes = t0.elapsed().as_secs_f64();
     state.timings.insert("routes".into(), routes);
+    if !state.policies.is_empty() {
+        super::enforce::wait_enforced(&state, &flatnet, opts.timeout, progress)?;
+        state.policy_applied = true;
+        state
+            .timings
+            .insert("policy".into(), t0.elapsed().as_secs_f64());
+    }
     state.save()?;
     Ok(state)
 }
@@ -298,6 +293,10 @@ fn flatnetd_config(
         dir.join("state").display()
     );
     let _ = writeln!(s, "[datastore]\nurl = \"file:{}\"\n", store.display());
+    if !topo.flatnet.policies.is_empty() {
+        // Default deny between apps: the lab's declared semantics.
+        let _ = writeln!(s, "[policy]\nenabled = true\n");
+    }
     for p in &topo.flatnet.pools {
         let _ = writeln!(s, "[[pool]]\ncidr = \"{}\"", p.cidr);
         if let Some(b) = p.block_size {
@@ -327,7 +326,7 @@ fn flatnetd_config(
 
 /// Polls `check` (returns what is still missing, empty when done), printing
 /// progress every 5 s; on timeout the error names what was missing.
-fn wait_until(
+pub(super) fn wait_until(
     what: &str,
     timeout: Duration,
     progress: &mut dyn FnMut(&str),

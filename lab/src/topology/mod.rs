@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use model::{ContainerDef, FlatnetSection, HostDef, PeerDef, PolicyDef, PoolDef};
+pub use model::{ContainerDef, FlatnetSection, HostDef, PeerDef, PolicyDef, PoolDef, Proto};
 
 use locate::Locator;
 
@@ -464,6 +464,12 @@ fn check(
         }
     }
     for p in &fl.policies {
+        if matches!(p.proto, Proto::Icmp) && !p.ports.is_empty() {
+            bad(
+                loc.value_line(&["flatnet", "policies"], &p.to),
+                format!("policy {} -> {}: icmp has no ports", p.from, p.to),
+            );
+        }
         for app in [&p.from, &p.to] {
             if !apps.contains(app.as_str()) {
                 bad(

@@ -85,12 +85,38 @@ pub struct PoolDef {
     pub block_size: Option<u8>,
 }
 
-/// `from` app may open TCP connections to `to` app on `ports`.
+/// The protocol of a policy edge (flatnet's `[[allow]] proto`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    #[default]
+    Tcp,
+    Udp,
+    Icmp,
+    Any,
+}
+
+impl Proto {
+    /// flatnet's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
+            Proto::Any => "any",
+        }
+    }
+}
+
+/// `from` app may open connections to `to` app with `proto` (default tcp)
+/// on `ports` (none: every port): one flatnet `[[allow]]` edge.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct PolicyDef {
     pub from: String,
     pub to: String,
+    #[serde(default)]
+    pub proto: Proto,
     #[serde(default)]
     pub ports: Vec<u16>,
 }

@@ -375,7 +375,7 @@ fn bad<E: std::fmt::Display>(e: E) -> LabError {
 }
 
 fn cni_add(cni: &Path, host: &Host, id: &str, ns: &Netns) -> Result<Vec<IpAddr>, LabError> {
-    cni::add(cni, host.ns, &host.socket, id, ns)
+    cni::add(cni, host.ns, &host.socket, id, ns, None)
 }
 
 fn cni_del(cni: &Path, host: &Host, id: &str, ns: &Netns) -> Result<(), LabError> {

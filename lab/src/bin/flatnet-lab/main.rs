@@ -188,13 +188,21 @@ fn print_json<T: serde::Serialize>(v: &T) {
     }
 }
 
+/// Success iff every session is Established, every ping the policy allows
+/// answers and every connect did what the policy says; on failure stderr
+/// names what differs (each pair).
 fn verdict(s: &deploy::Summary) -> ExitCode {
     let policy_ok = s.policy_as_declared || !s.policy_declared || !s.policy_applied;
     if s.all_established && s.full_reachability && policy_ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+        return ExitCode::SUCCESS;
     }
+    if !s.all_established {
+        eprintln!("flatnet-lab: not every BGP session is Established");
+    }
+    for m in s.mismatches() {
+        eprintln!("flatnet-lab: not as the policy declares: {m}");
+    }
+    ExitCode::FAILURE
 }
 
 fn run(cmd: Cmd) -> Result<ExitCode, DeployError> {
@@ -374,11 +382,12 @@ fn run(cmd: Cmd) -> Result<ExitCode, DeployError> {
             } else {
                 for r in &rows {
                     println!(
-                        "{} -> {} {}: ping {}, tcp {} ({})",
+                        "{} -> {} {}: ping {} (policy {}), tcp {} ({})",
                         r.from,
                         r.to,
                         r.addr,
-                        if r.ping { "ok" } else { "FAIL" },
+                        if r.ping { "ok" } else { "no answer" },
+                        if r.expected_ping { "allows" } else { "denies" },
                         if r.tcp {
                             "connected"
                         } else {
@@ -392,7 +401,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, DeployError> {
                     );
                 }
             }
-            Ok(if rows.iter().all(|r| r.ping) {
+            Ok(if rows.iter().all(|r| r.as_declared()) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
