@@ -105,6 +105,11 @@ fn add_gives_addresses_routes_sysctls_then_del_leaves_nothing() {
     );
     assert_eq!(sysctl(&host.ns, "net.ipv4.ip_forward"), "1");
     assert_eq!(sysctl(&host.ns, "net.ipv6.conf.all.forwarding"), "1");
+    // A next hop whose link lost carrier is skipped at once (ToR failure).
+    for fam in ["ipv4", "ipv6"] {
+        let key = format!("net.{fam}.conf.all.ignore_routes_with_linkdown");
+        assert_eq!(sysctl(&host.ns, &key), "1", "{key}");
+    }
     let rules = host.spoof_rules("iptables");
     assert_eq!(
         rules,
