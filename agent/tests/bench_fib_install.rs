@@ -60,10 +60,7 @@ fn flatnet_rate(ns: &Netns) -> (Duration, usize) {
             .unwrap();
         rt.block_on(async move {
             let w = FibWriter::new().unwrap();
-            let hop: BTreeSet<NextHop> = [NextHop {
-                gateway: GW.parse().unwrap(),
-            }]
-            .into();
+            let hop: BTreeSet<NextHop> = [NextHop::via(GW.parse().unwrap())].into();
             let plan = FibPlan {
                 add: nets.into_iter().map(|n| (n, hop.clone())).collect(),
                 ..FibPlan::default()

@@ -2,7 +2,9 @@
 //!
 //! Owns the routes flatnet learns from its peers: protocol 200 at metric
 //! [`writer::FIB_METRIC`], ECMP (RTA_MULTIPATH) when the speaker's
-//! multipath set has several next hops. It may touch only those: host
+//! multipath set has several next hops. A link-local next hop is installed
+//! on the interface of the session it was learned from ([`links_of`]); an
+//! IPv4 route with an IPv6 next hop (RFC 8950) is `via inet6` (RTA_VIA). It may touch only those: host
 //! routes and blackholes (also protocol 200, metric 0) belong to
 //! [`crate::kernel`] and [`crate::blocks`], and a new route is created
 //! without replace, so a route someone else installed is never changed.
@@ -26,8 +28,31 @@ use flatnet_bgp::speaker::{RibEvent, Speaker};
 use ipnetwork::IpNetwork;
 use tokio::sync::{broadcast, watch};
 
-use plan::{FibPlan, Installed, NextHops, desired_of, plan as full_plan, plan_dirty};
+use plan::{FibPlan, Installed, NextHops, PeerLinks, desired_of, plan as full_plan, plan_dirty};
 use writer::{FibWriter, Outcome};
+
+/// The interface of every link-local peer, by index in flatnetd's
+/// namespace. An interface that does not exist (yet) is logged and left
+/// out: that peer's link-local next hops are not installed until a reload
+/// finds it.
+pub fn links_of(peers: &[crate::config::BgpPeer]) -> PeerLinks {
+    let mut out = PeerLinks::new();
+    for p in peers {
+        let Some(name) = p.interface.as_deref() else {
+            continue;
+        };
+        match flatnet_bgp::session::socket::if_index(name) {
+            Ok(i) => {
+                out.insert(p.key(), i);
+            }
+            Err(e) => {
+                tracing::warn!(peer = %p.address, interface = name, error = %e,
+                    "interface not found: link-local next hops of this peer are not installed")
+            }
+        }
+    }
+    out
+}
 
 /// When the routes a previous run left may be swept.
 pub enum SweepGate {
@@ -39,6 +64,8 @@ pub enum SweepGate {
 
 #[derive(Default)]
 struct State {
+    /// Interfaces of the link-local peers' sessions.
+    links: PeerLinks,
     desired: BTreeMap<IpNetwork, NextHops>,
     installed: BTreeMap<IpNetwork, Installed>,
     swept: bool,
@@ -48,6 +75,8 @@ struct State {
 pub struct Fib {
     writer: FibWriter,
     state: Mutex<State>,
+    /// The peers' interfaces changed: rebuild the desired set.
+    relink: tokio::sync::Notify,
 }
 
 /// Counts of one applied batch (for logs and tests).
@@ -82,7 +111,18 @@ impl Fib {
                 installed,
                 ..State::default()
             }),
+            relink: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Sets the interfaces link-local next hops are installed on (at start
+    /// and on reload); a change re-plans every route.
+    pub fn set_links(&self, links: PeerLinks) {
+        let mut s = self.state();
+        if s.links != links {
+            s.links = links;
+            self.relink.notify_one();
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -109,8 +149,8 @@ impl Fib {
 
     /// Takes one event into the desired set; returns its prefix.
     fn take(&self, e: &RibEvent) -> Option<IpNetwork> {
-        let (net, hops) = desired_of(e)?;
         let mut s = self.state();
+        let (net, hops) = desired_of(e, &s.links)?;
         match hops {
             Some(h) => s.desired.insert(net, h),
             None => s.desired.remove(&net),
@@ -178,6 +218,7 @@ impl Fib {
                 return BTreeSet::new();
             }
         };
+        let links = self.state().links.clone();
         let mut desired = BTreeMap::new();
         for entry in rib {
             let best = entry.paths.iter().find(|p| p.best).cloned();
@@ -192,7 +233,7 @@ impl Fib {
                 best,
                 multipath,
             };
-            if let Some((n, Some(h))) = desired_of(&e) {
+            if let Some((n, Some(h))) = desired_of(&e, &links) {
                 desired.insert(n, h);
             }
         }
@@ -265,6 +306,7 @@ impl Fib {
                 r = async { match selected.as_mut() { Some(w) => w.changed().await, None => std::future::pending().await } }, if !swept => {
                     if r.is_err() { selected = None; }
                 }
+                _ = self.relink.notified() => dirty.extend(self.resync(&speaker).await),
                 _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } }, if !swept => {}
             }
             // The rest of the burst, without waiting.

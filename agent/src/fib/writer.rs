@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use futures::{StreamExt, TryStreamExt};
 use ipnetwork::IpNetwork;
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteNextHop, RouteProtocol, RouteType,
+    RouteAddress, RouteAttribute, RouteMessage, RouteNextHop, RouteProtocol, RouteType, RouteVia,
 };
 use rtnetlink::{Handle, RouteMessageBuilder};
 
@@ -81,19 +81,20 @@ fn route_msg(net: IpNetwork, hops: Option<&NextHops>) -> RouteMessage {
             .build(),
     };
     let Some(hops) = hops else { return m };
-    let gw = |h: &NextHop| match h.gateway {
-        IpAddr::V4(a) => RouteAttribute::Gateway(RouteAddress::Inet(a)),
-        IpAddr::V6(a) => RouteAttribute::Gateway(RouteAddress::Inet6(a)),
-    };
-    if hops.len() == 1 {
-        m.attributes.extend(hops.iter().map(gw));
+    let v4 = net.is_ipv4();
+    if hops.len() == 1
+        && let Some(h) = hops.first()
+    {
+        m.attributes.push(gw_attr(v4, h));
+        m.attributes.extend(h.ifindex.map(RouteAttribute::Oif));
     } else {
         // RTA_MULTIPATH: one ECMP route over every next hop.
         let nh = hops
             .iter()
             .map(|h| {
                 let mut n = RouteNextHop::default();
-                n.attributes.push(gw(h));
+                n.attributes.push(gw_attr(v4, h));
+                n.interface_index = h.ifindex.unwrap_or(0);
                 n
             })
             .collect();
@@ -102,27 +103,62 @@ fn route_msg(net: IpNetwork, hops: Option<&NextHops>) -> RouteMessage {
     m
 }
 
-/// The next hops of a dumped route: RTA_GATEWAY or RTA_MULTIPATH gateways.
-fn hops_of(r: &RouteMessage) -> NextHops {
-    let addr = |a: &RouteAddress| match a {
-        RouteAddress::Inet(v) => Some(IpAddr::V4(*v)),
-        RouteAddress::Inet6(v) => Some(IpAddr::V6(*v)),
+/// RTA_GATEWAY for a gateway of the route's family, RTA_VIA for an IPv6
+/// gateway of an IPv4 route (RFC 8950; kernel 5.2 and later).
+fn gw_attr(v4_route: bool, h: &NextHop) -> RouteAttribute {
+    match h.gateway {
+        IpAddr::V4(a) => RouteAttribute::Gateway(RouteAddress::Inet(a)),
+        IpAddr::V6(a) if v4_route => RouteAttribute::Via(RouteVia::Inet6(a)),
+        IpAddr::V6(a) => RouteAttribute::Gateway(RouteAddress::Inet6(a)),
+    }
+}
+
+/// The gateway of RTA_GATEWAY or RTA_VIA.
+fn gateway_of(a: &RouteAttribute) -> Option<IpAddr> {
+    match a {
+        RouteAttribute::Gateway(RouteAddress::Inet(v)) => Some(IpAddr::V4(*v)),
+        RouteAttribute::Gateway(RouteAddress::Inet6(v)) => Some(IpAddr::V6(*v)),
+        RouteAttribute::Via(RouteVia::Inet(v)) => Some(IpAddr::V4(*v)),
+        RouteAttribute::Via(RouteVia::Inet6(v)) => Some(IpAddr::V6(*v)),
         _ => None,
-    };
+    }
+}
+
+/// A dumped next hop as the plan writes it: the interface only for a
+/// link-local gateway (the kernel reports one for every gateway).
+fn hop(gateway: IpAddr, ifindex: Option<u32>) -> NextHop {
+    let h = NextHop::via(gateway);
+    if h.is_link_local() {
+        NextHop {
+            gateway,
+            ifindex: ifindex.filter(|i| *i != 0),
+        }
+    } else {
+        h
+    }
+}
+
+/// The next hops of a dumped route: RTA_GATEWAY/RTA_VIA (with RTA_OIF) or
+/// RTA_MULTIPATH.
+fn hops_of(r: &RouteMessage) -> NextHops {
+    let oif = r.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(i) => Some(*i),
+        _ => None,
+    });
     let mut out = NextHops::new();
     for a in &r.attributes {
-        match a {
-            RouteAttribute::Gateway(g) => out.extend(addr(g).map(|gateway| NextHop { gateway })),
-            RouteAttribute::MultiPath(nhs) => {
-                for nh in nhs {
-                    for a in &nh.attributes {
-                        if let RouteAttribute::Gateway(g) = a {
-                            out.extend(addr(g).map(|gateway| NextHop { gateway }));
-                        }
-                    }
-                }
+        if let Some(g) = gateway_of(a) {
+            out.insert(hop(g, oif));
+        }
+        if let RouteAttribute::MultiPath(nhs) = a {
+            for nh in nhs {
+                out.extend(
+                    nh.attributes
+                        .iter()
+                        .filter_map(gateway_of)
+                        .map(|g| hop(g, Some(nh.interface_index))),
+                );
             }
-            _ => {}
         }
     }
     out
@@ -302,10 +338,66 @@ mod tests {
 
     fn hops(gws: &[&str]) -> NextHops {
         gws.iter()
-            .map(|g| NextHop {
-                gateway: g.parse().unwrap(),
-            })
+            .map(|g| NextHop::via(g.parse().unwrap()))
             .collect()
+    }
+
+    fn ll(gw: &str, ifindex: u32) -> NextHop {
+        NextHop {
+            gateway: gw.parse().unwrap(),
+            ifindex: Some(ifindex),
+        }
+    }
+
+    #[test]
+    fn ipv6_next_hops_of_ipv4_routes_are_via_inet6_on_their_interface() {
+        let net: IpNetwork = "10.244.1.0/26".parse().unwrap();
+        let one: NextHops = [ll("fe80::1", 7)].into();
+        let m = route_msg(net, Some(&one));
+        assert!(
+            m.attributes
+                .iter()
+                .any(|a| matches!(a, RouteAttribute::Via(RouteVia::Inet6(_))))
+        );
+        assert!(m.attributes.contains(&RouteAttribute::Oif(7)));
+        assert!(
+            !m.attributes
+                .iter()
+                .any(|a| matches!(a, RouteAttribute::Gateway(_)))
+        );
+        assert_eq!(hops_of(&m), one);
+        let two: NextHops = [ll("fe80::1", 7), ll("fe80::1", 9)].into();
+        let m = route_msg(net, Some(&two));
+        let Some(RouteAttribute::MultiPath(nhs)) = m
+            .attributes
+            .iter()
+            .find(|a| matches!(a, RouteAttribute::MultiPath(_)))
+        else {
+            panic!("no multipath: {m:?}");
+        };
+        assert_eq!(
+            nhs.iter().map(|n| n.interface_index).collect::<Vec<_>>(),
+            vec![7, 9]
+        );
+        assert!(
+            nhs.iter()
+                .all(|n| matches!(n.attributes[..], [RouteAttribute::Via(RouteVia::Inet6(_))]))
+        );
+        assert_eq!(hops_of(&m), two);
+        // An IPv6 route via a link-local gateway is RTA_GATEWAY with RTA_OIF.
+        let v6: IpNetwork = "2001:db8:1::/64".parse().unwrap();
+        let m = route_msg(v6, Some(&one));
+        assert!(
+            m.attributes
+                .iter()
+                .any(|a| matches!(a, RouteAttribute::Gateway(RouteAddress::Inet6(_))))
+        );
+        assert_eq!(hops_of(&m), one);
+        // The kernel reports an interface for every gateway: a global one's
+        // is dropped, as the plan has none.
+        let mut m = route_msg(net, Some(&hops(&["10.0.1.1"])));
+        m.attributes.push(RouteAttribute::Oif(3));
+        assert_eq!(hops_of(&m), hops(&["10.0.1.1"]));
     }
 
     #[test]
