@@ -367,6 +367,7 @@ fn unnumbered_hosts_reach_each_other_by_learned_routes_via_inet6() {
         assert_eq!(r["via"]["family"], "inet6", "{r}");
         assert_eq!(r["via"]["host"], tor_ll.to_string(), "{r}");
         assert_eq!(r["dev"], "eth0", "{r}");
+        assert!(r["nhid"].is_u64(), "by a nexthop object: {r}");
         // No static route, no IPv4 on the fabric link.
         let d = h.ip_json(&["-4", "route", "show", "default"]);
         assert_eq!(d.as_array().map(Vec::len), Some(0), "{d}");

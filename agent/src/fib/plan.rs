@@ -50,6 +50,8 @@ pub struct Installed {
     /// Found in the kernel at start (a previous run's): kept until the
     /// first full selection after the restart, then removed if nobody wants it.
     pub adopted: bool,
+    /// The nexthop object the route uses (none: plain next hops).
+    pub nhid: Option<u32>,
 }
 
 /// The changes of one batch.
@@ -346,6 +348,7 @@ mod tests {
             Installed {
                 hops: [ll("fe80::1", 7)].into(),
                 adopted: false,
+                nhid: None,
             },
         )]
         .into();
@@ -360,6 +363,7 @@ mod tests {
         Installed {
             hops: hops(gws),
             adopted,
+            nhid: None,
         }
     }
 
