@@ -368,6 +368,17 @@ fn unnumbered_hosts_reach_each_other_by_learned_routes_via_inet6() {
         assert_eq!(r["via"]["host"], tor_ll.to_string(), "{r}");
         assert_eq!(r["dev"], "eth0", "{r}");
         assert!(r["nhid"].is_u64(), "by a nexthop object: {r}");
+        // `flatnet fib` shows the object and the link-local next hop.
+        let fib = h.cli_json(&["fib"]);
+        let f = fib
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["prefix"] == other.as_str())
+            .unwrap_or_else(|| panic!("{fib}"));
+        assert_eq!(f["nexthop_id"], r["nhid"], "{f}");
+        assert_eq!(f["nexthops"][0]["gateway"], tor_ll.to_string(), "{f}");
+        assert_eq!(f["nexthops"][0]["dev"], "eth0", "{f}");
         // No static route, no IPv4 on the fabric link.
         let d = h.ip_json(&["-4", "route", "show", "default"]);
         assert_eq!(d.as_array().map(Vec::len), Some(0), "{d}");

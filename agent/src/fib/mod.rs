@@ -4,7 +4,10 @@
 //! [`writer::FIB_METRIC`], ECMP (RTA_MULTIPATH) when the speaker's
 //! multipath set has several next hops. A link-local next hop is installed
 //! on the interface of the session it was learned from ([`links_of`]); an
-//! IPv4 route with an IPv6 next hop (RFC 8950) is `via inet6` (RTA_VIA). It may touch only those: host
+//! IPv4 route with an IPv6 next hop (RFC 8950) is `via inet6` (RTA_VIA).
+//! Where the kernel has nexthop objects, routes reference them by `nhid`
+//! ([`nh`] decides which objects, [`nhmsg`] speaks the messages): one
+//! object per gateway and interface, one group per ECMP set. It may touch only those: host
 //! routes and blackholes (also protocol 200, metric 0) belong to
 //! [`crate::kernel`] and [`crate::blocks`], and a new route is created
 //! without replace, so a route someone else installed is never changed.
