@@ -184,6 +184,9 @@ fn restart_loses_no_packet(kind: Tor) {
     })
     .unwrap();
     let before = learned_routes(&f.hosts[0]);
+    let nhid_before = f.hosts[0].ip_json(&["-4", "route", "show", "proto", "200", "metric", "20"])
+        [0]["nhid"]
+        .as_u64();
     let block1 = all_blocks[0][0].clone();
 
     // Watchers: ToRs keep host 1's block, host 1's kernel keeps its learned routes.
@@ -257,6 +260,17 @@ fn restart_loses_no_packet(kind: Tor) {
             .contains("selection deferral limit reached")
     );
     assert_eq!(learned_routes(&f.hosts[0]), before);
+    // By the nexthop objects the first run made (adopted, not re-created):
+    // one ECMP group over both ToRs.
+    let routes = f.hosts[0].ip_json(&["-4", "route", "show", "proto", "200", "metric", "20"]);
+    let ids: std::collections::BTreeSet<_> = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["nhid"].as_u64().unwrap_or_else(|| panic!("by nhid: {r}")))
+        .collect();
+    assert_eq!(ids.len(), 1, "{routes}");
+    assert_eq!(ids.first().copied(), nhid_before, "{routes}");
 }
 
 fn churn_by_blocks_only(kind: Tor) {

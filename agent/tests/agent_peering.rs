@@ -2,7 +2,8 @@
 //! flatnetd on the hosts: the session comes up and the host's block reaches
 //! the ToR (and, through it, the other host where the model allows).
 //! eBGP AS-per-rack, eBGP AS-per-host, iBGP to FRR as route reflector, and
-//! unnumbered (IPv6 link-local only on the fabric link, RFC 8950).
+//! unnumbered (IPv6 link-local only on the fabric link, RFC 8950; two
+//! unnumbered hosts reach each other's containers by `via inet6` routes).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -279,4 +280,120 @@ fn passive_peer_accepts_the_tors_connection_on_bgp_listen() {
     let n = frr.vtysh_json("show bgp neighbors json").unwrap();
     // FRR opened the connection: its local port is ephemeral, the host's 179.
     assert_eq!(n["10.0.1.2"]["portForeign"], 179, "{}", n["10.0.1.2"]);
+}
+
+/// Two unnumbered hosts behind one FRR ToR (IPv6 link-local only on every
+/// fabric link, extended next hop): each host's container reaches the
+/// other's over IPv4 by the route flatnetd learned, installed as proto 200
+/// `via inet6 fe80::… dev eth0`; no static route on either host.
+#[test]
+fn unnumbered_hosts_reach_each_other_by_learned_routes_via_inet6() {
+    flatnet_lab::require_root().unwrap();
+    let tor = Netns::new("pult").unwrap();
+    tor.sysctl("net.ipv4.ip_forward", "1").unwrap();
+    let ds = tempfile::tempdir().unwrap();
+    let url = format!("file:{}/datastore", ds.path().display());
+    let mut hosts = Vec::new();
+    let mut tor_cfg = RouterConfig::new("1.1.1.1".parse().unwrap(), TOR_AS);
+    for i in 1..=2u32 {
+        let ns = Netns::new(&format!("pul{i}")).unwrap();
+        let tif = format!("eth{i}");
+        flatnet_lab::veth(&tor, &tif, &ns, "eth0").unwrap();
+        let tor_ll = link_local(&tor, &tif);
+        let rest = format!(
+            "{POOLS_V4}[[bgp.peer]]\naddress = \"{tor_ll}\"\ninterface = \"eth0\"\nasn = {TOR_AS}\nextended_next_hop = true\n"
+        );
+        let asn = 65100 + i;
+        let host = Host::start_with(
+            ns,
+            tempfile::tempdir().unwrap(),
+            &format!("pul{i}"),
+            &format!("router_id = \"192.0.2.{i}\"\nasn = {asn}"),
+            &rest,
+            &url,
+        );
+        let mut n = NeighborConfig::new(IpAddr::V6(link_local(&host.ns, "eth0")), asn);
+        n.interface = Some(tif);
+        n.extended_nexthop = true;
+        n.ipv6_unicast = false;
+        tor_cfg = tor_cfg.neighbor(n);
+        hosts.push((host, tor_ll));
+    }
+    let frr = Frr::start(&tor, tor_cfg).unwrap();
+    wait_for("both unnumbered sessions Established", T, || {
+        let n = frr.neighbors()?;
+        Ok((n.iter().filter(|n| n.established()).count() == 2).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", hosts[0].0.log()));
+
+    let cs: Vec<Netns> = (1..=2)
+        .map(|i| Netns::new(&format!("pulc{i}")).unwrap())
+        .collect();
+    let ips: Vec<String> = hosts
+        .iter()
+        .zip(&cs)
+        .enumerate()
+        .map(|(i, ((h, _), c))| common::result_v4(&h.add(&format!("ul{i}"), c)))
+        .collect();
+    let blocks: Vec<String> = hosts
+        .iter()
+        .map(|(h, _)| {
+            h.cli_json(&["ipam", "show"])["blocks"][0]["cidr"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_ne!(blocks[0], blocks[1]);
+    for (i, (h, tor_ll)) in hosts.iter().enumerate() {
+        let other = &blocks[1 - i];
+        // The learned route in the kernel: proto 200, via inet6 the ToR's
+        // link-local on the fabric link.
+        let r = wait_for("learned via inet6 route", T, || {
+            Ok(h.flatnet_routes("-4")
+                .into_iter()
+                .find(|r| r["dst"] == other.as_str()))
+        })
+        .unwrap_or_else(|e| {
+            panic!(
+                "host {}: {e}\nroutes: {:?}\nlog:\n{}",
+                i + 1,
+                h.flatnet_routes("-4"),
+                h.log()
+            )
+        });
+        // (`flatnet_routes` lists `proto 200` only.)
+        assert_eq!(r["metric"], 20, "{r}");
+        assert_eq!(r["via"]["family"], "inet6", "{r}");
+        assert_eq!(r["via"]["host"], tor_ll.to_string(), "{r}");
+        assert_eq!(r["dev"], "eth0", "{r}");
+        assert!(r["nhid"].is_u64(), "by a nexthop object: {r}");
+        // `flatnet fib` shows the object and the link-local next hop.
+        let fib = h.cli_json(&["fib"]);
+        let f = fib
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["prefix"] == other.as_str())
+            .unwrap_or_else(|| panic!("{fib}"));
+        assert_eq!(f["nexthop_id"], r["nhid"], "{f}");
+        assert_eq!(f["nexthops"][0]["gateway"], tor_ll.to_string(), "{f}");
+        assert_eq!(f["nexthops"][0]["dev"], "eth0", "{f}");
+        // No static route, no IPv4 on the fabric link.
+        let d = h.ip_json(&["-4", "route", "show", "default"]);
+        assert_eq!(d.as_array().map(Vec::len), Some(0), "{d}");
+        let a =
+            h.ns.exec_stdout("ip", &["-4", "-o", "addr", "show", "dev", "eth0"])
+                .unwrap();
+        assert!(!a.contains("inet "), "no IPv4 on the fabric link: {a}");
+    }
+    for (a, b) in [(0, 1), (1, 0)] {
+        wait_for("ping over the unnumbered fabric", T, || {
+            Ok(cs[a]
+                .exec("ping", &["-c", "1", "-W", "1", &ips[b]])
+                .is_ok()
+                .then_some(()))
+        })
+        .unwrap_or_else(|e| panic!("c{} -> c{} ({}): {e}", a + 1, b + 1, ips[b]));
+    }
 }

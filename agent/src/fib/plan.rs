@@ -11,9 +11,33 @@ use ipnetwork::IpNetwork;
 /// One next hop: the ToR's address on the fabric link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NextHop {
-    /// Gateway address.
+    /// Gateway address; IPv6 for an IPv4 prefix learned with an extended
+    /// next hop (RFC 8950, installed as `via inet6`).
     pub gateway: IpAddr,
+    /// Interface of a link-local gateway (it has no meaning without one);
+    /// `None` for any other gateway, which the kernel resolves itself.
+    pub ifindex: Option<u32>,
 }
+
+impl NextHop {
+    /// A gateway the kernel resolves by its own routes (not link-local).
+    pub fn via(gateway: IpAddr) -> NextHop {
+        NextHop {
+            gateway,
+            ifindex: None,
+        }
+    }
+
+    /// Whether the gateway only means something with an interface.
+    pub fn is_link_local(&self) -> bool {
+        matches!(self.gateway, IpAddr::V6(a) if a.is_unicast_link_local())
+    }
+}
+
+/// The interface of each link-local peer's session (peer address →
+/// ifindex), resolved from the peers' `interface` at start and reload: a
+/// link-local next hop learned from the peer is installed on it.
+pub type PeerLinks = BTreeMap<IpAddr, u32>;
 
 /// The next hops of one route (more than one: ECMP).
 pub type NextHops = BTreeSet<NextHop>;
@@ -26,6 +50,8 @@ pub struct Installed {
     /// Found in the kernel at start (a previous run's): kept until the
     /// first full selection after the restart, then removed if nobody wants it.
     pub adopted: bool,
+    /// The nexthop object the route uses (none: plain next hops).
+    pub nhid: Option<u32>,
 }
 
 /// The changes of one batch.
@@ -56,24 +82,43 @@ pub fn network_of(p: &flatnet_bgp::wire::Prefix) -> Option<IpNetwork> {
     }
 }
 
-/// Only learned paths with a next hop of the prefix's own family go into
-/// the kernel (our own originations have no next hop; IPv4 over IPv6 next
-/// hops, RFC 8950, are not programmed).
-fn hop_of(prefix: &IpNetwork, p: &PathInfo) -> Option<NextHop> {
-    if !matches!(p.source, PathSource::Peer(_)) {
+/// The kernel next hop of a learned path. Our own originations have none.
+/// An IPv6 prefix needs an IPv6 gateway; an IPv4 prefix takes either (an
+/// IPv6 one is RFC 8950). A link-local gateway takes the interface of the
+/// session it came from, and is dropped when that is unknown (the kernel
+/// could not reach it).
+fn hop_of(prefix: &IpNetwork, p: &PathInfo, links: &PeerLinks) -> Option<NextHop> {
+    let PathSource::Peer(peer) = p.source else {
+        return None;
+    };
+    let gw = p.next_hop?;
+    if gw.is_unspecified() || (prefix.is_ipv6() && gw.is_ipv4()) {
         return None;
     }
-    let gw = p.next_hop?;
-    (gw.is_ipv4() == prefix.is_ipv4() && !gw.is_unspecified()).then_some(NextHop { gateway: gw })
+    let hop = NextHop::via(gw);
+    if !hop.is_link_local() {
+        return Some(hop);
+    }
+    let ifindex = links
+        .get(&flatnet_bgp::speaker::core::normalize(peer))
+        .copied()?;
+    Some(NextHop {
+        gateway: gw,
+        ifindex: Some(ifindex),
+    })
 }
 
 /// What one speaker event wants in the kernel for its prefix: the
 /// multipath set's next hops (or the best path's), `None` when nothing.
-pub fn desired_of(e: &RibEvent) -> Option<(IpNetwork, Option<NextHops>)> {
+pub fn desired_of(e: &RibEvent, links: &PeerLinks) -> Option<(IpNetwork, Option<NextHops>)> {
     let net = network_of(&e.prefix)?;
-    let mut hops: NextHops = e.multipath.iter().filter_map(|p| hop_of(&net, p)).collect();
+    let mut hops: NextHops = e
+        .multipath
+        .iter()
+        .filter_map(|p| hop_of(&net, p, links))
+        .collect();
     if hops.is_empty()
-        && let Some(h) = e.best.as_ref().and_then(|b| hop_of(&net, b))
+        && let Some(h) = e.best.as_ref().and_then(|b| hop_of(&net, b, links))
     {
         hops.insert(h);
     }
@@ -137,10 +182,12 @@ mod tests {
 
     fn hops(gws: &[&str]) -> NextHops {
         gws.iter()
-            .map(|g| NextHop {
-                gateway: g.parse().unwrap(),
-            })
+            .map(|g| NextHop::via(g.parse().unwrap()))
             .collect()
+    }
+
+    fn none() -> PeerLinks {
+        PeerLinks::new()
     }
 
     fn path(src: Option<&str>, nh: Option<&str>) -> PathInfo {
@@ -178,7 +225,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            desired_of(&e),
+            desired_of(&e, &none()),
             Some((net("10.244.1.0/26"), Some(hops(&["10.0.1.1", "10.0.2.1"]))))
         );
     }
@@ -190,29 +237,133 @@ mod tests {
             Some(path(Some("10.0.1.1"), Some("10.0.1.1"))),
             vec![],
         );
-        assert_eq!(desired_of(&e).unwrap().1, Some(hops(&["10.0.1.1"])));
+        assert_eq!(
+            desired_of(&e, &none()).unwrap().1,
+            Some(hops(&["10.0.1.1"]))
+        );
         let w = event("10.1.0.0/24", None, vec![]);
-        assert_eq!(desired_of(&w), Some((net("10.1.0.0/24"), None)));
+        assert_eq!(desired_of(&w, &none()), Some((net("10.1.0.0/24"), None)));
         // Our own block: originated here, never a kernel route.
         let l = event(
             "10.244.0.0/26",
             Some(path(None, None)),
             vec![path(None, None)],
         );
-        assert_eq!(desired_of(&l).unwrap().1, None);
-        // An IPv4 prefix with an IPv6 next hop is not programmed.
+        assert_eq!(desired_of(&l, &none()).unwrap().1, None);
+        // An IPv6 prefix never goes via an IPv4 gateway.
         let x = event(
-            "10.1.0.0/24",
+            "2001:db8:1::/64",
+            Some(path(Some("10.0.1.1"), Some("10.0.1.1"))),
+            vec![],
+        );
+        assert_eq!(desired_of(&x, &none()).unwrap().1, None);
+    }
+
+    fn ll(gw: &str, ifindex: u32) -> NextHop {
+        NextHop {
+            gateway: gw.parse().unwrap(),
+            ifindex: Some(ifindex),
+        }
+    }
+
+    #[test]
+    fn link_local_next_hops_take_their_sessions_interface() {
+        let links: PeerLinks = [
+            ("fe80::1".parse().unwrap(), 7),
+            ("fe80::2".parse().unwrap(), 9),
+        ]
+        .into();
+        // RFC 8950: an IPv4 prefix via an IPv6 link-local next hop, on the
+        // interface of the peer it was learned from.
+        let e = event(
+            "10.244.1.0/26",
             Some(path(Some("fe80::1"), Some("fe80::1"))),
             vec![],
         );
-        assert_eq!(desired_of(&x).unwrap().1, None);
+        assert_eq!(
+            desired_of(&e, &links).unwrap().1,
+            Some([ll("fe80::1", 7)].into())
+        );
+        // ECMP over two unnumbered links; the next hop need not be the peer's
+        // own address, the interface is the session's.
+        let e = event(
+            "10.244.1.0/26",
+            None,
+            vec![
+                path(Some("fe80::1"), Some("fe80::a")),
+                path(Some("fe80::2"), Some("fe80::a")),
+            ],
+        );
+        assert_eq!(
+            desired_of(&e, &links).unwrap().1,
+            Some([ll("fe80::a", 7), ll("fe80::a", 9)].into())
+        );
+        // IPv6 prefixes too.
+        let e = event(
+            "2001:db8:1::/64",
+            Some(path(Some("fe80::2"), Some("fe80::2"))),
+            vec![],
+        );
+        assert_eq!(
+            desired_of(&e, &links).unwrap().1,
+            Some([ll("fe80::2", 9)].into())
+        );
+        // A global IPv6 next hop for an IPv4 prefix: the kernel resolves it.
+        let e = event(
+            "10.244.1.0/26",
+            Some(path(Some("2001:db8::1"), Some("2001:db8::1"))),
+            vec![],
+        );
+        assert_eq!(
+            desired_of(&e, &links).unwrap().1,
+            Some(hops(&["2001:db8::1"]))
+        );
+        // A link-local next hop from a peer of unknown interface cannot be
+        // installed: the path is left out, the others stay.
+        let e = event(
+            "10.244.1.0/26",
+            None,
+            vec![
+                path(Some("fe80::3"), Some("fe80::3")),
+                path(Some("fe80::1"), Some("fe80::1")),
+            ],
+        );
+        assert_eq!(
+            desired_of(&e, &links).unwrap().1,
+            Some([ll("fe80::1", 7)].into())
+        );
+        let e = event(
+            "10.244.1.0/26",
+            Some(path(Some("fe80::3"), Some("fe80::3"))),
+            vec![],
+        );
+        assert_eq!(desired_of(&e, &links).unwrap().1, None);
+    }
+
+    #[test]
+    fn a_moved_interface_is_a_replace() {
+        let desired: BTreeMap<_, _> = [(net("10.1.0.0/24"), [ll("fe80::1", 8)].into())].into();
+        let installed: BTreeMap<_, _> = [(
+            net("10.1.0.0/24"),
+            Installed {
+                hops: [ll("fe80::1", 7)].into(),
+                adopted: false,
+                nhid: None,
+            },
+        )]
+        .into();
+        let p = plan(&desired, &installed, false);
+        assert_eq!(
+            p.replace,
+            vec![(net("10.1.0.0/24"), [ll("fe80::1", 8)].into())]
+        );
     }
 
     fn inst(gws: &[&str], adopted: bool) -> Installed {
         Installed {
             hops: hops(gws),
             adopted,
+            nhid: None,
         }
     }
 

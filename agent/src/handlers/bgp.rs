@@ -82,6 +82,10 @@ impl Agent {
         if old.bgp.listen != new.bgp.listen {
             restart_needed.push("bgp.listen".into());
         }
+        if let Some(f) = &self.fib {
+            // Before the sessions change: their new routes use the new interfaces.
+            f.set_links(crate::fib::links_of(&new.bgp.peers));
+        }
         let mut report = match &self.bgp {
             Some(b) => b
                 .reload(&new.bgp.peers)

@@ -420,6 +420,7 @@ async fn start_routing(
         return Ok((None, None));
     }
     let fib = Arc::new(crate::fib::Fib::open().await?);
+    fib.set_links(crate::fib::links_of(&cfg.bgp.peers));
     let adopted = fib.adopted();
     if adopted > 0 {
         tracing::info!(
