@@ -15,6 +15,7 @@ PKGS=(
     frr bird2 gobgpd
     etcd-server protobuf-compiler
     busybox-static containernetworking-plugins podman
+    iperf3
 )
 
 LOG="${FLATNET_DEPS_LOG:-/tmp/flatnet-install-deps.log}"
