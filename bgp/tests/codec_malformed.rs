@@ -163,6 +163,10 @@ fn header_and_other_messages_table() {
         ("OPEN version 3", "RFC 4271 6.2", msg(1, &hex("03 fde9 005a 0a000001 00")), Reset(2, 1)),
         ("OPEN optional parameter length mismatch", "RFC 4271 6.2", msg(1, &hex("04 fde9 005a 0a000001 05 02 02 0200")), Reset(2, 0)),
         ("OPEN capability overruns parameter", "RFC 5492 3", msg(1, &hex("04 fde9 005a 0a000001 04 02 02 4104")), Reset(2, 0)),
+        ("OPEN optional parameter type 1 (authentication)", "RFC 4271 6.2", msg(1, &hex("04 fde9 005a 0a000001 04 01 02 abcd")), Reset(2, 4)),
+        ("OPEN optional parameter type 255 not as the RFC 9072 marker", "RFC 4271 6.2, RFC 9072 2", msg(1, &hex("04 fde9 005a 0a000001 04 02 00 ff 00")), Reset(2, 4)),
+        ("OPEN extended parameters with an unknown type", "RFC 9072 2, RFC 4271 6.2", msg(1, &hex("04 fde9 005a 0a000001 ff ff 0008 02 0000 03 0002 abcd")), Reset(2, 4)),
+        ("OPEN extended parameters, capabilities only", "RFC 9072 2", msg(1, &hex("04 fde9 005a 0a000001 ff ff 0009 02 0006 41 04 0000fde9")), Clean),
         ("ROUTE-REFRESH body 3 octets", "RFC 7313 5", msg(5, &hex("0001 00")), Reset(7, 1)),
         ("ROUTE-REFRESH body 5 octets", "RFC 7313 5", msg(5, &hex("0001 00 01 00")), Reset(7, 1)),
     ];

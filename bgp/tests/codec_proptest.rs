@@ -286,13 +286,8 @@ fn capability() -> impl Strategy<Value = Capability> {
 }
 
 fn open() -> impl Strategy<Value = Open> {
-    let param = prop_oneof![
-        vec(capability(), 0..5).prop_map(OptionalParameter::Capabilities),
-        (any::<u8>(), vec(any::<u8>(), 0..10))
-            .prop_filter("not capabilities / RFC 9072 marker", |(k, _)| *k != 2
-                && *k != 255)
-            .prop_map(|(kind, value)| OptionalParameter::Unknown { kind, value }),
-    ];
+    // Only Capabilities: any other parameter type is refused on decode.
+    let param = vec(capability(), 0..5).prop_map(OptionalParameter::Capabilities);
     (
         any::<u16>(),
         any::<u16>(),
