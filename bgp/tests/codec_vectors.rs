@@ -338,7 +338,12 @@ fn mp_reach_ipv6_global_and_link_local() {
 fn mp_reach_ipv4_with_ipv6_next_hop_rfc8950() {
     let attrs = "80 0e 19 0001 01 10 20010db8000000000000000000000001 00 18 c63364 \
                  40 01 01 00 40 02 00";
-    let u = as_update(roundtrip(&update("", attrs, ""), &CTX4));
+    // Only with the extended next hop capability on both sides (RFC 8950 4).
+    let ctx = DecodeContext {
+        extended_next_hop_ipv4: true,
+        ..CTX4
+    };
+    let u = as_update(roundtrip(&update("", attrs, ""), &ctx));
     let m = u.mp_reach().unwrap();
     assert_eq!(m.family, Family::IPV4_UNICAST);
     assert!(matches!(

@@ -183,6 +183,8 @@ fn parse_value(code: u8, v: &[u8], ctx: &DecodeContext) -> Result<AttrValue, Bad
             let v6 = |b: &[u8]| <[u8; 16]>::try_from(b).ok().map(Ipv6Addr::from);
             let next_hop = match (prefix_family(family), nh.len()) {
                 (Some(Afi::IPV4), 4) => MpNextHop::Ipv4(Ipv4Addr::from(u32_of(nh).ok_or(MP_BAD)?)),
+                // RFC 8950 4: an IPv6 next hop for IPv4 NLRI only when negotiated.
+                (Some(Afi::IPV4), _) if !ctx.extended_next_hop_ipv4 => return Err(MP_BAD),
                 (Some(_), 16) => MpNextHop::Ipv6 {
                     global: v6(nh).ok_or(MP_BAD)?,
                     link_local: None,
@@ -433,6 +435,8 @@ impl Update {
         if !update.nlri.is_empty() {
             missing.push(t::NEXT_HOP);
         }
+        // RFC 7606 7.3 / 7.11: a next hop that is no neighbour's unicast address.
+        super::next_hop::next_hop_errors(&update, &mut errors);
         for c in missing {
             if !has(c) && !errors.iter().any(|e| e.type_code == c) {
                 errors.push(AttrError {
