@@ -384,6 +384,22 @@ fn open_unacceptable_hold_time() {
 }
 
 #[test]
+fn unknown_capability_is_ignored_rfc5492() {
+    // RFC 5492 5: sending Unsupported Capability (2/7) is optional; flatnet
+    // ignores capabilities it does not know and negotiates the rest.
+    let f = Fsm::new(cfg());
+    let mut caps = peer_caps();
+    caps.push(Capability::Unknown {
+        code: 200,
+        value: vec![1, 2],
+    });
+    assert_eq!(
+        f.check_open(&Open::new(PEER_AS, 9, Ipv4Addr::new(10, 0, 0, 2), caps)),
+        Ok(())
+    );
+}
+
+#[test]
 fn check_open_accepts_good_open() {
     let f = Fsm::new(cfg());
     assert_eq!(f.check_open(&peer_open(9)), Ok(()));
