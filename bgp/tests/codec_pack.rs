@@ -111,12 +111,21 @@ fn ipv4_with_ipv6_next_hop_rfc8950() {
     )
     .unwrap();
     assert_eq!(ups.len(), 1);
-    let bytes = Message::Update(ups[0].clone()).to_bytes(&CTX4).unwrap();
-    let u = match Message::decode(&bytes, &CTX4).unwrap() {
+    let ctx = DecodeContext {
+        extended_next_hop_ipv4: true,
+        ..CTX4
+    };
+    let bytes = Message::Update(ups[0].clone()).to_bytes(&ctx).unwrap();
+    let u = match Message::decode(&bytes, &ctx).unwrap() {
         Message::Update(u) => u,
         _ => panic!(),
     };
     assert_eq!(u.mp_reach().unwrap().nlri, MpNlri::Ipv4(v4_24(3)));
+    // RFC 8950 4 / RFC 7606 7.11: not negotiated, the next hop length is unexpected.
+    let Err(DecodeError::SessionReset(n)) = Message::decode(&bytes, &CTX4) else {
+        panic!()
+    };
+    assert_eq!((n.code, n.subcode), (3, 9));
 }
 
 #[test]

@@ -10,14 +10,12 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 
 fn ctx_strategy() -> impl Strategy<Value = DecodeContext> {
-    (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(a, b, c, d)| {
-        DecodeContext {
-            four_octet_as: a,
-            add_path_ipv4: b,
-            add_path_ipv6: c,
-            extended_message: d,
-            extended_next_hop_ipv4: false,
-        }
+    any::<[bool; 5]>().prop_map(|[a, b, c, d, e]| DecodeContext {
+        four_octet_as: a,
+        add_path_ipv4: b,
+        add_path_ipv6: c,
+        extended_message: d,
+        extended_next_hop_ipv4: e,
     })
 }
 
@@ -57,8 +55,9 @@ fn as_path(four: bool) -> impl Strategy<Value = AsPath> {
     vec(seg, 0..4).prop_map(|segments| AsPath { segments })
 }
 
+/// A unicast address (a next hop must be one, RFC 7606 7.3).
 fn ipv4() -> impl Strategy<Value = Ipv4Addr> {
-    any::<u32>().prop_map(Ipv4Addr::from)
+    (1u32..224, any::<u32>()).prop_map(|(a, x)| Ipv4Addr::from(a << 24 | x & 0xff_ffff))
 }
 
 /// Attribute with standard flags, sometimes with the extended-length bit.
@@ -71,10 +70,17 @@ fn with_flags(value: AttrValue, ext: bool) -> PathAttribute {
 }
 
 fn v6_next_hop() -> impl Strategy<Value = MpNextHop> {
-    (any::<u128>(), proptest::option::of(any::<u128>())).prop_map(|(g, l)| MpNextHop::Ipv6 {
-        global: Ipv6Addr::from(g),
-        link_local: l.map(Ipv6Addr::from),
-    })
+    // A global (first octet 01..fd: not ::, not link-local, not multicast),
+    // then optionally a link-local (RFC 2545 3).
+    (
+        1u128..0xfe,
+        any::<u128>(),
+        proptest::option::of(any::<u64>()),
+    )
+        .prop_map(|(top, g, l)| MpNextHop::Ipv6 {
+            global: Ipv6Addr::from(top << 120 | g & !(0xff << 120)),
+            link_local: l.map(|x| Ipv6Addr::from(0xfe80 << 112 | u128::from(x))),
+        })
 }
 
 fn update(ctx: DecodeContext) -> impl Strategy<Value = Update> {
@@ -185,7 +191,11 @@ fn update(ctx: DecodeContext) -> impl Strategy<Value = Update> {
                 ext,
             )| {
                 let mut attrs = Vec::new();
-                if let Some((family, next_hop, n)) = mp_reach {
+                if let Some((family, mut next_hop, n)) = mp_reach {
+                    // RFC 8950: IPv4 NLRI take an IPv6 next hop only when negotiated.
+                    if family == Family::IPV4_UNICAST && !ctx.extended_next_hop_ipv4 {
+                        next_hop = MpNextHop::Ipv4(nh);
+                    }
                     attrs.push(with_flags(
                         AttrValue::MpReach(MpReach {
                             family,
@@ -286,13 +296,8 @@ fn capability() -> impl Strategy<Value = Capability> {
 }
 
 fn open() -> impl Strategy<Value = Open> {
-    let param = prop_oneof![
-        vec(capability(), 0..5).prop_map(OptionalParameter::Capabilities),
-        (any::<u8>(), vec(any::<u8>(), 0..10))
-            .prop_filter("not capabilities / RFC 9072 marker", |(k, _)| *k != 2
-                && *k != 255)
-            .prop_map(|(kind, value)| OptionalParameter::Unknown { kind, value }),
-    ];
+    // Only Capabilities: any other parameter type is refused on decode.
+    let param = vec(capability(), 0..5).prop_map(OptionalParameter::Capabilities);
     (
         any::<u16>(),
         any::<u16>(),

@@ -331,6 +331,27 @@ fn open_bad_peer_as_four_octet() {
 }
 
 #[test]
+fn open_as_zero_is_bad_peer_as_rfc7607() {
+    // Even with no remote AS configured (any AS accepted).
+    for caps in [vec![], vec![Capability::FourOctetAs(0)]] {
+        let mut c = cfg();
+        c.remote_as = None;
+        let (code, sub, _) = open_error(Open::new(0, 9, Ipv4Addr::new(10, 0, 0, 2), caps), c);
+        assert_eq!((code, sub), (2, 2));
+    }
+    // My AS fine, the 4-octet capability says 0.
+    let mut c = cfg();
+    c.remote_as = None;
+    let o = Open::new(
+        64999,
+        9,
+        Ipv4Addr::new(10, 0, 0, 2),
+        vec![Capability::FourOctetAs(0)],
+    );
+    assert_eq!(open_error(o, c).1, 2);
+}
+
+#[test]
 fn open_bad_bgp_identifier() {
     let (c, s, d) = open_error(
         Open::new(PEER_AS, 9, Ipv4Addr::UNSPECIFIED, peer_caps()),
@@ -360,6 +381,22 @@ fn open_unacceptable_hold_time() {
     let mut c = cfg();
     c.min_hold_time = 10;
     assert_eq!(open_error(peer_open(9), c).1, 6);
+}
+
+#[test]
+fn unknown_capability_is_ignored_rfc5492() {
+    // RFC 5492 5: sending Unsupported Capability (2/7) is optional; flatnet
+    // ignores capabilities it does not know and negotiates the rest.
+    let f = Fsm::new(cfg());
+    let mut caps = peer_caps();
+    caps.push(Capability::Unknown {
+        code: 200,
+        value: vec![1, 2],
+    });
+    assert_eq!(
+        f.check_open(&Open::new(PEER_AS, 9, Ipv4Addr::new(10, 0, 0, 2), caps)),
+        Ok(())
+    );
 }
 
 #[test]

@@ -82,9 +82,10 @@ fn shortest_as_path_wins_over_better_origin() {
 
 #[test]
 fn as_set_counts_one_and_confed_segments_zero() {
+    // iBGP peers: confederation segments from eBGP are treat-as-withdraw (RFC 5065 5).
     let mut rib = rib();
-    up(&mut rib, 1, 65010, "10.0.0.9", "10.1.0.9");
-    up(&mut rib, 2, 65010, "10.0.0.1", "10.1.0.1");
+    up(&mut rib, 1, LOCAL_AS, "10.0.0.9", "10.1.0.9");
+    up(&mut rib, 2, LOCAL_AS, "10.0.0.1", "10.1.0.1");
     // A: 2 + 1 (set of 3) + 0 (confed of 4) = 3; B: 4.
     let a = R::segments(vec![
         (

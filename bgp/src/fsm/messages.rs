@@ -17,8 +17,11 @@ impl Fsm {
                 4u16.to_be_bytes().to_vec(),
             ));
         }
-        if let Some(expected) = self.cfg.remote_as
-            && open.asn() != expected
+        // RFC 7607 2: AS 0 (in My AS or the 4-octet capability) is a Bad Peer AS
+        // even where any remote AS is accepted.
+        if open.my_as == 0
+            || open.four_octet_as() == Some(0)
+            || self.cfg.remote_as.is_some_and(|e| open.asn() != e)
         {
             return Err(Notification::new(
                 ErrorCode::OPEN_MESSAGE,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::table::STALE;
-use super::{Attrs, Changes, Fam, PeerId, Rib, RibError};
+use super::{Attrs, Changes, Fam, PeerId, PeerInfo, Rib, RibError};
 use crate::policy::{Disposition, Policy};
 use crate::wire::{
     Family, Ipv4Prefix, Ipv6Prefix, MpNextHop, MpNlri, Nlri4, Nlri6, PathAttribute, Prefix, Update,
@@ -65,10 +65,30 @@ impl Rib {
         let (as_path, aggregator) = u.effective_as_path(&decode);
         let mut base = Attrs::from_received(u.path_attributes(), as_path, aggregator, None);
         if ebgp {
-            // RFC 4271 5.1.5: LOCAL_PREF from an external peer is ignored.
+            // RFC 4271 5.1.5, RFC 7606 7.5: LOCAL_PREF from an external peer is ignored.
             base.local_pref = None;
+            // RFC 7606 7.9, 7.10 (RFC 4456): reflection attributes from an external peer are discarded.
+            base.originator_id = None;
+            base.cluster_list.clear();
         }
-        let looped = base.as_path_contains(local_as) || base.as_path_contains(self.cfg.local_as);
+        let bad = self
+            .peers
+            .get(&id)
+            .and_then(|p| Some((session_error(&p.info, &base, u)?, p.info.address)));
+        if let Some((reason, addr)) = bad {
+            // RFC 7606 2 treat-as-withdraw: every prefix of the UPDATE, session kept.
+            ch.notices.push(format!(
+                "treat-as-withdraw of an UPDATE from peer {addr}: {reason}"
+            ));
+            for n in &u.nlri {
+                self.set_route::<Ipv4Prefix>(n.prefix, id, None, &mut ch);
+            }
+            if let Some(m) = reach {
+                self.withdraw_mp(id, &m.nlri, &mut ch);
+            }
+            return Ok(ch);
+        }
+        let looped = self.looped(&base, local_as);
         if !u.nlri.is_empty() {
             let nh = u.next_hop().map(MpNextHop::Ipv4);
             // Copy the set only when MP_REACH_NLRI needs it too.
@@ -122,6 +142,16 @@ impl Rib {
         }
         self.interner.maybe_gc();
         Ok(ch)
+    }
+
+    /// A route we must not use: our AS in the AS_PATH (RFC 4271 9.1.2), or
+    /// (RFC 4456 8) our BGP identifier as ORIGINATOR_ID or in CLUSTER_LIST
+    /// (our cluster id is our BGP identifier; eBGP routes carry neither).
+    fn looped(&self, a: &Attrs, local_as: u32) -> bool {
+        a.as_path_contains(local_as)
+            || a.as_path_contains(self.cfg.local_as)
+            || a.originator_id == Some(self.cfg.router_id)
+            || a.cluster_list.contains(&self.cfg.router_id)
     }
 
     /// Withdraw NLRI (e.g. from an RFC 7606 treat-as-withdraw error).
@@ -285,7 +315,7 @@ impl Rib {
             .get(&id)
             .map_or(self.cfg.local_as, |p| p.info.local_as);
         for (pfx, pre, stale) in routes {
-            let looped = pre.as_path_contains(local_as) || pre.as_path_contains(self.cfg.local_as);
+            let looped = self.looped(&pre, local_as);
             let mut cache = Vec::new();
             if looped {
                 continue; // stays rejected; not counted again
@@ -303,4 +333,29 @@ impl Rib {
             }
         }
     }
+}
+
+/// Treat-as-withdraw errors that need the session (the codec checks the
+/// rest): confederation segments from outside our confederation (RFC 5065
+/// 5, RFC 7606 7.2; flatnet is in none, so from any eBGP peer), and a next
+/// hop that is our own address (RFC 4271 6.3 a, RFC 7606 7.3).
+fn session_error(info: &PeerInfo, base: &Attrs, u: &Update) -> Option<&'static str> {
+    if info.is_ebgp() && base.as_path.has_confed_segment() {
+        return Some("AS_CONFED segment from a peer outside the confederation");
+    }
+    if !u.nlri.is_empty() && u.next_hop().is_some_and(|a| info.is_own_address(a.into())) {
+        return Some("NEXT_HOP is our own address");
+    }
+    let own_mp = u
+        .mp_reach()
+        .filter(|m| !m.nlri.is_empty())
+        .is_some_and(|m| match &m.next_hop {
+            MpNextHop::Ipv4(a) => info.is_own_address((*a).into()),
+            MpNextHop::Ipv6 { global, link_local } => {
+                info.is_own_address((*global).into())
+                    || link_local.is_some_and(|l| info.is_own_address(l.into()))
+            }
+            MpNextHop::Raw(_) => false,
+        });
+    own_mp.then_some("MP_REACH next hop is our own address")
 }

@@ -90,6 +90,7 @@ impl Rib {
             x = m;
         }
         if ebgp {
+            x.as_path.remove_confed_segments();
             x.as_path.prepend(info.local_as, 1);
         }
         let self_nh = ebgp || info.next_hop_self || s.local || x.next_hop.is_none();

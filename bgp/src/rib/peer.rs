@@ -56,6 +56,10 @@ pub struct PeerInfo {
     pub local_v6: Option<Ipv6Addr>,
     /// Our link-local IPv6 address on the link to the peer (sent as the second next hop).
     pub local_v6_link_local: Option<Ipv6Addr>,
+    /// Our address on the session. A route whose next hop is one of our
+    /// addresses (this, `local_v4`, `local_v6`, `local_v6_link_local`) is
+    /// treat-as-withdraw (RFC 4271 6.3 a, RFC 7606 7.3).
+    pub local_address: Option<IpAddr>,
     /// Context UPDATEs from the peer were decoded with (AS4 merge).
     pub decode: DecodeContext,
     /// Context for UPDATEs to the peer (message size, 4-octet AS, extended next hop).
@@ -88,6 +92,7 @@ impl PeerInfo {
             local_v4: None,
             local_v6: None,
             local_v6_link_local: None,
+            local_address: None,
             decode: ctx,
             encode: ctx,
             keep_rejected: true,
@@ -98,6 +103,13 @@ impl PeerInfo {
     /// eBGP session?
     pub fn is_ebgp(&self) -> bool {
         self.local_as != self.remote_as
+    }
+
+    /// Whether `a` is one of our addresses on this session.
+    pub fn is_own_address(&self, a: IpAddr) -> bool {
+        self.local_address == Some(a)
+            || matches!(a, IpAddr::V4(v) if self.local_v4 == Some(v))
+            || matches!(a, IpAddr::V6(v) if self.local_v6 == Some(v) || self.local_v6_link_local == Some(v))
     }
 
     /// Import policy in effect: `Err(reason)` when RFC 8212 rejects all.

@@ -163,6 +163,20 @@ impl AsPath {
             .and_then(|s| s.asns.first().copied())
     }
 
+    /// Whether an AS_CONFED_SEQUENCE or AS_CONFED_SET segment is present (RFC 5065).
+    pub fn has_confed_segment(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|s| matches!(s.kind, SegmentType::ConfedSequence | SegmentType::ConfedSet))
+    }
+
+    /// Drop confederation segments: a path leaving the confederation
+    /// carries none (RFC 5065 5.3).
+    pub fn remove_confed_segments(&mut self) {
+        self.segments
+            .retain(|s| matches!(s.kind, SegmentType::Sequence | SegmentType::Set));
+    }
+
     /// Whether any 4-octet-only AS number appears (needs AS4_PATH towards a 2-octet peer).
     pub fn has_four_octet_asn(&self) -> bool {
         self.segments

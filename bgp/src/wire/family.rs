@@ -108,7 +108,8 @@ pub struct DecodeContext {
     /// (OPEN and KEEPALIVE stay at 4096).
     pub extended_message: bool,
     /// IPv4 unicast NLRI may be announced with an IPv6 next hop (RFC 8950).
-    /// Decoding accepts such next hops regardless; the encoder uses it to
+    /// Without it, decoding refuses such next hops (RFC 7606 7.11: a next
+    /// hop length not expected is a session reset); the encoder uses it to
     /// choose MP_REACH for IPv4.
     pub extended_next_hop_ipv4: bool,
 }

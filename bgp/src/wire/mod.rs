@@ -20,6 +20,7 @@ mod attr;
 mod error;
 mod family;
 mod header;
+mod next_hop;
 mod notification;
 mod open;
 mod pack;
@@ -38,6 +39,7 @@ pub use family::{
     MAX_MESSAGE_LEN, Safi,
 };
 pub use header::{HEADER_LEN, Header, MARKER, MessageType, check_header, frame};
+pub use next_hop::{ipv4_next_hop_ok, mp_next_hop_problem};
 pub use notification::{
     ErrorCode, MAX_SHUTDOWN_MESSAGE_LEN, Notification, ShutdownMessageError, subcode, subcode_name,
 };

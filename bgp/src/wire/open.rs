@@ -39,7 +39,8 @@ pub struct Open {
 pub enum OptionalParameter {
     /// Type 2: a list of capabilities.
     Capabilities(Vec<Capability>),
-    /// Any other type (e.g. deprecated authentication), kept raw.
+    /// Any other type (e.g. deprecated authentication). Encodable, so tests
+    /// can send one; the decoder refuses it (RFC 4271 6.2, subcode 4).
     Unknown {
         /// Parameter type.
         kind: u8,
@@ -460,10 +461,13 @@ impl Open {
                 .ok_or_else(malformed_open)?;
                 OptionalParameter::Capabilities(caps)
             } else {
-                OptionalParameter::Unknown {
-                    kind,
-                    value: value.to_vec(),
-                }
+                // RFC 4271 6.2: an optional parameter we do not recognise is
+                // refused (only Capabilities exist; 255 is RFC 9072's marker,
+                // never a parameter type).
+                return Err(open_error(
+                    subcode::open::UNSUPPORTED_OPTIONAL_PARAMETER,
+                    Vec::new(),
+                ));
             });
         }
         Ok(Open {

@@ -123,6 +123,10 @@ fn parse_family(v: &[u8]) -> Option<(Family, &[u8])> {
     ))
 }
 
+fn has_as0(p: &AsPath) -> bool {
+    p.segments.iter().any(|s| s.asns.contains(&0))
+}
+
 fn parse_value(code: u8, v: &[u8], ctx: &DecodeContext) -> Result<AttrValue, Bad> {
     const MP_BAD: Bad = Bad::Reset(subcode::update::OPTIONAL_ATTRIBUTE_ERROR);
     Ok(match code {
@@ -133,9 +137,15 @@ fn parse_value(code: u8, v: &[u8], ctx: &DecodeContext) -> Result<AttrValue, Bad
             [_] => return Err(Bad::Withdraw("undefined ORIGIN value")),
             _ => return Err(Bad::Withdraw("ORIGIN length not 1")),
         },
-        t::AS_PATH => AttrValue::AsPath(
-            parse_as_path(v, ctx.four_octet_as).ok_or(Bad::Withdraw("malformed AS_PATH"))?,
-        ),
+        t::AS_PATH => {
+            let p =
+                parse_as_path(v, ctx.four_octet_as).ok_or(Bad::Withdraw("malformed AS_PATH"))?;
+            if has_as0(&p) {
+                // RFC 7607 2: AS 0 in AS_PATH is malformed: treat-as-withdraw.
+                return Err(Bad::Withdraw("AS 0 in AS_PATH"));
+            }
+            AttrValue::AsPath(p)
+        }
         t::NEXT_HOP => AttrValue::NextHop(Ipv4Addr::from(
             u32_of(v).ok_or(Bad::Withdraw("NEXT_HOP length not 4"))?,
         )),
@@ -145,10 +155,12 @@ fn parse_value(code: u8, v: &[u8], ctx: &DecodeContext) -> Result<AttrValue, Bad
         }
         t::ATOMIC_AGGREGATE if v.is_empty() => AttrValue::AtomicAggregate,
         t::ATOMIC_AGGREGATE => return Err(Bad::Discard("ATOMIC_AGGREGATE length not 0")),
-        t::AGGREGATOR => AttrValue::Aggregator(
-            parse_aggregator(v, ctx.four_octet_as)
-                .ok_or(Bad::Discard("AGGREGATOR length wrong"))?,
-        ),
+        t::AGGREGATOR => match parse_aggregator(v, ctx.four_octet_as) {
+            // RFC 7607 2: AS 0 in AGGREGATOR: attribute discard.
+            Some(a) if a.asn == 0 => return Err(Bad::Discard("AS 0 in AGGREGATOR")),
+            Some(a) => AttrValue::Aggregator(a),
+            None => return Err(Bad::Discard("AGGREGATOR length wrong")),
+        },
         t::COMMUNITIES if non_zero_multiple(v, 4) => AttrValue::Communities(
             v.chunks_exact(4)
                 .filter_map(u32_of)
@@ -183,6 +195,8 @@ fn parse_value(code: u8, v: &[u8], ctx: &DecodeContext) -> Result<AttrValue, Bad
             let v6 = |b: &[u8]| <[u8; 16]>::try_from(b).ok().map(Ipv6Addr::from);
             let next_hop = match (prefix_family(family), nh.len()) {
                 (Some(Afi::IPV4), 4) => MpNextHop::Ipv4(Ipv4Addr::from(u32_of(nh).ok_or(MP_BAD)?)),
+                // RFC 8950 4: an IPv6 next hop for IPv4 NLRI only when negotiated.
+                (Some(Afi::IPV4), _) if !ctx.extended_next_hop_ipv4 => return Err(MP_BAD),
                 (Some(_), 16) => MpNextHop::Ipv6 {
                     global: v6(nh).ok_or(MP_BAD)?,
                     link_local: None,
@@ -227,12 +241,17 @@ fn parse_value(code: u8, v: &[u8], ctx: &DecodeContext) -> Result<AttrValue, Bad
         t::AS4_PATH | t::AS4_AGGREGATOR if ctx.four_octet_as => {
             return Err(Bad::Discard("AS4_* attribute from a 4-octet AS speaker"));
         }
-        t::AS4_PATH => {
-            AttrValue::As4Path(parse_as_path(v, true).ok_or(Bad::Discard("malformed AS4_PATH"))?)
-        }
-        t::AS4_AGGREGATOR => AttrValue::As4Aggregator(
-            parse_aggregator(v, true).ok_or(Bad::Discard("AS4_AGGREGATOR length not 8"))?,
-        ),
+        t::AS4_PATH => match parse_as_path(v, true) {
+            // RFC 7607 2 with RFC 6793 6: AS 0 in AS4_PATH: attribute discard.
+            Some(p) if has_as0(&p) => return Err(Bad::Discard("AS 0 in AS4_PATH")),
+            Some(p) => AttrValue::As4Path(p),
+            None => return Err(Bad::Discard("malformed AS4_PATH")),
+        },
+        t::AS4_AGGREGATOR => match parse_aggregator(v, true) {
+            Some(a) if a.asn == 0 => return Err(Bad::Discard("AS 0 in AS4_AGGREGATOR")),
+            Some(a) => AttrValue::As4Aggregator(a),
+            None => return Err(Bad::Discard("AS4_AGGREGATOR length not 8")),
+        },
         t::LARGE_COMMUNITIES if non_zero_multiple(v, 12) => AttrValue::LargeCommunities(
             v.chunks_exact(12)
                 .filter_map(|c| {
@@ -433,6 +452,8 @@ impl Update {
         if !update.nlri.is_empty() {
             missing.push(t::NEXT_HOP);
         }
+        // RFC 7606 7.3 / 7.11: a next hop that is no neighbour's unicast address.
+        super::next_hop::next_hop_errors(&update, &mut errors);
         for c in missing {
             if !has(c) && !errors.iter().any(|e| e.type_code == c) {
                 errors.push(AttrError {

@@ -72,6 +72,7 @@ impl Core {
         info.keep_rejected = p.cfg.soft_reconfiguration_inbound;
         info.log_import_rejects = p.cfg.log_import_rejects;
         let lip = normalize(local.ip());
+        info.local_address = Some(lip);
         info.local_v4 = p.cfg.next_hop_ipv4.or(match lip {
             IpAddr::V4(a) => Some(a),
             IpAddr::V6(_) => None,

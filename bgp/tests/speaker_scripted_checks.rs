@@ -1,0 +1,211 @@
+//! Protocol checks end to end: a `Speaker` against scripted peers on
+//! loopback (no root needed). An OPEN with an unsupported optional
+//! parameter is refused with NOTIFICATION 2/4 (RFC 4271 6.2); LOCAL_PREF,
+//! ORIGINATOR_ID and CLUSTER_LIST from an eBGP peer are not passed on to an
+//! iBGP peer (RFC 4271 5.1.5, RFC 7606 7.5/7.9/7.10).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use flatnet_bgp::session::PeerConfig;
+use flatnet_bgp::speaker::{Speaker, SpeakerConfig};
+use flatnet_bgp::wire::{
+    AsPath, AttrValue, Capability, DecodeContext, Family, Ipv4Prefix, Message, Nlri4, Open,
+    OptionalParameter, Origin, PathAttribute, Update, attr_type,
+};
+use flatnet_lab::scripted::ScriptedPeer;
+
+const PEER_AS: u32 = 65020;
+
+/// Accept, read the speaker's OPEN, answer with a bad OPEN, report the
+/// first NOTIFICATION (code, subcode) or `None` if the connection closed.
+fn scripted_peer(l: TcpListener, got: mpsc::Sender<Option<(u8, u8)>>) {
+    let (s, _) = l.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut s = ScriptedPeer::new(
+        s,
+        DecodeContext {
+            four_octet_as: true,
+            ..DecodeContext::default()
+        },
+    );
+    assert!(matches!(s.read_msg().unwrap(), Message::Open(_)));
+    let open = Open {
+        params: vec![
+            OptionalParameter::Capabilities(vec![
+                Capability::Multiprotocol(Family::IPV4_UNICAST),
+                Capability::FourOctetAs(PEER_AS),
+            ]),
+            OptionalParameter::Unknown {
+                kind: 1,
+                value: vec![0xab, 0xcd],
+            },
+        ],
+        ..Open::new(PEER_AS, 9, Ipv4Addr::new(10, 0, 0, 5), Vec::new())
+    };
+    s.send(&Message::Open(open)).unwrap();
+    let r = loop {
+        match s.read_msg() {
+            Ok(Message::Notification(n)) => break Some((n.code, n.subcode)),
+            Ok(_) => {}
+            Err(_) => break None,
+        }
+    };
+    got.send(r).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_optional_parameter_is_refused_with_2_4() {
+    let me = Ipv4Addr::new(127, 0, 0, 1);
+    let peer_ip = Ipv4Addr::new(127, 0, 0, 5);
+    let l = TcpListener::bind((peer_ip, 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    let peer = std::thread::spawn(move || scripted_peer(l, tx));
+
+    let mut p = PeerConfig::new(IpAddr::V4(peer_ip), PEER_AS);
+    p.port = port;
+    p.hold_time = 9;
+    p.connect.local_address = Some(IpAddr::V4(me));
+    p.families = vec![Family::IPV4_UNICAST];
+    let speaker = Speaker::start(SpeakerConfig {
+        asn: 65000,
+        router_id: me,
+        listen: vec![SocketAddr::new(IpAddr::V4(me), 0)],
+        peers: vec![p],
+        policies: HashMap::new(),
+        originate: Vec::new(),
+        restarting: false,
+        max_paths: 8,
+        multipath_relax: true,
+    })
+    .await
+    .unwrap();
+
+    let got = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .expect("the scripted peer reports");
+    assert_eq!(
+        got,
+        Some((2, 4)),
+        "OPEN Message Error / Unsupported Optional Parameter"
+    );
+    let _ = speaker.shutdown().await;
+    peer.join().unwrap();
+}
+
+fn ctx() -> DecodeContext {
+    DecodeContext {
+        four_octet_as: true,
+        ..DecodeContext::default()
+    }
+}
+
+/// Accept and establish as `asn`; the session is up once its KEEPALIVE is seen.
+fn establish(l: &TcpListener, asn: u32, id: u8) -> ScriptedPeer {
+    let (s, _) = l.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut s = ScriptedPeer::new(s, ctx());
+    assert!(matches!(s.read_msg().unwrap(), Message::Open(_)));
+    let caps = vec![
+        Capability::Multiprotocol(Family::IPV4_UNICAST),
+        Capability::FourOctetAs(asn),
+    ];
+    s.send(&Message::Open(Open::new(
+        asn,
+        9,
+        Ipv4Addr::new(10, 0, 0, id),
+        caps,
+    )))
+    .unwrap();
+    s.send(&Message::Keepalive).unwrap();
+    while !matches!(s.read_msg().unwrap(), Message::Keepalive) {}
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebgp_local_pref_and_reflection_attributes_are_not_passed_on() {
+    let me = Ipv4Addr::new(127, 0, 0, 1);
+    let (ebgp_ip, ibgp_ip) = (Ipv4Addr::new(127, 0, 0, 6), Ipv4Addr::new(127, 0, 0, 7));
+    let le = TcpListener::bind((ebgp_ip, 0)).unwrap();
+    let li = TcpListener::bind((ibgp_ip, 0)).unwrap();
+    let (pe, pi) = (
+        le.local_addr().unwrap().port(),
+        li.local_addr().unwrap().port(),
+    );
+
+    // eBGP peer: one route with LOCAL_PREF 500, ORIGINATOR_ID and CLUSTER_LIST.
+    let ebgp = std::thread::spawn(move || {
+        let mut s = establish(&le, PEER_AS, 6);
+        let u = Update {
+            withdrawn: Vec::new(),
+            attributes: vec![
+                PathAttribute::new(AttrValue::Origin(Origin::Igp)),
+                PathAttribute::new(AttrValue::AsPath(AsPath::sequence(vec![PEER_AS]))),
+                PathAttribute::new(AttrValue::NextHop(ebgp_ip)),
+                PathAttribute::new(AttrValue::LocalPref(500)),
+                PathAttribute::new(AttrValue::OriginatorId(Ipv4Addr::new(1, 1, 1, 1))),
+                PathAttribute::new(AttrValue::ClusterList(vec![Ipv4Addr::new(2, 2, 2, 2)])),
+            ],
+            nlri: vec![Nlri4::new(
+                Ipv4Prefix::new("10.9.0.0".parse().unwrap(), 24).unwrap(),
+            )],
+        };
+        s.send(&Message::Update(u)).unwrap();
+        s
+    });
+    // iBGP peer: report the first UPDATE with NLRI.
+    let ibgp = std::thread::spawn(move || {
+        let mut s = establish(&li, 65000, 7);
+        loop {
+            match s.read_msg().unwrap() {
+                Message::Update(u) if !u.nlri.is_empty() => break (u, s),
+                _ => {}
+            }
+        }
+    });
+
+    let peer = |ip: Ipv4Addr, port: u16, asn: u32| {
+        let mut p = PeerConfig::new(IpAddr::V4(ip), asn);
+        p.port = port;
+        p.hold_time = 9;
+        p.connect.local_address = Some(IpAddr::V4(me));
+        p.families = vec![Family::IPV4_UNICAST];
+        p.import_policy = Some("accept".into());
+        p.export_policy = Some("accept".into());
+        p
+    };
+    let speaker = Speaker::start(SpeakerConfig {
+        asn: 65000,
+        router_id: me,
+        listen: vec![SocketAddr::new(IpAddr::V4(me), 0)],
+        peers: vec![peer(ebgp_ip, pe, PEER_AS), peer(ibgp_ip, pi, 65000)],
+        policies: HashMap::new(),
+        originate: Vec::new(),
+        restarting: false,
+        max_paths: 8,
+        multipath_relax: true,
+    })
+    .await
+    .unwrap();
+
+    let (u, _i) = tokio::task::spawn_blocking(move || ibgp.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(u.nlri[0].prefix.to_string(), "10.9.0.0/24");
+    assert!(
+        matches!(
+            u.attribute(attr_type::LOCAL_PREF).map(|a| &a.value),
+            Some(AttrValue::LocalPref(100))
+        ),
+        "LOCAL_PREF 500 from eBGP must not reach iBGP: {u:?}"
+    );
+    assert!(u.attribute(attr_type::ORIGINATOR_ID).is_none(), "{u:?}");
+    assert!(u.attribute(attr_type::CLUSTER_LIST).is_none(), "{u:?}");
+    let _ = speaker.shutdown().await;
+    let _e = ebgp.join().unwrap();
+}
