@@ -31,6 +31,14 @@ pub struct ScaleRun {
     pub sample_tried: usize,
     pub rss_mean_kib: u64,
     pub rss_max_kib: u64,
+    /// The machine's load average (1/5/15 min) when the run ended.
+    pub load: String,
+}
+
+/// `/proc/loadavg`'s three averages, for the record next to a figure.
+pub fn load_average() -> String {
+    let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    l.split_whitespace().take(3).collect::<Vec<_>>().join(" / ")
 }
 
 /// flatnetd's resident memory (KiB) in a host's namespace.
@@ -64,6 +72,7 @@ pub fn scale_run(file: &Path, n: usize, opts: &UpOptions) -> Result<ScaleRun, De
             sample_tried: s.reach.len(),
             rss_mean_kib: rss.iter().sum::<u64>() / rss.len().max(1) as u64,
             rss_max_kib: rss.iter().copied().max().unwrap_or_default(),
+            load: load_average(),
         })
     })();
     down(&topo.name);
@@ -87,6 +96,7 @@ pub struct RssRun {
     pub rss_kib: u64,
     pub goal_kib: u64,
     pub met: bool,
+    pub load: String,
 }
 
 /// One ToR advertising `routes` /32s to one host with `endpoints`
@@ -151,6 +161,7 @@ pub fn rss_run(endpoints: usize, routes: usize, opts: &UpOptions) -> Result<RssR
             rss_kib: rss,
             goal_kib,
             met: rss > 0 && rss < goal_kib && sent >= routes as u64,
+            load: load_average(),
         })
     })();
     down(&topo.name);
@@ -162,7 +173,7 @@ pub fn rss_run(endpoints: usize, routes: usize, opts: &UpOptions) -> Result<RssR
 /// to the smallest N (1.00 = linear).
 pub fn scale_table(runs: &[ScaleRun]) -> String {
     let mut o = String::from(
-        "| hosts | containers | all Established | sample reachable | per host (vs smallest N) | reach sample | flatnetd RSS mean / max |\n|---|---|---|---|---|---|---|\n",
+        "| hosts | containers | all Established | sample reachable | per host (vs smallest N) | reach sample | flatnetd RSS mean / max | load average |\n|---|---|---|---|---|---|---|---|\n",
     );
     let base = runs
         .first()
@@ -172,7 +183,7 @@ pub fn scale_table(runs: &[ScaleRun]) -> String {
         let per = r.reachable_s / r.hosts as f64;
         let _ = writeln!(
             o,
-            "| {} | {} | {:.1} s | {:.1} s | {:.0} ms ({:.2}×) | {}/{} | {:.1} / {:.1} MiB |",
+            "| {} | {} | {:.1} s | {:.1} s | {:.0} ms ({:.2}×) | {}/{} | {:.1} / {:.1} MiB | {} |",
             r.hosts,
             r.containers,
             r.established_s,
@@ -182,7 +193,8 @@ pub fn scale_table(runs: &[ScaleRun]) -> String {
             r.sample_ok,
             r.sample_tried,
             r.rss_mean_kib as f64 / 1024.0,
-            r.rss_max_kib as f64 / 1024.0
+            r.rss_max_kib as f64 / 1024.0,
+            r.load
         );
     }
     o

@@ -51,12 +51,14 @@ fn machine() -> String {
 
 fn rss_line(r: &RssRun) -> String {
     format!(
-        "flatnetd with {} local endpoints and {} routes sent by its ToR: **{:.1} MiB** RSS (goal < {:.0} MiB: {})",
+        "flatnetd with {} local endpoints and {} routes sent by its ToR: **{:.1} MiB** RSS (goal < {:.0} MiB: {}; {:.2}× the goal; load average {})",
         r.endpoints,
         r.routes_sent,
         r.rss_kib as f64 / 1024.0,
         r.goal_kib as f64 / 1024.0,
-        if r.met { "met" } else { "NOT met" }
+        if r.met { "met" } else { "NOT met" },
+        r.rss_kib as f64 / r.goal_kib.max(1) as f64,
+        r.load
     )
 }
 
@@ -88,6 +90,39 @@ fn passthrough(prog: &Path, args: &[String], cwd: Option<&Path>) -> Result<ExitC
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The cargo command of an existing benchmark (run from the repository
+/// root; each prints its own side-by-side table): CNI latency against ptp +
+/// host-local, policy apply, ADD-to-first-ping convergence, kernel install
+/// against BIRD, datapath against host-to-host and VXLAN.
+fn cargo_args(name: &str, extra: &[String]) -> Option<Vec<String>> {
+    let (kind, target, test): (&str, &str, Option<&str>) = match name {
+        "cni" => ("bench", "cni_latency", None),
+        "policy" => ("bench", "policy_apply", None),
+        "convergence" => (
+            "test",
+            "agent_fabric",
+            Some("bench_convergence_add_to_first_ping_existing_vs_new_block"),
+        ),
+        "kernel-install" => ("test", "bench_fib_install", None),
+        "datapath" => ("test", "bench_datapath", None),
+        _ => return None,
+    };
+    // `cargo bench` builds with the bench profile (optimized) already.
+    let mut a: Vec<String> = vec![kind.into(), "-p".into(), "flatnet-agent".into()];
+    if kind == "test" {
+        a.push("--release".into());
+    }
+    a.extend([format!("--{kind}"), target.to_string()]);
+    if kind == "test" {
+        a.extend(test.map(String::from));
+        a.extend(["--".into(), "--ignored".into(), "--nocapture".into()]);
+    } else if !extra.is_empty() {
+        a.push("--".into());
+    }
+    a.extend_from_slice(extra);
+    Some(a)
 }
 
 /// Runs benchmark `name`.
@@ -124,11 +159,11 @@ pub fn run(
     };
     match name {
         "bgp" => passthrough(&opts.bin_dir.join("bench-bgp-feed"), args, None),
-        "cni" => {
-            let mut a: Vec<String> = ["bench", "-p", "flatnet-agent", "--bench", "cni_latency"]
-                .map(String::from)
-                .to_vec();
-            a.extend_from_slice(args);
+        "cni" | "policy" | "convergence" | "kernel-install" | "datapath" => {
+            let Some(a) = cargo_args(name, args) else {
+                return Ok(ExitCode::FAILURE);
+            };
+            eprintln!("==> cargo {}", a.join(" "));
             passthrough(Path::new("cargo"), &a, None)
         }
         "scale" => {
@@ -178,7 +213,9 @@ pub fn run(
         }
         other => Err(DeployError::Node {
             node: "bench".into(),
-            what: format!("unknown benchmark {other:?} (scale, rss, all, bgp, cni)"),
+            what: format!(
+                "unknown benchmark {other:?} (scale, rss, all, bgp, cni, policy, convergence, kernel-install, datapath)"
+            ),
         }),
     }
 }

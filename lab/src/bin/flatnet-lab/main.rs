@@ -100,8 +100,9 @@ enum Cmd {
         json: bool,
     },
     /// Benchmarks on labs: scale, rss, all (scale + rss, --docs rewrites its
-    /// section of docs/benchmarks.md); bgp and cni run the existing
-    /// benchmarks (bench-bgp-feed, cargo bench cni_latency) with ARGS.
+    /// section of docs/benchmarks.md); bgp, cni, policy, convergence,
+    /// kernel-install and datapath run the existing benchmarks
+    /// (bench-bgp-feed, cargo bench / ignored bench tests, release) with ARGS.
     Bench {
         name: String,
         /// Host counts of the scale report.
