@@ -209,3 +209,81 @@ async fn ebgp_local_pref_and_reflection_attributes_are_not_passed_on() {
     let _ = speaker.shutdown().await;
     let _e = ebgp.join().unwrap();
 }
+
+/// Reads until a NOTIFICATION arrives: (code, subcode); `None` on close.
+fn next_notification(s: &mut ScriptedPeer) -> Option<(u8, u8)> {
+    loop {
+        match s.read_msg() {
+            Ok(Message::Notification(n)) => return Some((n.code, n.subcode)),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// RFC 4486 Cease subcodes flatnet sends: a soft reset of a peer without
+/// route refresh resets it with 6/6 (Other Configuration Change), and a
+/// removed peer is told 6/3 (Peer De-configured).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cease_other_configuration_change_and_peer_deconfigured_rfc4486() {
+    let me = Ipv4Addr::new(127, 0, 0, 1);
+    let peer_ip = Ipv4Addr::new(127, 0, 0, 8);
+    let l = TcpListener::bind((peer_ip, 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    let (up_tx, up_rx) = mpsc::channel();
+    // The scripted peer advertises no route refresh capability.
+    let peer = std::thread::spawn(move || {
+        let mut s = establish(&l, PEER_AS, 8);
+        up_tx.send(()).unwrap();
+        tx.send(next_notification(&mut s)).unwrap();
+        // flatnet comes back after the 6/6 reset (only errors damp).
+        let mut s = establish(&l, PEER_AS, 8);
+        up_tx.send(()).unwrap();
+        tx.send(next_notification(&mut s)).unwrap();
+    });
+    let mut p = PeerConfig::new(IpAddr::V4(peer_ip), PEER_AS);
+    p.port = port;
+    p.hold_time = 9;
+    p.connect.local_address = Some(IpAddr::V4(me));
+    p.families = vec![Family::IPV4_UNICAST];
+    p.connect_retry = Duration::from_secs(1);
+    let speaker = Speaker::start(SpeakerConfig {
+        asn: 65000,
+        router_id: me,
+        listen: vec![SocketAddr::new(IpAddr::V4(me), 0)],
+        peers: vec![p],
+        policies: HashMap::new(),
+        originate: Vec::new(),
+        restarting: false,
+        max_paths: 8,
+        multipath_relax: true,
+    })
+    .await
+    .unwrap();
+    let wait = |rx: &mpsc::Receiver<()>| rx.recv_timeout(Duration::from_secs(30));
+    let up_rx = tokio::task::spawn_blocking(move || {
+        wait(&up_rx).unwrap();
+        up_rx
+    })
+    .await
+    .unwrap();
+    speaker.soft_reset_in(IpAddr::V4(peer_ip)).await.unwrap();
+    let (got, rx) = tokio::task::spawn_blocking(move || {
+        (rx.recv_timeout(Duration::from_secs(30)).unwrap(), rx)
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, Some((6, 6)), "Cease / Other Configuration Change");
+    tokio::task::spawn_blocking(move || wait(&up_rx).unwrap())
+        .await
+        .unwrap();
+    speaker.remove_peer(IpAddr::V4(peer_ip)).await.unwrap();
+    let got =
+        tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)).unwrap())
+            .await
+            .unwrap();
+    assert_eq!(got, Some((6, 3)), "Cease / Peer De-configured");
+    let _ = speaker.shutdown().await;
+    peer.join().unwrap();
+}
