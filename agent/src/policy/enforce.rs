@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -27,10 +28,25 @@ pub enum Applied {
     Rules,
 }
 
+/// Where the last full apply spent its time (the benchmark prints it).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Phases {
+    /// `ipset restore` of every set, run alongside the `iptables-save`
+    /// reads of both families and tables.
+    pub sets_and_read: Duration,
+    /// Planning against what was read.
+    pub plan: Duration,
+    /// `iptables-restore` of the chains that differ (both families).
+    pub restore: Duration,
+    /// Listing and destroying flatnet's sets nothing names any more.
+    pub stale_sets: Duration,
+}
+
 /// The kernel side of policy, one per flatnetd.
 pub struct Enforcer {
     nf: Arc<Netfilter>,
     last: tokio::sync::Mutex<Option<Compiled>>,
+    phases: std::sync::Mutex<Phases>,
 }
 
 impl Enforcer {
@@ -38,7 +54,13 @@ impl Enforcer {
         Enforcer {
             nf,
             last: tokio::sync::Mutex::new(None),
+            phases: std::sync::Mutex::new(Phases::default()),
         }
+    }
+
+    /// The phases of the last full apply.
+    pub fn phases(&self) -> Phases {
+        self.phases.lock().map(|p| *p).unwrap_or_default()
     }
 
     /// Applies `c`. The first apply (at start) reconciles against the
@@ -57,14 +79,31 @@ impl Enforcer {
             *last = Some(c);
             return Ok(Applied::Members);
         }
+        let t = Instant::now();
         let sets = c.v4.ipset_payload() + &c.v6.ipset_payload();
-        self.nf.ipset_restore(&sets).await?;
+        // The reads do not depend on the sets: run them alongside.
+        let nf = &self.nf;
+        let (written, f4, n4, f6, n6) = tokio::join!(
+            nf.ipset_restore(&sets),
+            nf.save(Family::V4, "filter", false),
+            nf.save(Family::V4, "nat", false),
+            nf.save(Family::V6, "filter", false),
+            nf.save(Family::V6, "nat", false),
+        );
+        written?;
+        let read = [(Family::V4, f4?, n4?), (Family::V6, f6?, n6?)];
+        let mut phases = Phases {
+            sets_and_read: t.elapsed(),
+            ..Phases::default()
+        };
         let mut wrote = false;
-        for fam in Family::ALL {
+        for (fam, filter, nat) in read {
             let ir = c.family(fam);
-            let filter = observe(&self.nf.save(fam, "filter", false).await?, FORWARD_HOOK);
-            let nat = observe(&self.nf.save(fam, "nat", false).await?, NAT_HOOK);
+            let t = Instant::now();
+            let filter = observe(&filter, FORWARD_HOOK);
+            let nat = observe(&nat, NAT_HOOK);
             let p = plan(ir, &filter, &nat);
+            phases.plan += t.elapsed();
             if p.is_empty() {
                 continue;
             }
@@ -74,18 +113,25 @@ impl Enforcer {
                 stale = p.stale.len(),
                 "policy chains"
             );
+            let t = Instant::now();
             self.nf
                 .restore(
                     fam,
                     &ir.iptables_payload(p.hooks, &p.stale, Some(&p.rewrite)),
                 )
                 .await?;
+            phases.restore += t.elapsed();
             wrote = true;
         }
+        let t = Instant::now();
         let names = self.nf.ipset_names().await?;
         let stale = stale_sets(&names, &[&c.v4, &c.v6]);
         if !stale.is_empty() {
             self.nf.ipset_restore(&stale).await?;
+        }
+        phases.stale_sets = t.elapsed();
+        if let Ok(mut p) = self.phases.lock() {
+            *p = phases;
         }
         *last = Some(c);
         Ok(if wrote {
