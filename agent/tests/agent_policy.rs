@@ -566,7 +566,7 @@ fn policy_enforces_ipv6_like_ipv4() {
     assert!(
         saved6.lines().any(|l| l.starts_with("-A FLATNET-IN-orders")
             && l.contains("--match-set fa6-cart src")
-            && l.contains("flatnet:shop:allow[0]")
+            && l.contains("--dports 5432,15432")
             && l.contains("ACCEPT")),
         "{saved6}"
     );

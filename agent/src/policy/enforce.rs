@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::compile::{
-    Compiled, EndpointAddr, FORWARD_HOOK, NAT_HOOK, chains_differ, membership_delta, sets_delta,
+    Compiled, EndpointAddr, FORWARD_HOOK, FamilyIr, NAT_HOOK, Origin, chains_differ,
+    membership_delta, sets_delta,
 };
 use super::plan::{observe, plan, stale_sets};
 use crate::netfilter::{Family, Netfilter, NfError};
@@ -169,10 +170,12 @@ impl Enforcer {
 
     /// Packets and bytes per policy edge, both families summed.
     pub async fn stats(&self) -> Result<Vec<EdgeCounter>, NfError> {
+        let current = self.last.lock().await.clone();
         let mut all = BTreeMap::new();
         for fam in Family::ALL {
             let save = self.nf.save(fam, "filter", true).await?;
-            for (k, (p, b)) in counters(&save) {
+            let ir = current.as_ref().map(|c| c.family(fam));
+            for (k, (p, b)) in counters(&save, ir) {
                 let e = all.entry(k).or_insert((0, 0));
                 e.0 += p;
                 e.1 += b;
@@ -198,8 +201,21 @@ pub struct EdgeCounter {
     pub bytes: u64,
 }
 
-/// Sums `iptables-save -c` counters by flatnet comment.
-pub fn counters(save: &str) -> BTreeMap<String, (u64, u64)> {
+/// Sums `iptables-save -c` counters by origin: a rule with a flatnet
+/// comment by that comment; an edge rule (no comment) by its position in
+/// its chain, which is the position of its rule in `ir` (the reconcile
+/// keeps flatnet's chains exactly as compiled).
+pub fn counters(save: &str, ir: Option<&FamilyIr>) -> BTreeMap<String, (u64, u64)> {
+    let chains: BTreeMap<&str, &[super::compile::Rule]> = ir
+        .map(|ir| {
+            ir.chains
+                .iter()
+                .filter(|c| c.table == "filter")
+                .map(|c| (c.name.as_str(), &c.rules[..]))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut pos: BTreeMap<String, usize> = BTreeMap::new();
     let mut out = BTreeMap::new();
     for line in save.lines() {
         let Some(rest) = line.strip_prefix('[') else {
@@ -208,17 +224,33 @@ pub fn counters(save: &str) -> BTreeMap<String, (u64, u64)> {
         let Some((cnt, rule)) = rest.split_once("] ") else {
             continue;
         };
-        let Some((_, after)) = rule.split_once("--comment \"") else {
+        let Some(chain) = rule
+            .strip_prefix("-A ")
+            .and_then(|r| r.split_whitespace().next())
+        else {
             continue;
         };
-        let Some((comment, _)) = after.split_once('"') else {
-            continue;
+        let i = pos.entry(chain.to_string()).or_insert(0);
+        let at = *i;
+        *i += 1;
+        let comment = rule
+            .split_once("--comment \"")
+            .and_then(|(_, after)| after.split_once('"'))
+            .map(|(c, _)| c.to_string())
+            .filter(|c| c.starts_with("flatnet:"));
+        let key = match comment {
+            Some(c) => c,
+            None => match chains
+                .get(chain)
+                .and_then(|rules| rules.get(at))
+                .and_then(|r| r.origin.as_ref())
+            {
+                Some(o @ Origin::Edge { .. }) => o.comment(),
+                _ => continue,
+            },
         };
-        if !comment.starts_with("flatnet:") {
-            continue;
-        }
         let (p, b) = cnt.split_once(':').unwrap_or(("0", "0"));
-        let e = out.entry(comment.to_string()).or_insert((0u64, 0u64));
+        let e = out.entry(key).or_insert((0u64, 0u64));
         e.0 += p.parse::<u64>().unwrap_or(0);
         e.1 += b.parse::<u64>().unwrap_or(0);
     }
@@ -228,17 +260,47 @@ pub fn counters(save: &str) -> BTreeMap<String, (u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::counters;
+    use crate::policy::compile::{Cluster, EndpointAddr, compile};
+    use crate::policy::model::Policy;
 
+    /// Edge rules carry no comment: their counters are found by position
+    /// against the compilation; defaults by their comment.
     #[test]
-    fn counters_are_summed_by_comment() {
-        let save = "*filter\n:FORWARD ACCEPT [9:9]\n\
-            [3:180] -A FLATNET-IN-b -p tcp -m set --match-set fa4-a src -m comment --comment \"flatnet:p:allow[0]\" -j ACCEPT\n\
-            [2:100] -A FLATNET-IN-c -p tcp -m set --match-set fa4-a src -m comment --comment \"flatnet:p:allow[0]\" -j ACCEPT\n\
-            [7:7] -A OTHER -m comment --comment \"theirs\" -j ACCEPT\n\
-            [1:60] -A FLATNET-IN-b -m comment --comment \"flatnet:default-between-apps\" -j DROP\nCOMMIT\n";
-        let c = counters(save);
-        assert_eq!(c.get("flatnet:p:allow[0]"), Some(&(5, 280)));
-        assert_eq!(c.get("flatnet:default-between-apps"), Some(&(1, 60)));
-        assert_eq!(c.len(), 2);
+    fn counters_by_edge_position_and_by_comment() {
+        let text = "name = \"p\"\n[[allow]]\nfrom = \"a\"\nto = \"b\"\nproto = \"tcp\"\nports = [80]\n\
+                    [[allow]]\nfrom = \"a\"\nto = \"c\"\nproto = \"tcp\"\nports = [80]\n";
+        let (_, p) = Policy::parse(text, "t").unwrap();
+        let eps: Vec<EndpointAddr> = ["a", "b", "c"]
+            .iter()
+            .enumerate()
+            .map(|(i, app)| EndpointAddr {
+                app: Some(app.to_string()),
+                addrs: vec![format!("10.244.0.{}", i + 2).parse().unwrap()],
+            })
+            .collect();
+        let cluster = Cluster {
+            pools: vec![("10.244.0.0/16".parse().unwrap(), false)],
+            ..Cluster::default()
+        };
+        let ir = compile(&[p], &eps, &cluster).v4;
+        let payload = ir.iptables_payload(Default::default(), &[], None);
+        assert!(!payload.contains("flatnet:p:allow"), "{payload}");
+        let mut save = String::from("*filter\n[7:7] -A OTHER -j ACCEPT\n");
+        for l in payload.lines() {
+            if l.starts_with("-A FLATNET-IN-b") || l.starts_with("-A FLATNET-IN-c") {
+                save.push_str(&format!("[3:180] {l}\n"));
+            } else if l.starts_with("-A ") {
+                save.push_str(&format!("[1:60] {l}\n"));
+            }
+        }
+        let c = counters(&save, Some(&ir));
+        assert_eq!(c.get("flatnet:p:allow[0]"), Some(&(3, 180)), "{c:?}");
+        assert_eq!(c.get("flatnet:p:allow[1]"), Some(&(3, 180)), "{c:?}");
+        // Two chains' default rules, both IN-b and IN-c, plus the
+        // FLATNET-INGRESS one.
+        assert!(c["flatnet:default-between-apps"].0 >= 6, "{c:?}");
+        assert!(!c.keys().any(|k| !k.starts_with("flatnet:")));
+        // Without a compilation edges are not attributed.
+        assert!(!counters(&save, None).contains_key("flatnet:p:allow[0]"));
     }
 }
