@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use flatnet_agent::netfilter::Netfilter;
 use flatnet_agent::policy::compile::{Cluster, EndpointAddr, compile};
-use flatnet_agent::policy::enforce::{Applied, Enforcer};
+use flatnet_agent::policy::enforce::{Applied, Enforcer, Phases};
 use flatnet_agent::policy::model::Policy;
 use flatnet_lab::Netns;
 
@@ -129,17 +129,21 @@ fn main() {
     let ipt = restore_bin();
 
     let (mut full, mut bare, mut member) = (vec![], vec![], vec![]);
+    let mut phases = vec![];
     for _ in 0..runs {
         // flatnet, from an empty namespace, then membership changes.
         let ns = Netns::new("pbench").unwrap();
         let (p, e, c) = (policies.clone(), eps.clone(), cluster.clone());
-        let (f, m) = in_ns(&ns, move || {
+        let (f, m, tc, ph) = in_ns(&ns, move || {
             rt().block_on(async move {
                 let nf = Arc::new(Netfilter::detect().await.unwrap());
                 let enf = Enforcer::new(nf);
                 let t = Instant::now();
-                let a = enf.apply(compile(&p, &e, &c)).await.unwrap();
+                let compiled = compile(&p, &e, &c);
+                let tc = t.elapsed();
+                let a = enf.apply(compiled).await.unwrap();
                 let full = t.elapsed();
+                let ph = enf.phases();
                 assert_eq!(a, Applied::Rules);
                 let mut ms = vec![];
                 let mut e = e;
@@ -154,9 +158,10 @@ fn main() {
                     ms.push(t.elapsed());
                     assert_eq!(a, Some(Applied::Members));
                 }
-                (full, median(ms))
+                (full, median(ms), tc, ph)
             })
         });
+        phases.push((tc, ph));
         full.push(f);
         member.push(m);
         drop(ns);
@@ -223,6 +228,17 @@ fn main() {
     let (f, b, m) = (median(full), median(bare), median(member));
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("full apply (flatnet, v4: no v6 pool):   {:.1} ms", ms(f));
+    // Where the full apply went (medians of each phase over the runs).
+    let ph =
+        |f: &dyn Fn(&(Duration, Phases)) -> Duration| ms(median(phases.iter().map(f).collect()));
+    println!(
+        "  compile {:.1} | ipset restore + iptables-save reads (concurrent) {:.1} | plan {:.1} | iptables-restore {:.1} | stale sets {:.1} ms",
+        ph(&|p| p.0),
+        ph(&|p| p.1.sets_and_read),
+        ph(&|p| p.1.plan),
+        ph(&|p| p.1.restore),
+        ph(&|p| p.1.stale_sets),
+    );
     println!("bare iptables-restore, {n_rules} rules:    {:.1} ms", ms(b));
     println!(
         "one iptables call per rule:           {:.1} ms (from {sample} calls, {:.2} ms each)",

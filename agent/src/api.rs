@@ -140,6 +140,10 @@ pub enum Op {
     PolicyDelete(PolicyName),
     PolicyTrace(crate::policy::trace::Flow),
     PolicyStats,
+    /// `flatnet policy defaults set`: the cluster defaults in the datastore.
+    PolicyDefaultsSet(crate::policy::defaults::DefaultsChange),
+    /// `flatnet policy defaults`: stored and effective defaults.
+    PolicyDefaultsShow,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -253,6 +257,7 @@ pub enum Answer {
     Policy(crate::policy::store::StoredPolicy),
     Trace(crate::policy::trace::Verdict),
     PolicyStats(Vec<crate::policy::enforce::EdgeCounter>),
+    PolicyDefaults(crate::policy::defaults::DefaultsView),
     BgpNeighbors(Vec<flatnet_bgp::speaker::control::Neighbor>),
     BgpRoutes(Vec<flatnet_bgp::speaker::control::Route>),
     Fib(Vec<FibRoute>),

@@ -54,11 +54,12 @@ pub struct PolicyConfig {
     /// Enforce the policies of the datastore on this host's containers.
     #[serde(default)]
     pub enabled: bool,
-    /// Between different apps when no policy opens an edge (cluster-wide:
-    /// set it alike on every host).
+    /// Between different apps when no policy opens an edge, while the
+    /// datastore's cluster defaults do not set it.
     #[serde(default)]
     pub between_apps: crate::policy::compile::DefaultAction,
-    /// To destinations outside the pools when no egress CIDR matches.
+    /// To destinations outside the pools when no egress CIDR matches
+    /// (likewise under the cluster defaults).
     #[serde(default)]
     pub egress: crate::policy::compile::DefaultAction,
 }

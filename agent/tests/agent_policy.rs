@@ -9,86 +9,14 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::Command;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::policy::*;
 use common::*;
 use flatnet_lab::Netns;
-use serde_json::{Value, json};
-
-/// How long a connection attempt may take; a dropped SYN or datagram
-/// fails it.
-const ATTEMPT: Duration = Duration::from_millis(1500);
-
-/// Runs `f` on a thread that has entered `ns` (sockets it opens live there).
-fn in_ns<T: Send + 'static>(
-    ns: &Netns,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let path = ns.path();
-    std::thread::spawn(move || {
-        let fd = std::fs::File::open(&path).unwrap();
-        nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
-}
-
-/// A TCP server in `ns` on `port` that answers every connection with
-/// the peer address it saw, and a UDP one echoing the same; they run
-/// until the test process ends.
-fn serve(ns: &Netns, port: u16) {
-    let (tx, rx) = mpsc::channel();
-    in_ns(ns, move || {
-        let t = TcpListener::bind(("0.0.0.0", port)).unwrap();
-        let u = UdpSocket::bind(("0.0.0.0", port)).unwrap();
-        tx.send(()).unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 64];
-            while let Ok((n, peer)) = u.recv_from(&mut buf) {
-                let _ = u.send_to(&buf[..n], peer);
-            }
-        });
-        for s in t.incoming().flatten() {
-            let peer = s
-                .peer_addr()
-                .map(|p| p.ip().to_string())
-                .unwrap_or_default();
-            let mut s = s;
-            let _ = s.write_all(peer.as_bytes());
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(5)).unwrap();
-}
-
-/// Connects from `ns` to `to:port` over TCP; the address the server saw.
-fn tcp(ns: &Netns, to: &str, port: u16) -> Option<String> {
-    let addr: SocketAddr = format!("{to}:{port}").parse().unwrap();
-    in_ns(ns, move || {
-        let mut s = TcpStream::connect_timeout(&addr, ATTEMPT).ok()?;
-        s.set_read_timeout(Some(ATTEMPT)).ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        Some(out)
-    })
-    .join()
-    .unwrap()
-}
-
-/// One UDP round trip from `ns`.
-fn udp(ns: &Netns, to: &str, port: u16) -> bool {
-    let addr: SocketAddr = format!("{to}:{port}").parse().unwrap();
-    in_ns(ns, move || {
-        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-        s.set_read_timeout(Some(ATTEMPT)).unwrap();
-        s.send_to(b"ping", addr).unwrap();
-        let mut b = [0u8; 8];
-        s.recv_from(&mut b).is_ok()
-    })
-    .join()
-    .unwrap()
-}
+use serde_json::json;
 
 /// Someone else's rules in the host namespace: a chain of their own in
 /// filter and nat, jumps from the built-ins, a rule in FORWARD.
@@ -137,49 +65,6 @@ fn ours(ns: &Netns) -> String {
         .map(|l| l.split(" [").next().unwrap_or(l).to_string())
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn add_app(host: &Host, id: &str, c: &Netns, app: &str) -> String {
-    let mut conf = host.conf("1.1.0");
-    conf["args"] = json!({"flatnet": {"app": app}});
-    let (v, code) = host.cni("ADD", id, &c.path(), "eth0", &conf);
-    assert_eq!(code, 0, "ADD failed: {v}\nlog:\n{}", host.log());
-    result_v4(&v)
-}
-
-fn cli(host: &Host, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(CLI)
-        .arg("--socket")
-        .arg(host.socket())
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn apply(host: &Host, name: &str, text: &str) -> (i32, String, String) {
-    let f = host.dir.path().join(name);
-    std::fs::write(&f, text).unwrap();
-    cli(host, &["policy", "apply", "-f", f.to_str().unwrap()])
-}
-
-fn trace(host: &Host, from: &str, to: &str, proto: &str, port: u16) -> Value {
-    host.cli_json(&[
-        "policy",
-        "trace",
-        "--from",
-        from,
-        "--to",
-        to,
-        "--proto",
-        proto,
-        "--port",
-        &port.to_string(),
-    ])
 }
 
 const SHOP: &str = r#"
@@ -446,23 +331,31 @@ fn policy_allows_denies_traces_and_leaves_others_rules_alone() {
 
 /// A TCP connect from a given source address (bound first).
 fn socket2_connect(from: SocketAddr, to: SocketAddr) -> Option<()> {
-    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, socket};
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::empty(),
-        None,
-    )
-    .ok()?;
-    let (SocketAddr::V4(f), SocketAddr::V4(t)) = (from, to) else {
-        return None;
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, connect, socket,
     };
-    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(f)).ok()?;
+    use std::os::fd::AsRawFd;
+    let af = if from.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(af, SockType::Stream, SockFlag::empty(), None).ok()?;
     // A blocking connect: a dropped SYN fails it after the kernel's
     // retries, bounded here by the socket's send timeout.
     let tv = nix::sys::time::TimeVal::new(1, 500_000);
     nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SendTimeout, &tv).ok()?;
-    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(t)).ok()?;
+    match (from, to) {
+        (SocketAddr::V4(f), SocketAddr::V4(t)) => {
+            bind(fd.as_raw_fd(), &SockaddrIn::from(f)).ok()?;
+            connect(fd.as_raw_fd(), &SockaddrIn::from(t)).ok()?;
+        }
+        (SocketAddr::V6(f), SocketAddr::V6(t)) => {
+            bind(fd.as_raw_fd(), &SockaddrIn6::from(f)).ok()?;
+            connect(fd.as_raw_fd(), &SockaddrIn6::from(t)).ok()?;
+        }
+        _ => return None,
+    }
     Some(())
 }
 
@@ -572,4 +465,156 @@ fn policy_across_two_hosts_behind_a_tor() {
     for (from, want) in [(&a_cart, true), (&a_web, false)] {
         assert_eq!(trace(ha, from, &a_orders, "tcp", 5432)["allow"], want);
     }
+}
+
+/// A TCP server in `ns` on `[::]:port` answering every
+/// connection with the peer address it saw.
+fn serve6(ns: &Netns, port: u16) {
+    let (tx, rx) = mpsc::channel();
+    in_ns(ns, move || {
+        let t = TcpListener::bind(("::", port)).unwrap();
+        tx.send(()).unwrap();
+        for s in t.incoming().flatten() {
+            let peer = s
+                .peer_addr()
+                .map(|p| p.ip().to_string())
+                .unwrap_or_default();
+            let mut s = s;
+            let _ = s.write_all(peer.as_bytes());
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(5)).unwrap();
+}
+
+/// Connects from `ns` to `[to]:port` over TCP/IPv6; the address the
+/// server saw.
+fn tcp6(ns: &Netns, to: &str, port: u16) -> Option<String> {
+    tcp(ns, &format!("[{to}]"), port)
+}
+
+/// A dual-stack pool: containers' IPv6 addresses are allowed and denied
+/// exactly like their IPv4 ones, by ip6tables rules over v6 sets, and
+/// the trace answers for IPv6 flows.
+#[test]
+fn policy_enforces_ipv6_like_ipv4() {
+    let pools = format!("{POOLS_DUAL}[policy]\nenabled = true\n");
+    let host = Host::start("h6", &pools);
+    let (cart, orders, web) = (
+        Netns::new("cart").unwrap(),
+        Netns::new("orders").unwrap(),
+        Netns::new("web").unwrap(),
+    );
+    let mut addrs = Vec::new();
+    for (id, c, app) in [
+        ("cart1", &cart, "cart"),
+        ("orders1", &orders, "orders"),
+        ("web1", &web, "web"),
+    ] {
+        let mut conf = host.conf("1.1.0");
+        conf["args"] = json!({"flatnet": {"app": app}});
+        let (v, code) = host.cni("ADD", id, &c.path(), "eth0", &conf);
+        assert_eq!(code, 0, "ADD failed: {v}\nlog:\n{}", host.log());
+        addrs.push((result_v4(&v), result_v6(&v).expect("no IPv6 address")));
+    }
+    let [(c4, c6), (o4, o6), (w4, w6)] = <[_; 3]>::try_from(addrs).unwrap();
+    for port in [5432, 22] {
+        serve(&orders, port);
+        serve6(&orders, port + 10000);
+    }
+    // The same port numbers over IPv6 (IPv4 servers hold the v4 ports).
+    let shop6 = SHOP.replace("[5432]", "[5432, 15432]");
+    // Before any policy: denied between apps over both families.
+    assert_eq!(tcp6(&cart, &o6, 15432), None, "v6 open before any policy");
+    let (code, out, err) = apply(&host, "shop.toml", &shop6);
+    assert_eq!(code, 0, "{out}{err}");
+    flatnet_lab::wait_for("policy applied (v6)", Duration::from_secs(10), || {
+        Ok((trace(&host, &c6, &o6, "tcp", 15432)["allow"] == true).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", host.log()));
+
+    // Real IPv6 connections: the allowed edge, a port not opened, an app
+    // without an edge; the trace agrees with each; IPv4 alike.
+    for (from, src, to, port, want) in [
+        (&cart, &c6, &o6, 15432, true),
+        (&cart, &c6, &o6, 10022, false),
+        (&web, &w6, &o6, 15432, false),
+        (&cart, &c4, &o4, 5432, true),
+        (&cart, &c4, &o4, 22, false),
+        (&web, &w4, &o4, 5432, false),
+    ] {
+        let got = if to.contains(':') {
+            tcp6(from, to, port)
+        } else {
+            tcp(from, to, port)
+        };
+        assert_eq!(got.is_some(), want, "{src} -> {to} tcp/{port}");
+        if want {
+            // The server saw the container's own address.
+            assert_eq!(got.as_deref(), Some(src.as_str()));
+        }
+        let t = trace(&host, src, to, "tcp", port);
+        assert_eq!(t["allow"], want, "trace {src} -> {to} tcp/{port}: {t}");
+    }
+    let t = trace(&host, &c6, &o6, "tcp", 15432);
+    assert_eq!(t["decided_by"]["Edge"]["policy"], "shop", "{t}");
+
+    // The v6 rules are ip6tables rules over the v6 sets.
+    let saved6 = host
+        .ns
+        .exec_stdout("ip6tables-save", &["-t", "filter"])
+        .unwrap();
+    assert!(
+        saved6.lines().any(|l| l.starts_with("-A FLATNET-IN-orders")
+            && l.contains("--match-set fa6-cart src")
+            && l.contains("--dports 5432,15432")
+            && l.contains("ACCEPT")),
+        "{saved6}"
+    );
+    assert!(saved6.contains("-A FORWARD -j FLATNET-FORWARD"), "{saved6}");
+    for (set, member) in [("fa6-cart", &c6), ("fa6-orders", &o6), ("fn6-all", &w6)] {
+        let list = host.ns.exec_stdout("ipset", &["list", set]).unwrap();
+        assert!(list.contains("family inet6"), "{set}: {list}");
+        assert!(
+            list.lines().any(|l| l.trim() == member.as_str()),
+            "{member} not in {set}: {list}"
+        );
+    }
+    let list = host.ns.exec_stdout("ipset", &["list", "fa6-cart"]).unwrap();
+    assert!(
+        !list.contains(o6.as_str()),
+        "orders in cart's v6 set: {list}"
+    );
+
+    // A container forging another app's IPv6 source is dropped: web
+    // borrows cart's address.
+    web.exec(
+        "ip",
+        &[
+            "-6",
+            "addr",
+            "add",
+            &format!("{c6}/128"),
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    )
+    .unwrap();
+    let forged = in_ns(&web, {
+        let to: SocketAddr = format!("[{o6}]:15432").parse().unwrap();
+        let from: SocketAddr = format!("[{c6}]:0").parse().unwrap();
+        move || socket2_connect(from, to).is_some()
+    })
+    .join()
+    .unwrap();
+    assert!(!forged, "forged cart v6 source from web reached orders");
+
+    // Deleting the policy closes the v6 edge again.
+    let (code, _, err) = cli(&host, &["policy", "delete", "shop"]);
+    assert_eq!(code, 0, "{err}");
+    flatnet_lab::wait_for("policy deleted (v6)", Duration::from_secs(10), || {
+        Ok((trace(&host, &c6, &o6, "tcp", 15432)["allow"] == false).then_some(()))
+    })
+    .unwrap();
+    assert_eq!(tcp6(&cart, &o6, 15432), None);
 }

@@ -97,6 +97,27 @@ enum PolicyCmd {
     },
     /// Packets and bytes per policy edge on this host.
     Stats,
+    /// The cluster defaults (datastore) and what this host enforces.
+    Defaults {
+        #[command(subcommand)]
+        cmd: Option<DefaultsCmd>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DefaultsCmd {
+    /// Stored and effective defaults (the default).
+    Show,
+    /// Set cluster defaults in the datastore (every host follows); a
+    /// field not given keeps its stored value.
+    Set {
+        /// `allow` or `deny`: between apps when no edge matches.
+        #[arg(long)]
+        between_apps: Option<String>,
+        /// `allow` or `deny`: to outside the pools when no egress matches.
+        #[arg(long)]
+        egress: Option<String>,
+    },
 }
 
 /// The request of a `policy` subcommand; `Err` is a message for stderr.
@@ -132,6 +153,24 @@ fn policy_op(cmd: &PolicyCmd) -> Result<Op, String> {
             port: *port,
         }),
         PolicyCmd::Stats => Op::PolicyStats,
+        PolicyCmd::Defaults {
+            cmd: None | Some(DefaultsCmd::Show),
+        } => Op::PolicyDefaultsShow,
+        PolicyCmd::Defaults {
+            cmd:
+                Some(DefaultsCmd::Set {
+                    between_apps,
+                    egress,
+                }),
+        } => {
+            if between_apps.is_none() && egress.is_none() {
+                return Err("policy defaults set: give --between-apps and/or --egress".into());
+            }
+            Op::PolicyDefaultsSet(flatnet_agent::policy::defaults::DefaultsChange {
+                between_apps: between_apps.clone(),
+                egress: egress.clone(),
+            })
+        }
     })
 }
 
@@ -233,6 +272,7 @@ fn main() -> ExitCode {
                 serde_json::to_value(v)
             }
             Answer::PolicyStats(s) => serde_json::to_value(s),
+            Answer::PolicyDefaults(d) => serde_json::to_value(d),
             other => serde_json::to_value(other),
         };
         v.map(|v| serde_json::to_string_pretty(&v).unwrap_or_default() + "\n")
@@ -355,6 +395,7 @@ fn main() -> ExitCode {
                     .map(|c| vec![c.rule.clone(), c.packets.to_string(), c.bytes.to_string()])
                     .collect::<Vec<_>>(),
             ),
+            Answer::PolicyDefaults(d) => show::policy_defaults(d),
             Answer::IpamCheck(p) if p.is_empty() => "ipam: consistent\n".to_string(),
             Answer::IpamCheck(p) => {
                 failed = true;
@@ -364,6 +405,19 @@ fn main() -> ExitCode {
         }
     };
     print!("{text}");
+    // The list ends with the defaults that apply where no edge matches.
+    if !cli.json
+        && matches!(
+            cli.cmd,
+            Cmd::Policy {
+                cmd: PolicyCmd::List
+            }
+        )
+        && let Ok(Answer::PolicyDefaults(d)) =
+            call(&cli.socket, Op::PolicyDefaultsShow, Duration::from_secs(30))
+    {
+        print!("\n{}", show::policy_defaults(&d));
+    }
     if failed {
         ExitCode::FAILURE
     } else {

@@ -555,12 +555,31 @@ pub fn render_rule(f: Family, r: &Rule) -> String {
     }
     if let Some(svc) = r.service.as_ref().filter(|s| !s.ports.is_empty()) {
         let ports: Vec<String> = svc.ports.iter().map(|p| p.to_string()).collect();
-        let _ = write!(s, " -m multiport --dports {}", ports.join(","));
+        match (&ports[..], proto) {
+            // One port or range: the protocol's own match, which
+            // iptables-nft turns into a native payload compare (cheaper
+            // to load and to evaluate than the multiport extension);
+            // written as iptables-save prints it, so reconcile compares.
+            ([one], Some(p @ ("tcp" | "udp"))) => {
+                let _ = write!(s, " -m {p} --dport {one}");
+            }
+            _ => {
+                let _ = write!(s, " -m multiport --dports {}", ports.join(","));
+            }
+        }
     }
     if r.established {
         s.push_str(" -m conntrack --ctstate RELATED,ESTABLISHED");
     }
-    if let Some(o) = &r.origin {
+    // Edges carry no comment: at 10,000 edges `-m comment` is a fifth of
+    // the restore. Their counters are found by position in the chain
+    // (`enforce::counters`); the few default rules keep theirs so
+    // `iptables-save` stays readable.
+    if let Some(o) = r
+        .origin
+        .as_ref()
+        .filter(|o| !matches!(o, Origin::Edge { .. }))
+    {
         let _ = write!(s, " -m comment --comment \"{}\"", o.comment());
     }
     let _ = match &r.target {

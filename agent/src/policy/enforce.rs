@@ -7,11 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::compile::{
-    Compiled, EndpointAddr, FORWARD_HOOK, NAT_HOOK, chains_differ, membership_delta, sets_delta,
+    Compiled, EndpointAddr, FORWARD_HOOK, FamilyIr, NAT_HOOK, Origin, chains_differ,
+    membership_delta, sets_delta,
 };
 use super::plan::{observe, plan, stale_sets};
 use crate::netfilter::{Family, Netfilter, NfError};
@@ -27,10 +29,25 @@ pub enum Applied {
     Rules,
 }
 
+/// Where the last full apply spent its time (the benchmark prints it).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Phases {
+    /// `ipset restore` of every set, run alongside the `iptables-save`
+    /// reads of both families and tables.
+    pub sets_and_read: Duration,
+    /// Planning against what was read.
+    pub plan: Duration,
+    /// `iptables-restore` of the chains that differ (both families).
+    pub restore: Duration,
+    /// Listing and destroying flatnet's sets nothing names any more.
+    pub stale_sets: Duration,
+}
+
 /// The kernel side of policy, one per flatnetd.
 pub struct Enforcer {
     nf: Arc<Netfilter>,
     last: tokio::sync::Mutex<Option<Compiled>>,
+    phases: std::sync::Mutex<Phases>,
 }
 
 impl Enforcer {
@@ -38,7 +55,13 @@ impl Enforcer {
         Enforcer {
             nf,
             last: tokio::sync::Mutex::new(None),
+            phases: std::sync::Mutex::new(Phases::default()),
         }
+    }
+
+    /// The phases of the last full apply.
+    pub fn phases(&self) -> Phases {
+        self.phases.lock().map(|p| *p).unwrap_or_default()
     }
 
     /// Applies `c`. The first apply (at start) reconciles against the
@@ -57,14 +80,31 @@ impl Enforcer {
             *last = Some(c);
             return Ok(Applied::Members);
         }
+        let t = Instant::now();
         let sets = c.v4.ipset_payload() + &c.v6.ipset_payload();
-        self.nf.ipset_restore(&sets).await?;
+        // The reads do not depend on the sets: run them alongside.
+        let nf = &self.nf;
+        let (written, f4, n4, f6, n6) = tokio::join!(
+            nf.ipset_restore(&sets),
+            nf.save(Family::V4, "filter", false),
+            nf.save(Family::V4, "nat", false),
+            nf.save(Family::V6, "filter", false),
+            nf.save(Family::V6, "nat", false),
+        );
+        written?;
+        let read = [(Family::V4, f4?, n4?), (Family::V6, f6?, n6?)];
+        let mut phases = Phases {
+            sets_and_read: t.elapsed(),
+            ..Phases::default()
+        };
         let mut wrote = false;
-        for fam in Family::ALL {
+        for (fam, filter, nat) in read {
             let ir = c.family(fam);
-            let filter = observe(&self.nf.save(fam, "filter", false).await?, FORWARD_HOOK);
-            let nat = observe(&self.nf.save(fam, "nat", false).await?, NAT_HOOK);
+            let t = Instant::now();
+            let filter = observe(&filter, FORWARD_HOOK);
+            let nat = observe(&nat, NAT_HOOK);
             let p = plan(ir, &filter, &nat);
+            phases.plan += t.elapsed();
             if p.is_empty() {
                 continue;
             }
@@ -74,18 +114,25 @@ impl Enforcer {
                 stale = p.stale.len(),
                 "policy chains"
             );
+            let t = Instant::now();
             self.nf
                 .restore(
                     fam,
                     &ir.iptables_payload(p.hooks, &p.stale, Some(&p.rewrite)),
                 )
                 .await?;
+            phases.restore += t.elapsed();
             wrote = true;
         }
+        let t = Instant::now();
         let names = self.nf.ipset_names().await?;
         let stale = stale_sets(&names, &[&c.v4, &c.v6]);
         if !stale.is_empty() {
             self.nf.ipset_restore(&stale).await?;
+        }
+        phases.stale_sets = t.elapsed();
+        if let Ok(mut p) = self.phases.lock() {
+            *p = phases;
         }
         *last = Some(c);
         Ok(if wrote {
@@ -123,10 +170,12 @@ impl Enforcer {
 
     /// Packets and bytes per policy edge, both families summed.
     pub async fn stats(&self) -> Result<Vec<EdgeCounter>, NfError> {
+        let current = self.last.lock().await.clone();
         let mut all = BTreeMap::new();
         for fam in Family::ALL {
             let save = self.nf.save(fam, "filter", true).await?;
-            for (k, (p, b)) in counters(&save) {
+            let ir = current.as_ref().map(|c| c.family(fam));
+            for (k, (p, b)) in counters(&save, ir) {
                 let e = all.entry(k).or_insert((0, 0));
                 e.0 += p;
                 e.1 += b;
@@ -152,8 +201,21 @@ pub struct EdgeCounter {
     pub bytes: u64,
 }
 
-/// Sums `iptables-save -c` counters by flatnet comment.
-pub fn counters(save: &str) -> BTreeMap<String, (u64, u64)> {
+/// Sums `iptables-save -c` counters by origin: a rule with a flatnet
+/// comment by that comment; an edge rule (no comment) by its position in
+/// its chain, which is the position of its rule in `ir` (the reconcile
+/// keeps flatnet's chains exactly as compiled).
+pub fn counters(save: &str, ir: Option<&FamilyIr>) -> BTreeMap<String, (u64, u64)> {
+    let chains: BTreeMap<&str, &[super::compile::Rule]> = ir
+        .map(|ir| {
+            ir.chains
+                .iter()
+                .filter(|c| c.table == "filter")
+                .map(|c| (c.name.as_str(), &c.rules[..]))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut pos: BTreeMap<String, usize> = BTreeMap::new();
     let mut out = BTreeMap::new();
     for line in save.lines() {
         let Some(rest) = line.strip_prefix('[') else {
@@ -162,17 +224,33 @@ pub fn counters(save: &str) -> BTreeMap<String, (u64, u64)> {
         let Some((cnt, rule)) = rest.split_once("] ") else {
             continue;
         };
-        let Some((_, after)) = rule.split_once("--comment \"") else {
+        let Some(chain) = rule
+            .strip_prefix("-A ")
+            .and_then(|r| r.split_whitespace().next())
+        else {
             continue;
         };
-        let Some((comment, _)) = after.split_once('"') else {
-            continue;
+        let i = pos.entry(chain.to_string()).or_insert(0);
+        let at = *i;
+        *i += 1;
+        let comment = rule
+            .split_once("--comment \"")
+            .and_then(|(_, after)| after.split_once('"'))
+            .map(|(c, _)| c.to_string())
+            .filter(|c| c.starts_with("flatnet:"));
+        let key = match comment {
+            Some(c) => c,
+            None => match chains
+                .get(chain)
+                .and_then(|rules| rules.get(at))
+                .and_then(|r| r.origin.as_ref())
+            {
+                Some(o @ Origin::Edge { .. }) => o.comment(),
+                _ => continue,
+            },
         };
-        if !comment.starts_with("flatnet:") {
-            continue;
-        }
         let (p, b) = cnt.split_once(':').unwrap_or(("0", "0"));
-        let e = out.entry(comment.to_string()).or_insert((0u64, 0u64));
+        let e = out.entry(key).or_insert((0u64, 0u64));
         e.0 += p.parse::<u64>().unwrap_or(0);
         e.1 += b.parse::<u64>().unwrap_or(0);
     }
@@ -182,17 +260,47 @@ pub fn counters(save: &str) -> BTreeMap<String, (u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::counters;
+    use crate::policy::compile::{Cluster, EndpointAddr, compile};
+    use crate::policy::model::Policy;
 
+    /// Edge rules carry no comment: their counters are found by position
+    /// against the compilation; defaults by their comment.
     #[test]
-    fn counters_are_summed_by_comment() {
-        let save = "*filter\n:FORWARD ACCEPT [9:9]\n\
-            [3:180] -A FLATNET-IN-b -p tcp -m set --match-set fa4-a src -m comment --comment \"flatnet:p:allow[0]\" -j ACCEPT\n\
-            [2:100] -A FLATNET-IN-c -p tcp -m set --match-set fa4-a src -m comment --comment \"flatnet:p:allow[0]\" -j ACCEPT\n\
-            [7:7] -A OTHER -m comment --comment \"theirs\" -j ACCEPT\n\
-            [1:60] -A FLATNET-IN-b -m comment --comment \"flatnet:default-between-apps\" -j DROP\nCOMMIT\n";
-        let c = counters(save);
-        assert_eq!(c.get("flatnet:p:allow[0]"), Some(&(5, 280)));
-        assert_eq!(c.get("flatnet:default-between-apps"), Some(&(1, 60)));
-        assert_eq!(c.len(), 2);
+    fn counters_by_edge_position_and_by_comment() {
+        let text = "name = \"p\"\n[[allow]]\nfrom = \"a\"\nto = \"b\"\nproto = \"tcp\"\nports = [80]\n\
+                    [[allow]]\nfrom = \"a\"\nto = \"c\"\nproto = \"tcp\"\nports = [80]\n";
+        let (_, p) = Policy::parse(text, "t").unwrap();
+        let eps: Vec<EndpointAddr> = ["a", "b", "c"]
+            .iter()
+            .enumerate()
+            .map(|(i, app)| EndpointAddr {
+                app: Some(app.to_string()),
+                addrs: vec![format!("10.244.0.{}", i + 2).parse().unwrap()],
+            })
+            .collect();
+        let cluster = Cluster {
+            pools: vec![("10.244.0.0/16".parse().unwrap(), false)],
+            ..Cluster::default()
+        };
+        let ir = compile(&[p], &eps, &cluster).v4;
+        let payload = ir.iptables_payload(Default::default(), &[], None);
+        assert!(!payload.contains("flatnet:p:allow"), "{payload}");
+        let mut save = String::from("*filter\n[7:7] -A OTHER -j ACCEPT\n");
+        for l in payload.lines() {
+            if l.starts_with("-A FLATNET-IN-b") || l.starts_with("-A FLATNET-IN-c") {
+                save.push_str(&format!("[3:180] {l}\n"));
+            } else if l.starts_with("-A ") {
+                save.push_str(&format!("[1:60] {l}\n"));
+            }
+        }
+        let c = counters(&save, Some(&ir));
+        assert_eq!(c.get("flatnet:p:allow[0]"), Some(&(3, 180)), "{c:?}");
+        assert_eq!(c.get("flatnet:p:allow[1]"), Some(&(3, 180)), "{c:?}");
+        // Two chains' default rules, both IN-b and IN-c, plus the
+        // FLATNET-INGRESS one.
+        assert!(c["flatnet:default-between-apps"].0 >= 6, "{c:?}");
+        assert!(!c.keys().any(|k| !k.starts_with("flatnet:")));
+        // Without a compilation edges are not attributed.
+        assert!(!counters(&save, None).contains_key("flatnet:p:allow[0]"));
     }
 }

@@ -1,6 +1,6 @@
 //! The policy task of flatnetd: follows every endpoint record (all hosts)
-//! and every policy document in the datastore (`list`, then `watch` from
-//! the listing's revision), compiles, and hands the result to the
+//! every policy document and the cluster defaults in the datastore
+//! (`list`, then `watch` from the listing's revision), compiles, and hands the result to the
 //! [`Enforcer`]. ADD and DEL call in directly so an ADD returns only once
 //! its container's addresses are in the sets (fail closed: until then the
 //! rules drop its traffic as unprogrammed). When the datastore or this
@@ -13,6 +13,7 @@ use std::time::Duration;
 use flatnet_ipam::{AnyStore, Datastore, EventKind, KeyValue, Revision, WatchItem};
 
 use super::compile::{Cluster, Compiled, EndpointAddr, compile};
+use super::defaults::{ClusterDefaults, DEFAULTS_KEY};
 use super::enforce::{Applied, EdgeCounter, Enforcer};
 use super::model::Policy;
 use super::store::{POLICIES_PREFIX, decode};
@@ -37,7 +38,9 @@ pub enum EngineError {
 struct State {
     policies: BTreeMap<String, Policy>,
     endpoints: BTreeMap<String, EndpointAddr>,
-    /// Bumped whenever the policies change (they decide the chains).
+    /// The cluster's defaults document (over the host config's).
+    defaults: ClusterDefaults,
+    /// Bumped whenever the policies or defaults change (they decide the chains).
     rules_gen: u64,
     /// The `rules_gen` of the last full apply.
     applied_gen: Option<u64>,
@@ -80,27 +83,34 @@ impl PolicyEngine {
             enforcer: Enforcer::new(nf),
             state: tokio::sync::Mutex::new(State::default()),
         });
-        let (rev_ep, rev_pol) = e.relist().await?;
+        let revs = e.relist().await?;
         e.sync().await?;
-        tokio::spawn(e.clone().follow(ENDPOINTS_PREFIX, rev_ep));
-        tokio::spawn(e.clone().follow(POLICIES_PREFIX, rev_pol));
+        for (i, prefix) in PREFIXES.into_iter().enumerate() {
+            tokio::spawn(e.clone().follow(prefix, revs[i]));
+        }
         Ok(e)
     }
 
-    async fn relist(&self) -> Result<(Revision, Revision), EngineError> {
-        let eps = self.ds.list(ENDPOINTS_PREFIX).await.map_err(ds_err)?;
-        let pols = self.ds.list(POLICIES_PREFIX).await.map_err(ds_err)?;
+    /// Lists every followed prefix afresh; the revision of each listing,
+    /// in [`PREFIXES`] order.
+    async fn relist(&self) -> Result<[Revision; 3], EngineError> {
+        let mut lists = Vec::with_capacity(PREFIXES.len());
+        for prefix in PREFIXES {
+            lists.push(self.ds.list(prefix).await.map_err(ds_err)?);
+        }
         let mut st = self.state.lock().await;
         st.endpoints.clear();
         st.policies.clear();
+        st.defaults = ClusterDefaults::default();
         st.rules_gen += 1;
-        for kv in &eps.kvs {
-            upsert(&mut st, ENDPOINTS_PREFIX, kv);
+        let mut revs = [0; 3];
+        for (i, (prefix, l)) in PREFIXES.into_iter().zip(&lists).enumerate() {
+            for kv in &l.kvs {
+                upsert(&mut st, prefix, kv);
+            }
+            revs[i] = l.revision;
         }
-        for kv in &pols.kvs {
-            upsert(&mut st, POLICIES_PREFIX, kv);
-        }
-        Ok((eps.revision, pols.revision))
+        Ok(revs)
     }
 
     /// Compiles the current state and applies it.
@@ -120,9 +130,10 @@ impl PolicyEngine {
             return Ok(a);
         }
         let policies: Vec<Policy> = st.policies.values().cloned().collect();
+        let cluster = st.defaults.over(&self.cluster);
         let a = self
             .enforcer
-            .apply(compile(&policies, &eps, &self.cluster))
+            .apply(compile(&policies, &eps, &cluster))
             .await?;
         st.applied_gen = Some(st.rules_gen);
         Ok(a)
@@ -171,8 +182,10 @@ impl PolicyEngine {
                 }
             }
             match self.relist().await {
-                Ok((re, rp)) => {
-                    rev = if prefix == POLICIES_PREFIX { rp } else { re };
+                Ok(revs) => {
+                    if let Some(i) = PREFIXES.iter().position(|p| *p == prefix) {
+                        rev = revs[i];
+                    }
                     if let Err(e) = self.sync().await {
                         tracing::error!(error = %e, "policy apply failed");
                     }
@@ -216,8 +229,21 @@ impl PolicyEngine {
     }
 }
 
+/// What the engine follows: endpoint records, policies, cluster defaults.
+const PREFIXES: [&str; 3] = [ENDPOINTS_PREFIX, POLICIES_PREFIX, DEFAULTS_KEY];
+
 fn upsert(st: &mut State, prefix: &str, kv: &KeyValue) {
-    if prefix == POLICIES_PREFIX {
+    if prefix == DEFAULTS_KEY {
+        st.rules_gen += 1;
+        st.defaults = match super::defaults::decode(kv) {
+            Ok(d) => d,
+            Err(e) => {
+                // The host's config decides until the document is fixed.
+                tracing::warn!(error = %e, "policy defaults document ignored");
+                ClusterDefaults::default()
+            }
+        };
+    } else if prefix == POLICIES_PREFIX {
         st.rules_gen += 1;
         match decode(kv) {
             Ok((p, _)) => {
@@ -236,7 +262,10 @@ fn upsert(st: &mut State, prefix: &str, kv: &KeyValue) {
 }
 
 fn remove(st: &mut State, prefix: &str, key: &str) {
-    if prefix == POLICIES_PREFIX {
+    if prefix == DEFAULTS_KEY {
+        st.rules_gen += 1;
+        st.defaults = ClusterDefaults::default();
+    } else if prefix == POLICIES_PREFIX {
         st.rules_gen += 1;
         st.policies.remove(key);
     } else {

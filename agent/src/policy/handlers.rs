@@ -13,7 +13,9 @@ fn store_err(e: PolicyStoreError) -> ApiError {
         PolicyStoreError::Unavailable(_) => ErrorKind::DatastoreUnavailable,
         PolicyStoreError::Conflict { .. } => ErrorKind::Conflict,
         PolicyStoreError::NotFound(_) => ErrorKind::NotFound,
-        PolicyStoreError::Invalid(_) => ErrorKind::InvalidRequest,
+        PolicyStoreError::Invalid(_) | PolicyStoreError::BadDefault { .. } => {
+            ErrorKind::InvalidRequest
+        }
         PolicyStoreError::Corrupt { .. } => ErrorKind::Internal,
     };
     ApiError::new(kind, e.to_string())
@@ -60,6 +62,22 @@ impl Agent {
                 .await
                 .map(|_| Answer::Done)
                 .map_err(store_err),
+            Op::PolicyDefaultsSet(c) => match super::defaults::set(ds, c).await {
+                Ok((d, rev)) => Ok(Answer::PolicyDefaults(super::defaults::DefaultsView::new(
+                    d,
+                    rev,
+                    &self.cfg.policy_cluster(),
+                ))),
+                Err(e) => Err(store_err(e)),
+            },
+            Op::PolicyDefaultsShow => match super::defaults::get(ds).await {
+                Ok((d, rev)) => Ok(Answer::PolicyDefaults(super::defaults::DefaultsView::new(
+                    d,
+                    rev,
+                    &self.cfg.policy_cluster(),
+                ))),
+                Err(e) => Err(store_err(e)),
+            },
             Op::PolicyTrace(f) => match engine() {
                 Ok(e) => e.trace(f).await.map(Answer::Trace).map_err(engine_err),
                 Err(e) => Err(e),

@@ -2,7 +2,7 @@
 //! the real (flat, unique) addresses of each app's containers.
 //!
 //! Owns: the document model and its validation ([`model`]), the documents
-//! in the datastore ([`store`]), the pure compiler to iptables/ipset
+//! in the datastore ([`store`], cluster defaults in [`defaults`]), the pure compiler to iptables/ipset
 //! payloads ([`compile`]), the trace over the compiled IR ([`trace`]), the
 //! pure reconcile plan ([`plan`]), the kernel apply ([`enforce`]), the
 //! flatnetd task that follows the datastore ([`engine`]) and the control
@@ -11,6 +11,7 @@
 //! [`crate::netfilter`]'s batch writer only, flatnet's own chains and sets.
 
 pub mod compile;
+pub mod defaults;
 pub mod enforce;
 pub mod engine;
 mod handlers;

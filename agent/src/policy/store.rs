@@ -28,6 +28,8 @@ pub enum PolicyStoreError {
     Corrupt { key: String, msg: String },
     #[error(transparent)]
     Invalid(#[from] PolicyError),
+    #[error("{field}: expected \"allow\" or \"deny\", got {value:?}")]
+    BadDefault { field: String, value: String },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 pub mod fabric;
+pub mod policy;
 
 use flatnet_lab::{Daemon, Netns, wait_for};
 use serde_json::{Value, json};

@@ -181,3 +181,33 @@ pub fn reloaded(r: &ReloadReport) -> String {
     }
     s
 }
+
+/// Each default: the cluster's value (datastore), the host's config, and
+/// the one in force here.
+pub fn policy_defaults(d: &flatnet_agent::policy::defaults::DefaultsView) -> String {
+    let name = |a: flatnet_agent::policy::compile::DefaultAction| {
+        serde_json::to_value(a)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let cluster =
+        |a: Option<flatnet_agent::policy::compile::DefaultAction>| a.map_or("-".to_string(), name);
+    table(
+        &["DEFAULT", "CLUSTER", "HOST", "EFFECTIVE"],
+        &[
+            vec![
+                "between_apps".into(),
+                cluster(d.cluster.between_apps),
+                name(d.host_between_apps),
+                name(d.between_apps),
+            ],
+            vec![
+                "egress".into(),
+                cluster(d.cluster.egress),
+                name(d.host_egress),
+                name(d.egress),
+            ],
+        ],
+    )
+}
