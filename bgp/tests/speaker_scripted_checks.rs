@@ -71,19 +71,7 @@ async fn unsupported_optional_parameter_is_refused_with_2_4() {
     p.hold_time = 9;
     p.connect.local_address = Some(IpAddr::V4(me));
     p.families = vec![Family::IPV4_UNICAST];
-    let speaker = Speaker::start(SpeakerConfig {
-        asn: 65000,
-        router_id: me,
-        listen: vec![SocketAddr::new(IpAddr::V4(me), 0)],
-        peers: vec![p],
-        policies: HashMap::new(),
-        originate: Vec::new(),
-        restarting: false,
-        max_paths: 8,
-        multipath_relax: true,
-    })
-    .await
-    .unwrap();
+    let speaker = start_speaker(me, vec![p]).await;
 
     let got = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
         .await
@@ -96,6 +84,23 @@ async fn unsupported_optional_parameter_is_refused_with_2_4() {
     );
     let _ = speaker.shutdown().await;
     peer.join().unwrap();
+}
+
+/// A speaker of AS 65000 on `me` with `peers`, no policies or origins.
+async fn start_speaker(me: Ipv4Addr, peers: Vec<PeerConfig>) -> Speaker {
+    Speaker::start(SpeakerConfig {
+        asn: 65000,
+        router_id: me,
+        listen: vec![SocketAddr::new(IpAddr::V4(me), 0)],
+        peers,
+        policies: HashMap::new(),
+        originate: Vec::new(),
+        restarting: false,
+        max_paths: 8,
+        multipath_relax: true,
+    })
+    .await
+    .unwrap()
 }
 
 fn ctx() -> DecodeContext {
@@ -179,19 +184,11 @@ async fn ebgp_local_pref_and_reflection_attributes_are_not_passed_on() {
         p.export_policy = Some("accept".into());
         p
     };
-    let speaker = Speaker::start(SpeakerConfig {
-        asn: 65000,
-        router_id: me,
-        listen: vec![SocketAddr::new(IpAddr::V4(me), 0)],
-        peers: vec![peer(ebgp_ip, pe, PEER_AS), peer(ibgp_ip, pi, 65000)],
-        policies: HashMap::new(),
-        originate: Vec::new(),
-        restarting: false,
-        max_paths: 8,
-        multipath_relax: true,
-    })
-    .await
-    .unwrap();
+    let speaker = start_speaker(
+        me,
+        vec![peer(ebgp_ip, pe, PEER_AS), peer(ibgp_ip, pi, 65000)],
+    )
+    .await;
 
     let (u, _i) = tokio::task::spawn_blocking(move || ibgp.join().unwrap())
         .await
@@ -248,19 +245,7 @@ async fn cease_other_configuration_change_and_peer_deconfigured_rfc4486() {
     p.connect.local_address = Some(IpAddr::V4(me));
     p.families = vec![Family::IPV4_UNICAST];
     p.connect_retry = Duration::from_secs(1);
-    let speaker = Speaker::start(SpeakerConfig {
-        asn: 65000,
-        router_id: me,
-        listen: vec![SocketAddr::new(IpAddr::V4(me), 0)],
-        peers: vec![p],
-        policies: HashMap::new(),
-        originate: Vec::new(),
-        restarting: false,
-        max_paths: 8,
-        multipath_relax: true,
-    })
-    .await
-    .unwrap();
+    let speaker = start_speaker(me, vec![p]).await;
     let wait = |rx: &mpsc::Receiver<()>| rx.recv_timeout(Duration::from_secs(30));
     let up_rx = tokio::task::spawn_blocking(move || {
         wait(&up_rx).unwrap();
