@@ -7,7 +7,9 @@
 //! never run in the machine's own). Latency is wall time from spawn to exit.
 //!
 //! Run (root): `cargo bench -p flatnet-agent --bench cni_latency`
-//! Env: `CNI_BENCH_N` (ADDs per run at concurrency 1, default 100).
+//! Env: `CNI_BENCH_N` (ADDs per run at concurrency 1, default 100),
+//! `CNI_BENCH_LOG` (flatnetd's log file), `CNI_BENCH_LOG_LEVEL` (default info;
+//! `flatnet_agent::kernel=debug` adds each ADD's kernel steps).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -139,8 +141,9 @@ fn main() {
     let fl_host = Netns::new("bh").unwrap();
     let cfg = format!(
         "[node]\nname = \"bench\"\n[api]\nsocket = \"{d}/fl.sock\"\n[metrics]\nlisten = \"\"\n\
-         [log]\nlevel = \"info\"\n[dataplane]\nstate_dir = \"{d}/state\"\n\
-         [datastore]\nurl = \"file:{d}/ds\"\n[[pool]]\ncidr = \"10.244.0.0/16\"\n"
+         [log]\nlevel = \"{level}\"\n[dataplane]\nstate_dir = \"{d}/state\"\n\
+         [datastore]\nurl = \"file:{d}/ds\"\n[[pool]]\ncidr = \"10.244.0.0/16\"\n",
+        level = std::env::var("CNI_BENCH_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
     );
     std::fs::write(dir.path().join("fl.toml"), cfg).unwrap();
     let _daemon = fl_host

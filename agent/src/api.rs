@@ -198,6 +198,9 @@ pub struct Endpoint {
     pub app: Option<String>,
     #[serde(default)]
     pub network: Option<String>,
+    /// The veths' MTU; absent in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

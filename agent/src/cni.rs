@@ -139,12 +139,19 @@ pub fn result_json(ep: &Endpoint, version: &str) -> Value {
         ips.push(ip);
         routes.push(json!({"dst": "::/0", "gw": GATEWAY_V6.to_string()}));
     }
+    let mut interfaces = [
+        json!({"name": ep.host_ifname, "mac": ep.host_mac}),
+        json!({"name": ep.ifname, "mac": ep.container_mac, "sandbox": ep.netns}),
+    ];
+    // `interfaces[].mtu` is a CNI 1.1 field.
+    if let (Some(mtu), "1.1.0") = (ep.mtu, version) {
+        for i in &mut interfaces {
+            i["mtu"] = json!(mtu);
+        }
+    }
     json!({
         "cniVersion": version,
-        "interfaces": [
-            {"name": ep.host_ifname, "mac": ep.host_mac},
-            {"name": ep.ifname, "mac": ep.container_mac, "sandbox": ep.netns},
-        ],
+        "interfaces": interfaces,
         "ips": ips,
         "routes": routes,
         "dns": {},
@@ -577,6 +584,7 @@ mod tests {
             v6: Some("fd00::5".parse().unwrap()),
             app: None,
             network: None,
+            mtu: Some(1450),
         }
     }
 
@@ -589,6 +597,10 @@ mod tests {
         assert_eq!(r["ips"][1]["gateway"], "fe80::1");
         assert!(r["ips"][0].get("version").is_none());
         assert_eq!(r["interfaces"][1]["sandbox"], "/run/netns/x");
+        assert_eq!(r["interfaces"][0]["mtu"], 1450);
+        assert_eq!(r["interfaces"][1]["mtu"], 1450);
+        let r = result_json(&ep, "1.0.0");
+        assert!(r["interfaces"][1].get("mtu").is_none(), "{r}");
         let r = result_json(&ep, "0.4.0");
         assert_eq!(r["ips"][1]["version"], "6");
         assert_eq!(prev_ips(&r, "eth0").unwrap().len(), 2);

@@ -40,6 +40,10 @@ fn add_gives_addresses_routes_sysctls_then_del_leaves_nothing() {
     );
     assert_eq!(addrs[0]["mtu"], 1400);
     assert_eq!(addrs[0]["operstate"], "UP");
+    // The result names the container end's real MAC and (CNI 1.1) the MTU.
+    assert_eq!(r["interfaces"][1]["mac"], addrs[0]["address"], "{r}");
+    assert_eq!(r["interfaces"][1]["mtu"], 1400, "{r}");
+    assert_eq!(r["interfaces"][0]["mtu"], 1400, "{r}");
     let lo = ns_ip_json(&c, &["link", "show", "lo"]);
     assert!(lo[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
     let routes = ns_ip_json(&c, &["-4", "route", "show"]);

@@ -211,6 +211,7 @@ fn a_list_of_ten_thousand_endpoints_reaches_the_cli() {
                 v6: None,
                 app: Some("bulk".into()),
                 network: Some("flatnet".into()),
+                mtu: None,
             };
             txn = txn.then(flatnet_ipam::Op::put(
                 flatnet_agent::store::endpoint_key("big", &id, "eth0"),

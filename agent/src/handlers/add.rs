@@ -103,6 +103,7 @@ impl Agent {
             v6: addrs.v6,
             app: a.app.clone(),
             network: a.network.clone(),
+            mtu: Some(built.mtu),
         };
         let t_kernel = t1.elapsed();
         if let Err(e) = self.store.put(&ep, None).await {

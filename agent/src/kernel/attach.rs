@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
 use netlink_packet_route::address::{AddressAttribute, AddressFlags};
-use netlink_packet_route::link::{InfoData, InfoVeth, LinkFlags};
+use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags};
 use rtnetlink::{LinkUnspec, LinkVeth};
 
 impl Dataplane {
@@ -37,9 +37,16 @@ impl Dataplane {
         created: &mut Option<String>,
     ) -> Result<Built, DpError> {
         let host_if = a.host_ifname();
+        let t0 = std::time::Instant::now();
         let ns = open_netns(&a.netns)?;
+        // The container end's MAC is chosen here, so the container side
+        // needs no lookup of its link: under concurrent ADDs every netlink
+        // request queues on rtnl. (It cannot be created up: its peer does
+        // not exist yet when the kernel would open it, ENOTCONN.)
+        let container_mac = random_mac();
         let peer = LinkUnspec::new_with_name(&a.ifname)
             .mtu(self.mtu)
+            .address(container_mac.to_vec())
             .setns_by_fd(ns.as_raw_fd())
             .build();
         let msg = LinkVeth::new(&host_if, &a.ifname)
@@ -73,7 +80,17 @@ impl Dataplane {
             .ok_or_else(|| DpError::Io(format!("veth {host_if} vanished after creation")))?;
         let host_index = host.header.index;
         let host_mac = link_mac_bytes(&host);
+        // A veth's IFLA_LINK is its peer's index in the peer's namespace.
+        let peer_index = host
+            .attributes
+            .iter()
+            .find_map(|at| match at {
+                LinkAttribute::Link(i) => Some(*i),
+                _ => None,
+            })
+            .ok_or_else(|| DpError::Io(format!("veth {host_if} reports no peer index")))?;
 
+        let t_veth = t0.elapsed();
         // Host-end sysctls before the route, so the first packet finds them.
         sysctl(&format!("net.ipv4.conf.{host_if}.proxy_arp"), "1")?;
         sysctl(&format!("net.ipv4.neigh.{host_if}.proxy_delay"), "0")?;
@@ -83,12 +100,14 @@ impl Dataplane {
             sysctl(&format!("net.ipv6.conf.{host_if}.forwarding"), "1")?;
         }
 
+        let t_sysctl = t0.elapsed();
         // The container side, on a thread inside its namespace.
-        let (ifname, v4, v6, mac) = (a.ifname.clone(), a.v4, a.v6, host_mac.clone());
-        let container_mac = in_netns(&a.netns, move |h| async move {
-            configure_container(&h, &ifname, v4, v6, &mac).await
+        let (v4, v6, mac) = (a.v4, a.v6, host_mac.clone());
+        in_netns(&a.netns, move |h| async move {
+            configure_container(&h, peer_index, v4, v6, &mac).await
         })
         .await?;
+        let t_container = t0.elapsed();
 
         if a.v6.is_some() {
             // The container's gateway fe80::1 answers NDP from the host end.
@@ -118,10 +137,21 @@ impl Dataplane {
                 .await
                 .map_err(nl(format!("route {addr}/{plen} dev {host_if}")))?;
         }
+        // Cumulative milliseconds at the end of each step: where an ADD's
+        // kernel time goes when many run at once (rtnl is one lock).
+        tracing::debug!(
+            %host_if,
+            veth_ms = t_veth.as_secs_f64() * 1e3,
+            sysctl_ms = t_sysctl.as_secs_f64() * 1e3,
+            container_ms = t_container.as_secs_f64() * 1e3,
+            routes_ms = t0.elapsed().as_secs_f64() * 1e3,
+            "attachment built"
+        );
         Ok(Built {
             host_ifname: host_if,
             host_mac: mac_string(&host_mac),
-            container_mac,
+            container_mac: mac_string(&container_mac),
+            mtu: self.mtu,
         })
     }
 
@@ -162,5 +192,31 @@ impl Dataplane {
             check_container(&h, &ifname, v4, v6).await
         })
         .await
+    }
+}
+
+/// A random locally administered unicast MAC (what the kernel would pick
+/// for a veth end), from the std hasher's per-process random keys.
+fn random_mac() -> [u8; 6] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    let b = h.finish().to_le_bytes();
+    [(b[0] & 0xfe) | 0x02, b[1], b[2], b[3], b[4], b[5]]
+}
+
+#[cfg(test)]
+mod mac_tests {
+    #[test]
+    fn random_macs_are_local_unicast_and_differ() {
+        let a = super::random_mac();
+        let b = super::random_mac();
+        assert_eq!(a[0] & 0x03, 0x02, "{a:02x?}");
+        assert_ne!(a, b);
     }
 }

@@ -16,46 +16,45 @@ use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 /// packet does not wait for ARP/NDP) and the default routes.
 pub(super) async fn configure_container(
     h: &Handle,
-    ifname: &str,
+    idx: u32,
     v4: Option<Ipv4Addr>,
     v6: Option<Ipv6Addr>,
     host_mac: &[u8],
-) -> Result<String, DpError> {
-    let lo = get_link(h, "lo")
-        .await?
-        .ok_or_else(|| DpError::Io("no lo in container".into()))?;
-    if !lo.header.flags.contains(LinkFlags::Up) {
-        h.link()
-            .set(LinkUnspec::new_with_index(lo.header.index).up().build())
-            .execute()
-            .await
-            .map_err(nl("set lo up"))?;
-    }
-    let l = get_link(h, ifname)
-        .await?
-        .ok_or_else(|| DpError::Io(format!("{ifname} missing in container after creation")))?;
-    let idx = l.header.index;
+) -> Result<(), DpError> {
+    // Every request is sent at once and answered in order (one socket, the
+    // kernel handles them as sent): the routes come after the addresses
+    // and the neighbour, and no request waits for the previous answer.
+    let mut reqs: Vec<(Request, String)> = Vec::new();
+    // lo is index 1 in every network namespace; up is idempotent.
+    reqs.push((
+        Box::pin(
+            h.link()
+                .set(LinkUnspec::new_with_index(LOOPBACK_INDEX).up().build())
+                .execute(),
+        ),
+        "set lo up".into(),
+    ));
     if let Some(v6) = v6 {
         let mut req = h.address().add(idx, IpAddr::V6(v6), 128);
         req.message_mut()
             .attributes
             .push(AddressAttribute::Flags(AddressFlags::Nodad));
-        req.execute().await.map_err(nl(format!("add {v6}/128")))?;
+        reqs.push((Box::pin(req.execute()), format!("add {v6}/128")));
     }
     if let Some(v4) = v4 {
-        h.address()
-            .add(idx, IpAddr::V4(v4), 32)
-            .execute()
-            .await
-            .map_err(nl(format!("add {v4}/32")))?;
+        reqs.push((
+            Box::pin(h.address().add(idx, IpAddr::V4(v4), 32).execute()),
+            format!("add {v4}/32"),
+        ));
     }
-    if !l.header.flags.contains(LinkFlags::Up) {
-        h.link()
-            .set(LinkUnspec::new_with_index(idx).up().build())
-            .execute()
-            .await
-            .map_err(nl(format!("set {ifname} up")))?;
-    }
+    reqs.push((
+        Box::pin(
+            h.link()
+                .set(LinkUnspec::new_with_index(idx).up().build())
+                .execute(),
+        ),
+        "set the interface up".into(),
+    ));
     // Per family: a permanent neighbour for the gateway, (IPv4 only) the
     // on-link route to it, and the default route via it.
     let gateways = [
@@ -63,23 +62,26 @@ pub(super) async fn configure_container(
         v6.map(|_| IpAddr::V6(GATEWAY_V6)),
     ];
     for gw in gateways.into_iter().flatten() {
-        h.neighbours()
-            .add(idx, gw)
-            .link_layer_address(host_mac)
-            .state(NeighbourState::Permanent)
-            .replace()
-            .execute()
-            .await
-            .map_err(nl(format!("neighbour {gw}")))?;
-        let mut routes = Vec::new();
+        reqs.push((
+            Box::pin(
+                h.neighbours()
+                    .add(idx, gw)
+                    .link_layer_address(host_mac)
+                    .state(NeighbourState::Permanent)
+                    .replace()
+                    .execute(),
+            ),
+            format!("neighbour {gw}"),
+        ));
         let def = match gw {
             IpAddr::V4(g) => {
-                routes.push((
-                    RouteMessageBuilder::<Ipv4Addr>::new()
-                        .destination_prefix(g, 32)
-                        .output_interface(idx)
-                        .scope(RouteScope::Link)
-                        .build(),
+                let onlink = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(g, 32)
+                    .output_interface(idx)
+                    .scope(RouteScope::Link)
+                    .build();
+                reqs.push((
+                    Box::pin(h.route().add(onlink).replace().execute()),
                     format!("route {g} scope link"),
                 ));
                 RouteMessageBuilder::<Ipv4Addr>::new()
@@ -93,18 +95,24 @@ pub(super) async fn configure_container(
                 .output_interface(idx)
                 .build(),
         };
-        routes.push((def, format!("default route via {gw}")));
-        for (r, what) in routes {
-            h.route()
-                .add(r)
-                .replace()
-                .execute()
-                .await
-                .map_err(nl(what))?;
-        }
+        reqs.push((
+            Box::pin(h.route().add(def).replace().execute()),
+            format!("default route via {gw}"),
+        ));
     }
-    Ok(link_mac(&l))
+    let (futs, whats): (Vec<_>, Vec<_>) = reqs.into_iter().unzip();
+    for (r, what) in futures::future::join_all(futs).await.into_iter().zip(whats) {
+        r.map_err(nl(what))?;
+    }
+    Ok(())
 }
+
+/// `net->loopback_dev` always has ifindex 1 (LOOPBACK_IFINDEX).
+const LOOPBACK_INDEX: u32 = 1;
+
+/// One pending rtnetlink request of the container side.
+type Request<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), rtnetlink::Error>> + Send + 'a>>;
 
 pub(super) async fn check_container(
     h: &Handle,

@@ -47,16 +47,6 @@ pub(super) fn mac_string(b: &[u8]) -> String {
         .join(":")
 }
 
-pub(super) fn link_mac(m: &LinkMessage) -> String {
-    m.attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::Address(b) => Some(mac_string(b)),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
 pub(super) fn link_mac_bytes(m: &LinkMessage) -> Vec<u8> {
     m.attributes
         .iter()
@@ -242,27 +232,6 @@ impl Dataplane {
             });
         }
         Ok(out)
-    }
-
-    /// MACs of an existing attachment (for answering a repeated ADD).
-    pub async fn macs(&self, a: &Attachment) -> Result<Built, DpError> {
-        let host_if = a.host_ifname();
-        let host = get_link(&self.handle, &host_if)
-            .await?
-            .ok_or_else(|| DpError::Check(format!("host veth {host_if} is missing")))?;
-        let ifname = a.ifname.clone();
-        let container_mac = in_netns(&a.netns, move |h| async move {
-            let l = get_link(&h, &ifname)
-                .await?
-                .ok_or_else(|| DpError::Check(format!("{ifname} missing in container")))?;
-            Ok(link_mac(&l))
-        })
-        .await?;
-        Ok(Built {
-            host_ifname: host_if,
-            host_mac: link_mac(&host),
-            container_mac,
-        })
     }
 }
 

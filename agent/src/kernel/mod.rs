@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use rtnetlink::Handle;
 
 use container::{check_container, configure_container};
-use links::{link_mac, link_mac_bytes, mac_string};
+use links::{link_mac_bytes, mac_string};
 use routes::{dump_routes, route_dst, route_gw, route_oif};
 use sysctl::sysctl;
 
@@ -127,6 +127,8 @@ pub struct Built {
     pub host_ifname: String,
     pub host_mac: String,
     pub container_mac: String,
+    /// Both ends' MTU (`dataplane.mtu`), reported in CNI 1.1 results.
+    pub mtu: u32,
 }
 
 /// A flatnet host veth found in the kernel.
