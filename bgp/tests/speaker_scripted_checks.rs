@@ -272,3 +272,97 @@ async fn cease_other_configuration_change_and_peer_deconfigured_rfc4486() {
     let _ = speaker.shutdown().await;
     peer.join().unwrap();
 }
+
+/// Connects to `to` from `from` (the peer's own address, so the speaker
+/// takes it for that peer) as a blocking scripted peer.
+async fn connect_from(from: Ipv4Addr, to: SocketAddr) -> ScriptedPeer {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(IpAddr::V4(from), 0)).unwrap();
+    let s = sock.connect(to).await.unwrap().into_std().unwrap();
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    ScriptedPeer::new(s, ctx())
+}
+
+/// RFC 4486 Cease 5 (Connection Rejected): while a passive peer is Idle —
+/// damped after an error, or administratively stopped — its inbound
+/// connection is told why instead of being dropped without a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_connection_while_damped_or_stopped_gets_cease_5() {
+    let me = Ipv4Addr::new(127, 0, 0, 1);
+    let peer_ip = Ipv4Addr::new(127, 0, 0, 9);
+    // A free port for the speaker's listener (the speaker reports none).
+    let port = TcpListener::bind((me, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = SocketAddr::new(IpAddr::V4(me), port);
+    let mut p = PeerConfig::new(IpAddr::V4(peer_ip), PEER_AS);
+    p.passive = true;
+    p.hold_time = 9;
+    p.families = vec![Family::IPV4_UNICAST];
+    p.damping.initial = Duration::from_secs(60);
+    p.damping.max = Duration::from_secs(60);
+    let speaker = Speaker::start(SpeakerConfig {
+        asn: 65000,
+        router_id: me,
+        listen: vec![listen],
+        peers: vec![p],
+        policies: HashMap::new(),
+        originate: Vec::new(),
+        restarting: false,
+        max_paths: 8,
+        multipath_relax: true,
+    })
+    .await
+    .unwrap();
+
+    // An OPEN with an unsupported optional parameter: 2/4, and the peer is
+    // damped for a minute.
+    let mut s = connect_from(peer_ip, listen).await;
+    let first = tokio::task::spawn_blocking(move || {
+        assert!(matches!(s.read_msg().unwrap(), Message::Open(_)));
+        let open = Open {
+            params: vec![OptionalParameter::Unknown {
+                kind: 1,
+                value: vec![0xab],
+            }],
+            ..Open::new(PEER_AS, 9, peer_ip, Vec::new())
+        };
+        s.send(&Message::Open(open)).unwrap();
+        next_notification(&mut s)
+    })
+    .await
+    .unwrap();
+    assert_eq!(first, Some((2, 4)));
+
+    // Damped: the next connection is refused with 6/5 at once.
+    let mut s = connect_from(peer_ip, listen).await;
+    let damped = tokio::task::spawn_blocking(move || next_notification(&mut s))
+        .await
+        .unwrap();
+    assert_eq!(
+        damped,
+        Some((6, 5)),
+        "Cease / Connection Rejected while damped"
+    );
+    let n = speaker.peers().await.unwrap();
+    assert!(n[0].next_attempt_ms.is_some(), "{n:?}");
+
+    // Administratively stopped: refused the same way.
+    speaker
+        .shutdown_peer(IpAddr::V4(peer_ip), None)
+        .await
+        .unwrap();
+    let mut s = connect_from(peer_ip, listen).await;
+    let stopped = tokio::task::spawn_blocking(move || next_notification(&mut s))
+        .await
+        .unwrap();
+    assert_eq!(
+        stopped,
+        Some((6, 5)),
+        "Cease / Connection Rejected while stopped"
+    );
+    let _ = speaker.shutdown().await;
+}
