@@ -3,7 +3,8 @@
 //! the ToR (and, through it, the other host where the model allows).
 //! eBGP AS-per-rack, eBGP AS-per-host, iBGP to FRR as route reflector, and
 //! unnumbered (IPv6 link-local only on the fabric link, RFC 8950; two
-//! unnumbered hosts reach each other's containers by `via inet6` routes).
+//! unnumbered hosts reach each other's containers by `via inet6` routes,
+//! with FRR and with BIRD 2 as the ToR).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -11,7 +12,9 @@ mod common;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use common::fabric::Tor;
 use common::{Host, POOLS_V4};
+use flatnet_lab::bird::Bird;
 use flatnet_lab::frr::Frr;
 use flatnet_lab::{NeighborConfig, Netns, Router, RouterConfig, wait_for};
 
@@ -288,15 +291,30 @@ fn passive_peer_accepts_the_tors_connection_on_bgp_listen() {
 /// `via inet6 fe80::… dev eth0`; no static route on either host.
 #[test]
 fn unnumbered_hosts_reach_each_other_by_learned_routes_via_inet6() {
+    unnumbered_hosts(Tor::Frr);
+}
+
+/// The same with BIRD 2 as the ToR (its kernel protocol forwards IPv4 via
+/// the hosts' IPv6 link-locals).
+#[test]
+fn bird_unnumbered_hosts_reach_each_other_by_learned_routes_via_inet6() {
+    unnumbered_hosts(Tor::Bird);
+}
+
+fn unnumbered_hosts(kind: Tor) {
     flatnet_lab::require_root().unwrap();
-    let tor = Netns::new("pult").unwrap();
+    let tag = match kind {
+        Tor::Frr => "pul",
+        Tor::Bird => "pbl",
+    };
+    let tor = Netns::new(&format!("{tag}t")).unwrap();
     tor.sysctl("net.ipv4.ip_forward", "1").unwrap();
     let ds = tempfile::tempdir().unwrap();
     let url = format!("file:{}/datastore", ds.path().display());
     let mut hosts = Vec::new();
     let mut tor_cfg = RouterConfig::new("1.1.1.1".parse().unwrap(), TOR_AS);
     for i in 1..=2u32 {
-        let ns = Netns::new(&format!("pul{i}")).unwrap();
+        let ns = Netns::new(&format!("{tag}{i}")).unwrap();
         let tif = format!("eth{i}");
         flatnet_lab::veth(&tor, &tif, &ns, "eth0").unwrap();
         let tor_ll = link_local(&tor, &tif);
@@ -307,7 +325,7 @@ fn unnumbered_hosts_reach_each_other_by_learned_routes_via_inet6() {
         let host = Host::start_with(
             ns,
             tempfile::tempdir().unwrap(),
-            &format!("pul{i}"),
+            &format!("{tag}{i}"),
             &format!("router_id = \"192.0.2.{i}\"\nasn = {asn}"),
             &rest,
             &url,
@@ -319,15 +337,18 @@ fn unnumbered_hosts_reach_each_other_by_learned_routes_via_inet6() {
         tor_cfg = tor_cfg.neighbor(n);
         hosts.push((host, tor_ll));
     }
-    let frr = Frr::start(&tor, tor_cfg).unwrap();
+    let router: Box<dyn Router + '_> = match kind {
+        Tor::Frr => Box::new(Frr::start(&tor, tor_cfg).unwrap()),
+        Tor::Bird => Box::new(Bird::start_with_kernel(&tor, tor_cfg).unwrap()),
+    };
     wait_for("both unnumbered sessions Established", T, || {
-        let n = frr.neighbors()?;
+        let n = router.neighbors()?;
         Ok((n.iter().filter(|n| n.established()).count() == 2).then_some(()))
     })
     .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", hosts[0].0.log()));
 
     let cs: Vec<Netns> = (1..=2)
-        .map(|i| Netns::new(&format!("pulc{i}")).unwrap())
+        .map(|i| Netns::new(&format!("{tag}c{i}")).unwrap())
         .collect();
     let ips: Vec<String> = hosts
         .iter()
