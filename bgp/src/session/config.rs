@@ -159,6 +159,11 @@ impl PeerConfig {
                     restart_time: g.restart_time,
                     restarting,
                     forwarding: true,
+                    // No N bit (RFC 8538): every NOTIFICATION flatnet sends
+                    // then ends graceful restart at the peer, so a Cease it
+                    // sends (shutdown, de-configured, max-prefix) never
+                    // leaves its routes stale there and never needs the
+                    // Hard Reset (Cease 9) wrapper.
                     notification: false,
                 });
         let mut seed = u64::from(u32::from(router_id));
@@ -172,5 +177,22 @@ impl PeerConfig {
     /// Whether the peer is eBGP.
     pub fn is_ebgp(&self, local_as: u32) -> bool {
         self.remote_as != local_as
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graceful_restart_never_announces_the_n_bit() {
+        let mut p = PeerConfig::new(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)), 65001);
+        p.graceful_restart = Some(GracefulRestartConfig {
+            restart_time: 120,
+            stale_time: Duration::from_secs(360),
+        });
+        let c = p.fsm_config(65000, std::net::Ipv4Addr::new(192, 0, 2, 2), false);
+        let gr = c.capabilities.graceful_restart;
+        assert!(matches!(gr, Some(g) if !g.notification && g.restart_time == 120));
     }
 }
