@@ -207,3 +207,45 @@ fn next_hop_that_is_our_own_address_treat_as_withdraw_both_session_kinds() {
         assert!(ch.notices.iter().any(|n| n.contains("own address")));
     }
 }
+
+/// RFC 4271 6.3 b: from a directly connected eBGP peer (inside a subnet of
+/// our interface), an IPv4 NEXT_HOP that is neither the peer nor on one of
+/// those subnets is treat-as-withdraw; the peer itself and a third party on
+/// the shared subnet are fine. iBGP, and eBGP peers not on our subnets
+/// (multihop), are not checked.
+#[test]
+fn ebgp_next_hop_must_be_the_peer_or_on_a_shared_subnet() {
+    let lan = flatnet_bgp::rib::Subnet {
+        addr: IpAddr::V4(ip("10.1.0.0")),
+        len: 29,
+    };
+    let cases = [
+        // (remote AS, peer address, next hop, accepted)
+        (65010, "10.1.0.1", "10.1.0.1", true),
+        (65010, "10.1.0.1", "10.1.0.5", true),
+        (65010, "10.1.0.1", "192.0.2.9", false),
+        (65010, "10.1.0.1", "10.1.0.9", false),
+        (LOCAL_AS, "10.1.0.1", "192.0.2.9", true),
+        (65010, "10.9.0.1", "192.0.2.9", true),
+    ];
+    for (asn, peer, nh, accepted) in cases {
+        let mut rib = rib();
+        let mut i = info(asn, "10.0.0.1", peer);
+        i.connected = vec![lan];
+        rib.peer_up(PeerId(1), i);
+        let ch = announce(&mut rib, 1, &R::path(&[65010]).nh(nh), &[P]);
+        assert_eq!(
+            rib.best(&pfx(P)).is_some(),
+            accepted,
+            "AS {asn} peer {peer} next hop {nh}: {:?}",
+            ch.notices
+        );
+        if !accepted {
+            assert!(
+                ch.notices.iter().any(|n| n.contains("shared")),
+                "{:?}",
+                ch.notices
+            );
+        }
+    }
+}

@@ -90,6 +90,7 @@ fn up(c: &mut Core, forwarding: bool, now: Instant) {
             peer: peer_ip(),
             negotiated: negotiated(forwarding),
             local: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 179),
+            connected: Vec::new(),
         },
         now,
     )
@@ -571,6 +572,7 @@ fn up_peer(c: &mut Core, last: u8, gr: bool, now: Instant) {
             peer: ip(last),
             negotiated: negotiated_with(last, gr),
             local: SocketAddr::new(ip(1), 179),
+            connected: Vec::new(),
         },
         now,
     )

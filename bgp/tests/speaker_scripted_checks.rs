@@ -366,3 +366,62 @@ async fn inbound_connection_while_damped_or_stopped_gets_cease_5() {
     );
     let _ = speaker.shutdown().await;
 }
+
+/// RFC 4271 6.3 b end to end: an eBGP peer on a subnet of our interface
+/// (here lo's 127.0.0.0/8, found by the session from the kernel) sends a
+/// route whose NEXT_HOP is off that subnet, then one via itself: only the
+/// second is in the RIB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebgp_next_hop_off_the_shared_subnet_is_not_used() {
+    let me = Ipv4Addr::new(127, 0, 0, 1);
+    let peer_ip = Ipv4Addr::new(127, 0, 0, 10);
+    let l = TcpListener::bind((peer_ip, 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    let route = |prefix: &str, nh: Ipv4Addr| Update {
+        withdrawn: Vec::new(),
+        attributes: vec![
+            PathAttribute::new(AttrValue::Origin(Origin::Igp)),
+            PathAttribute::new(AttrValue::AsPath(AsPath::sequence(vec![PEER_AS]))),
+            PathAttribute::new(AttrValue::NextHop(nh)),
+        ],
+        nlri: vec![Nlri4::new(
+            Ipv4Prefix::new(prefix.parse().unwrap(), 24).unwrap(),
+        )],
+    };
+    let peer = std::thread::spawn(move || {
+        let mut s = establish(&l, PEER_AS, 10);
+        s.send(&Message::Update(route(
+            "10.9.1.0",
+            Ipv4Addr::new(192, 0, 2, 9),
+        )))
+        .unwrap();
+        s.send(&Message::Update(route("10.9.2.0", peer_ip)))
+            .unwrap();
+        s
+    });
+    let mut p = PeerConfig::new(IpAddr::V4(peer_ip), PEER_AS);
+    p.port = port;
+    p.hold_time = 9;
+    p.connect.local_address = Some(IpAddr::V4(me));
+    p.families = vec![Family::IPV4_UNICAST];
+    p.import_policy = Some("accept".into());
+    let speaker = start_speaker(me, vec![p]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let rib = loop {
+        let rib = speaker.rib().await.unwrap();
+        if rib.iter().any(|e| e.prefix.to_string() == "10.9.2.0/24") {
+            break rib;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no route via the peer: {rib:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        !rib.iter().any(|e| e.prefix.to_string() == "10.9.1.0/24"),
+        "next hop 192.0.2.9 is off the shared subnet: {rib:?}"
+    );
+    let _ = speaker.shutdown().await;
+    let _s = peer.join().unwrap();
+}

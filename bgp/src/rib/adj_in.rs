@@ -337,14 +337,19 @@ impl Rib {
 
 /// Treat-as-withdraw errors that need the session (the codec checks the
 /// rest): confederation segments from outside our confederation (RFC 5065
-/// 5, RFC 7606 7.2; flatnet is in none, so from any eBGP peer), and a next
-/// hop that is our own address (RFC 4271 6.3 a, RFC 7606 7.3).
+/// 5, RFC 7606 7.2; flatnet is in none, so from any eBGP peer), a next
+/// hop that is our own address (RFC 4271 6.3 a, RFC 7606 7.3), and from a
+/// directly connected eBGP peer an IPv4 next hop that is neither the peer
+/// nor on a shared subnet (RFC 4271 6.3 b).
 fn session_error(info: &PeerInfo, base: &Attrs, u: &Update) -> Option<&'static str> {
     if info.is_ebgp() && base.as_path.has_confed_segment() {
         return Some("AS_CONFED segment from a peer outside the confederation");
     }
     if !u.nlri.is_empty() && u.next_hop().is_some_and(|a| info.is_own_address(a.into())) {
         return Some("NEXT_HOP is our own address");
+    }
+    if !u.nlri.is_empty() && u.next_hop().is_some_and(|a| !info.next_hop_is_reachable(a)) {
+        return Some("NEXT_HOP is neither the eBGP peer nor on a subnet shared with it");
     }
     let own_mp = u
         .mp_reach()

@@ -42,7 +42,7 @@ use adj_out::Out;
 pub use attrs::{Attrs, Interner};
 pub use decision::{Candidate, DecisionConfig, Selection, Source};
 use peer::Peer;
-pub use peer::{PeerId, PeerInfo, PrefixCounts};
+pub use peer::{PeerId, PeerInfo, PrefixCounts, Subnet};
 pub use query::RouteView;
 use table::{RibPrefix, Table};
 

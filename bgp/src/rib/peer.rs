@@ -60,6 +60,11 @@ pub struct PeerInfo {
     /// addresses (this, `local_v4`, `local_v6`, `local_v6_link_local`) is
     /// treat-as-withdraw (RFC 4271 6.3 a, RFC 7606 7.3).
     pub local_address: Option<IpAddr>,
+    /// The subnets of our interface on the session (from the driver; empty
+    /// when unknown). When the peer is eBGP and inside one of them — one IP
+    /// hop away — an IPv4 NEXT_HOP must be the peer or inside one of them
+    /// (RFC 4271 6.3 b); otherwise the route is treat-as-withdraw.
+    pub connected: Vec<Subnet>,
     /// Context UPDATEs from the peer were decoded with (AS4 merge).
     pub decode: DecodeContext,
     /// Context for UPDATEs to the peer (message size, 4-octet AS, extended next hop).
@@ -93,6 +98,7 @@ impl PeerInfo {
             local_v6: None,
             local_v6_link_local: None,
             local_address: None,
+            connected: Vec::new(),
             decode: ctx,
             encode: ctx,
             keep_rejected: true,
@@ -103,6 +109,20 @@ impl PeerInfo {
     /// eBGP session?
     pub fn is_ebgp(&self) -> bool {
         self.local_as != self.remote_as
+    }
+
+    /// An eBGP peer one IP hop away: inside a subnet of our interface.
+    pub fn is_directly_connected_ebgp(&self) -> bool {
+        self.is_ebgp() && self.connected.iter().any(|s| s.contains(self.address))
+    }
+
+    /// RFC 4271 6.3 b for a directly connected eBGP peer: the NEXT_HOP is
+    /// the peer itself or shares one of our interface's subnets. Always
+    /// true for other sessions.
+    pub fn next_hop_is_reachable(&self, nh: Ipv4Addr) -> bool {
+        !self.is_directly_connected_ebgp()
+            || IpAddr::V4(nh) == self.address
+            || self.connected.iter().any(|s| s.contains(IpAddr::V4(nh)))
     }
 
     /// Whether `a` is one of our addresses on this session.
@@ -267,5 +287,33 @@ impl Rib {
         self.peers
             .get(&id)
             .map_or(0, |p| p.counts4.received + p.counts6.received)
+    }
+}
+
+/// An address and prefix length of one of our interfaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl Subnet {
+    /// Whether `a` is in this subnet (same family, same first `len` bits).
+    pub fn contains(&self, a: IpAddr) -> bool {
+        match (self.addr, a) {
+            (IpAddr::V4(n), IpAddr::V4(x)) => {
+                let m = u32::MAX
+                    .checked_shl(32 - u32::from(self.len.min(32)))
+                    .unwrap_or(0);
+                u32::from(n) & m == u32::from(x) & m
+            }
+            (IpAddr::V6(n), IpAddr::V6(x)) => {
+                let m = u128::MAX
+                    .checked_shl(128 - u32::from(self.len.min(128)))
+                    .unwrap_or(0);
+                u128::from(n) & m == u128::from(x) & m
+            }
+            _ => false,
+        }
     }
 }

@@ -64,6 +64,8 @@ pub enum PeerEvent {
         negotiated: Box<Negotiated>,
         /// Our end of the TCP connection.
         local: SocketAddr,
+        /// The subnets of the interface holding `local` (RFC 4271 6.3 b).
+        connected: Vec<crate::rib::Subnet>,
     },
     /// Down (or an attempt failed past TCP).
     Down {

@@ -626,10 +626,12 @@ impl PeerTask {
                         .map(|c| c.local)
                         .unwrap_or_else(|| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0));
                     tracing::info!(%peer, caps = ?n.capability_names(), "session Established");
+                    let connected = socket::connected_subnets(local.ip());
                     let _ = self.events.send(PeerEvent::Up {
                         peer,
                         negotiated: n,
                         local,
+                        connected,
                     });
                 }
             }

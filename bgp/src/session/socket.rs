@@ -351,3 +351,89 @@ mod tests {
         assert!(if_index("no-such-if0").is_err());
     }
 }
+
+/// The subnets of the interface(s) holding `local` (every address on them
+/// with its prefix length), for the RFC 4271 6.3 b next-hop check; empty
+/// when `local` is on no interface or the list cannot be read.
+pub fn connected_subnets(local: IpAddr) -> Vec<crate::rib::Subnet> {
+    let local = local.to_canonical();
+    let mut all: Vec<(String, crate::rib::Subnet)> = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we own until freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Vec::new();
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        // SAFETY: non-null sockaddrs of the list point at sockaddrs whose
+        // family says their real type.
+        let (Some(addr), Some(mask)) = (unsafe { sockaddr_ip(ifa.ifa_addr) }, unsafe {
+            sockaddr_ip(ifa.ifa_netmask)
+        }) else {
+            continue;
+        };
+        let len = match mask {
+            IpAddr::V4(m) => u32::from(m).leading_ones() as u8,
+            IpAddr::V6(m) => u128::from(m).leading_ones() as u8,
+        };
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }
+            .to_string_lossy()
+            .into_owned();
+        all.push((name, crate::rib::Subnet { addr, len }));
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    let names: Vec<String> = all
+        .iter()
+        .filter(|(_, s)| s.addr == local)
+        .map(|(n, _)| n.clone())
+        .collect();
+    all.into_iter()
+        .filter(|(n, _)| names.contains(n))
+        .map(|(_, s)| s)
+        .collect()
+}
+
+/// The address of an AF_INET / AF_INET6 sockaddr; `None` for others or null.
+///
+/// # Safety
+/// `sa` is null or points at a sockaddr whose `sa_family` gives its type.
+unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
+    if sa.is_null() {
+        return None;
+    }
+    // SAFETY: the caller's contract: a valid sockaddr, typed by its family.
+    unsafe {
+        match i32::from((*sa).sa_family) {
+            libc::AF_INET => {
+                let v4 = &*(sa as *const libc::sockaddr_in);
+                Some(IpAddr::V4(std::net::Ipv4Addr::from(u32::from_be(
+                    v4.sin_addr.s_addr,
+                ))))
+            }
+            libc::AF_INET6 => {
+                let v6 = &*(sa as *const libc::sockaddr_in6);
+                Some(IpAddr::V6(std::net::Ipv6Addr::from(v6.sin6_addr.s6_addr)))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod subnet_tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    #[test]
+    fn loopback_is_found_with_its_prefix() {
+        let s = super::connected_subnets(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let far = IpAddr::V4(Ipv4Addr::new(127, 9, 9, 9));
+        assert!(s.iter().any(|s| s.len == 8 && s.contains(far)), "{s:?}");
+        let none = super::connected_subnets(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 77)));
+        assert!(none.is_empty(), "{none:?}");
+    }
+}

@@ -242,10 +242,12 @@ impl Driver {
                 peer,
                 negotiated,
                 local,
+                connected,
             } => Event::PeerUp {
                 peer,
                 negotiated,
                 local,
+                connected,
             },
             PeerEvent::Down {
                 peer,

@@ -36,6 +36,9 @@ pub enum Event {
         negotiated: Box<Negotiated>,
         /// Our end of the TCP connection (next-hop-self).
         local: SocketAddr,
+        /// The subnets of our interface on the session (empty: unknown);
+        /// see [`crate::rib::PeerInfo::connected`].
+        connected: Vec<crate::rib::Subnet>,
     },
     /// A peer went down (or an attempt failed past TCP).
     PeerDown {

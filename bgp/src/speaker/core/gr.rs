@@ -56,7 +56,14 @@ impl Core {
         self.apply(ch);
     }
 
-    pub(super) fn peer_up(&mut self, peer: IpAddr, n: Negotiated, local: SocketAddr, now: Instant) {
+    pub(super) fn peer_up(
+        &mut self,
+        peer: IpAddr,
+        n: Negotiated,
+        local: SocketAddr,
+        connected: Vec<crate::rib::Subnet>,
+        now: Instant,
+    ) {
         let Some(p) = self.peers.get(&peer) else {
             return;
         };
@@ -73,6 +80,7 @@ impl Core {
         info.log_import_rejects = p.cfg.log_import_rejects;
         let lip = normalize(local.ip());
         info.local_address = Some(lip);
+        info.connected = connected;
         info.local_v4 = p.cfg.next_hop_ipv4.or(match lip {
             IpAddr::V4(a) => Some(a),
             IpAddr::V6(_) => None,

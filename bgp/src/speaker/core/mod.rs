@@ -164,7 +164,8 @@ impl Core {
                 peer,
                 negotiated,
                 local,
-            } => self.peer_up(peer, *negotiated, local, now),
+                connected,
+            } => self.peer_up(peer, *negotiated, local, connected, now),
             Event::PeerDown {
                 peer,
                 reason,
