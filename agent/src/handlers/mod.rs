@@ -73,7 +73,10 @@ async fn reaper(dp: Dataplane, mut rx: tokio::sync::mpsc::UnboundedReceiver<Reap
             batch.push(x);
         }
         let indexes = batch.iter().map(|(i, _, _)| *i).collect();
-        let res = dp.del_indexes(indexes).await.map_err(|e| e.to_string());
+        let res = dp
+            .del_indexes_announced(indexes)
+            .await
+            .map_err(|e| e.to_string());
         if let Err(e) = &res {
             let names: Vec<&str> = batch.iter().map(|(_, n, _)| n.as_str()).collect();
             tracing::warn!(links = ?names, error = %e, "deleting detached veths failed");

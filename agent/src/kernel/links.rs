@@ -173,6 +173,38 @@ impl Dataplane {
     /// are deleted in one kernel batch (tagged with a fresh device group,
     /// then one group delete): the RCU waits of a deletion are paid once per
     /// batch and the rtnl lock is taken once, not once per veth.
+    /// Like [`Dataplane::del_indexes`], returning as soon as the kernel has
+    /// announced every link deleted (unlisted, its addresses and routes
+    /// flushed) instead of after its teardown's RCU waits; the request
+    /// itself finishes in the background. An error of the request before
+    /// the announcements is returned.
+    pub async fn del_indexes_announced(&self, indexes: Vec<u32>) -> Result<(), DpError> {
+        let watches: Option<Vec<_>> = indexes.iter().map(|&i| self.gone.watch(i)).collect();
+        let Some(watches) = watches else {
+            return self.del_indexes(indexes).await;
+        };
+        let dp = self.clone();
+        let ids = indexes.clone();
+        let mut req = tokio::spawn(async move {
+            let r = dp.del_indexes(ids.clone()).await;
+            dp.gone.forget(&ids);
+            r
+        });
+        let announced = futures::future::join_all(watches);
+        tokio::select! {
+            r = &mut req => r.map_err(|e| DpError::Io(format!("delete task: {e}")))?,
+            all = announced => {
+                if all.iter().all(Result::is_ok) {
+                    Ok(())
+                } else {
+                    // A waiter dropped without an announcement: the request
+                    // ended (it forgets its waiters) — take its result.
+                    req.await.map_err(|e| DpError::Io(format!("delete task: {e}")))?
+                }
+            }
+        }
+    }
+
     pub async fn del_indexes(&self, indexes: Vec<u32>) -> Result<(), DpError> {
         static NEXT_GROUP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         self.on_own_socket(move |dp| async move {

@@ -14,6 +14,7 @@
 
 mod attach;
 mod container;
+pub mod gone;
 mod links;
 mod netns;
 mod routes;
@@ -148,6 +149,8 @@ pub struct Dataplane {
     /// The netfilter batch writer (anti-spoofing now, policy next).
     nf: std::sync::Arc<Netfilter>,
     workers: workers::Workers,
+    /// RTM_DELLINK announcements of this namespace (fast DEL answers).
+    gone: gone::LinkGone,
 }
 
 impl Dataplane {
@@ -163,6 +166,7 @@ impl Dataplane {
             mtu,
             nf: std::sync::Arc::new(nf),
             workers: workers::Workers::new(),
+            gone: gone::LinkGone::start(),
         };
         sysctl::sysctl("net.ipv4.ip_forward", "1")?;
         // Dual-homed hosts: a learned next hop whose fabric link lost
