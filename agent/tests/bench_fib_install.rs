@@ -8,13 +8,12 @@
 //!     cargo test --release -p flatnet-agent --test bench_fib_install -- --ignored --nocapture
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use flatnet_agent::fib::Fib;
-use flatnet_agent::fib::plan::{FibPlan, NextHop};
+use flatnet_agent::fib::plan::{FibPlan, NextHop, NextHops};
 use flatnet_agent::fib::writer::{FibWriter, Outcome};
 use flatnet_lab::{Netns, wait_for};
 use ipnetwork::IpNetwork;
@@ -65,7 +64,7 @@ fn flatnet_rate(ns: &Netns, objects: bool) -> (Duration, usize) {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let hop: BTreeSet<NextHop> = [NextHop::via(GW.parse().unwrap())].into();
+            let hop: NextHops = [NextHop::via(GW.parse().unwrap())].into();
             let plan = FibPlan {
                 add: nets.into_iter().map(|n| (n, hop.clone())).collect(),
                 ..FibPlan::default()

@@ -39,8 +39,92 @@ impl NextHop {
 /// link-local next hop learned from the peer is installed on it.
 pub type PeerLinks = BTreeMap<IpAddr, u32>;
 
-/// The next hops of one route (more than one: ECMP).
-pub type NextHops = BTreeSet<NextHop>;
+/// The next hops of one route (more than one: ECMP), sorted and without
+/// duplicates. A sorted boxed slice, not a `BTreeSet`: a set's first node
+/// holds room for 11 next hops (~330 B) where routes have one or two, and
+/// the FIB keeps two of these per learned route (desired and installed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NextHops(Box<[NextHop]>);
+
+impl NextHops {
+    pub fn new() -> NextHops {
+        NextHops::default()
+    }
+
+    /// Adds `h` unless present (keeps the order).
+    pub fn insert(&mut self, h: NextHop) -> bool {
+        match self.0.binary_search(&h) {
+            Ok(_) => false,
+            Err(i) => {
+                let mut v = std::mem::take(&mut self.0).into_vec();
+                v.insert(i, h);
+                self.0 = v.into_boxed_slice();
+                true
+            }
+        }
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, NextHop> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn first(&self) -> Option<&NextHop> {
+        self.0.first()
+    }
+
+    pub fn contains(&self, h: &NextHop) -> bool {
+        self.0.binary_search(h).is_ok()
+    }
+}
+
+impl FromIterator<NextHop> for NextHops {
+    fn from_iter<I: IntoIterator<Item = NextHop>>(it: I) -> NextHops {
+        let mut v: Vec<NextHop> = it.into_iter().collect();
+        v.sort_unstable();
+        v.dedup();
+        NextHops(v.into_boxed_slice())
+    }
+}
+
+impl Extend<NextHop> for NextHops {
+    fn extend<I: IntoIterator<Item = NextHop>>(&mut self, it: I) {
+        *self = std::mem::take(&mut self.0)
+            .into_vec()
+            .into_iter()
+            .chain(it)
+            .collect();
+    }
+}
+
+impl<const N: usize> From<[NextHop; N]> for NextHops {
+    fn from(a: [NextHop; N]) -> NextHops {
+        a.into_iter().collect()
+    }
+}
+
+impl<'a> IntoIterator for &'a NextHops {
+    type Item = &'a NextHop;
+    type IntoIter = std::slice::Iter<'a, NextHop>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl IntoIterator for NextHops {
+    type Item = NextHop;
+    type IntoIter = std::vec::IntoIter<NextHop>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_vec().into_iter()
+    }
+}
 
 /// A route flatnet installed, as it knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,8 +257,29 @@ pub fn plan_dirty(
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
     use super::*;
     use flatnet_bgp::wire::Prefix;
+
+    #[test]
+    fn next_hops_stay_sorted_and_unique() {
+        let a = NextHop::via("10.0.0.2".parse().unwrap());
+        let b = NextHop::via("10.0.0.1".parse().unwrap());
+        let mut h: NextHops = [a, b, a].into();
+        assert_eq!(h.iter().copied().collect::<Vec<_>>(), vec![b, a]);
+        assert!(!h.insert(a));
+        let c = NextHop::via("10.0.0.3".parse().unwrap());
+        assert!(h.insert(c));
+        assert_eq!(h.len(), 3);
+        assert_eq!(h.first(), Some(&b));
+        assert!(h.contains(&c));
+        h.extend([c, NextHop::via("10.0.0.0".parse().unwrap())]);
+        assert_eq!(h.len(), 4);
+        assert_eq!(
+            h,
+            [a, b, c, NextHop::via("10.0.0.0".parse().unwrap())].into()
+        );
+    }
 
     fn net(s: &str) -> IpNetwork {
         s.parse().unwrap()
