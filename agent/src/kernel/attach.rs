@@ -11,12 +11,25 @@ use netlink_packet_route::link::{InfoData, InfoVeth, LinkFlags};
 use rtnetlink::{LinkUnspec, LinkVeth};
 
 impl Dataplane {
-    pub(super) async fn add_here(&self, a: &Attachment) -> Result<Built, DpError> {
+    /// Builds the attachment; with `host_peer` the peer stays in this
+    /// (host) namespace under that name and the container side is left to
+    /// the runtime (Docker moves and configures it), else it is created in
+    /// the container's namespace and configured here (CNI).
+    pub(super) async fn add_here(
+        &self,
+        a: &Attachment,
+        host_peer: Option<&str>,
+    ) -> Result<Built, DpError> {
         if !valid_ifname(&a.ifname) {
             return Err(DpError::BadIfname(a.ifname.clone()));
         }
+        if let Some(p) = host_peer
+            && !valid_ifname(p)
+        {
+            return Err(DpError::BadIfname(p.to_string()));
+        }
         let mut created = None;
-        match self.add_inner(a, &mut created).await {
+        match self.add_inner(a, host_peer, &mut created).await {
             Ok(b) => Ok(b),
             Err(e) => {
                 // Deleting the host end takes the peer, addresses and both
@@ -34,15 +47,20 @@ impl Dataplane {
     pub(super) async fn add_inner(
         &self,
         a: &Attachment,
+        host_peer: Option<&str>,
         created: &mut Option<String>,
     ) -> Result<Built, DpError> {
         let host_if = a.host_ifname();
-        let ns = open_netns(&a.netns)?;
-        let peer = LinkUnspec::new_with_name(&a.ifname)
-            .mtu(self.mtu)
-            .setns_by_fd(ns.as_raw_fd())
-            .build();
-        let msg = LinkVeth::new(&host_if, &a.ifname)
+        let (ns, peer_name) = match host_peer {
+            Some(p) => (None, p),
+            None => (Some(open_netns(&a.netns)?), a.ifname.as_str()),
+        };
+        let mut peer = LinkUnspec::new_with_name(peer_name).mtu(self.mtu);
+        if let Some(ns) = &ns {
+            peer = peer.setns_by_fd(ns.as_raw_fd());
+        }
+        let peer = peer.build();
+        let msg = LinkVeth::new(&host_if, peer_name)
             .mtu(self.mtu)
             .alias(a.alias())
             .up()
@@ -60,6 +78,11 @@ impl Dataplane {
                     if !retried && self.remove_stale_host_end(a, &host_if).await? {
                         retried = true;
                         continue;
+                    }
+                    if let Some(p) = host_peer {
+                        return Err(DpError::Io(format!(
+                            "creating veth {host_if} / {p}: one of the names is taken in the host namespace"
+                        )));
                     }
                     return Err(self.diagnose_eexist(a, &host_if).await);
                 }
@@ -83,12 +106,23 @@ impl Dataplane {
             sysctl(&format!("net.ipv6.conf.{host_if}.forwarding"), "1")?;
         }
 
-        // The container side, on a thread inside its namespace.
-        let (ifname, v4, v6, mac) = (a.ifname.clone(), a.v4, a.v6, host_mac.clone());
-        let container_mac = in_netns(&a.netns, move |h| async move {
-            configure_container(&h, &ifname, v4, v6, &mac).await
-        })
-        .await?;
+        let container_mac = match host_peer {
+            // The runtime configures it after moving it; its MAC stays.
+            Some(p) => {
+                let l = get_link(&self.handle, p)
+                    .await?
+                    .ok_or_else(|| DpError::Io(format!("veth peer {p} vanished after creation")))?;
+                link_mac(&l)
+            }
+            // The container side, on a thread inside its namespace.
+            None => {
+                let (ifname, v4, v6, mac) = (a.ifname.clone(), a.v4, a.v6, host_mac.clone());
+                in_netns(&a.netns, move |h| async move {
+                    configure_container(&h, &ifname, v4, v6, &mac).await
+                })
+                .await?
+            }
+        };
 
         if a.v6.is_some() {
             // The container's gateway fe80::1 answers NDP from the host end.
