@@ -84,8 +84,8 @@ pub fn address_spaces() -> AddressSpaces {
     }
 }
 
-/// RequestPool: the configured pool Docker means, by `Pool` CIDR, by the
-/// `flatnet.pool` option, or (neither given) the first pool of the family.
+/// RequestPool: the configured pool whose CIDR is `Pool` (`--subnet`); a
+/// `flatnet.pool` option must name the same pool.
 pub fn request_pool(req: &RequestPool, pools: &[PoolDesc]) -> Result<PoolAnswer, String> {
     if !req.address_space.is_empty() && req.address_space != ADDRESS_SPACE {
         return Err(format!(
@@ -106,45 +106,34 @@ pub fn request_pool(req: &RequestPool, pools: &[PoolDesc]) -> Result<PoolAnswer,
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let by_cidr =
-        if req.pool.is_empty() {
-            None
-        } else {
-            let n: IpNetwork = req
-                .pool
-                .parse()
-                .map_err(|e| format!("pool {:?} is not a CIDR: {e}", req.pool))?;
-            Some(pools.iter().find(|p| p.cidr == n).ok_or_else(|| {
-                format!("pool {n} is not a flatnet pool; configured: {}", names())
-            })?)
-        };
-    let by_name = match req.options.get(POOL_OPTION) {
-        None => None,
-        Some(name) => Some(pools.iter().find(|p| &p.name == name).ok_or_else(|| {
-            format!(
-                "{POOL_OPTION}={name:?} names no flatnet pool; configured: {}",
-                names()
-            )
-        })?),
-    };
-    let chosen = match (by_cidr, by_name) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(format!(
-                "pool {} and {POOL_OPTION}={} disagree",
-                a.cidr, b.name
-            ));
-        }
-        (Some(p), _) | (None, Some(p)) => p,
-        (None, None) => pools
-            .iter()
-            .find(|p| p.cidr.is_ipv6() == req.v6)
-            .ok_or_else(|| {
-                format!(
-                    "no {} flatnet pool is configured",
-                    if req.v6 { "IPv6" } else { "IPv4" }
-                )
-            })?,
-    };
+    // Without `Pool`, libnetwork checks the answer against the host's
+    // routes and asks again while they overlap, which a flatnet pool
+    // always does (its blackholes and host routes): it would never end.
+    if req.pool.is_empty() {
+        return Err(format!(
+            "name the flatnet pool with --subnet (configured: {}): with no subnet Docker \
+             re-requests a pool that overlaps this host's routes forever",
+            names()
+        ));
+    }
+    let n: IpNetwork = req
+        .pool
+        .parse()
+        .map_err(|e| format!("pool {:?} is not a CIDR: {e}", req.pool))?;
+    let chosen = pools
+        .iter()
+        .find(|p| p.cidr == n)
+        .ok_or_else(|| format!("pool {n} is not a flatnet pool; configured: {}", names()))?;
+    // `flatnet.pool`, when given, must agree (a guard against a typo'd subnet).
+    if let Some(name) = req.options.get(POOL_OPTION)
+        && name != &chosen.name
+    {
+        return Err(format!(
+            "{POOL_OPTION}={name:?} disagrees with pool {n} ({}); configured: {}",
+            chosen.name,
+            names()
+        ));
+    }
     if chosen.cidr.is_ipv6() != req.v6 {
         return Err(format!(
             "pool {} is {}, the request is for {}",

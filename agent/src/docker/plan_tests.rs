@@ -16,19 +16,25 @@ fn pool_req(space: &str, pool: &str) -> RequestPool {
 }
 
 #[test]
-fn a_pool_is_named_by_cidr_option_or_default() {
+fn a_pool_is_named_by_its_cidr() {
     let p = pools();
     let by_cidr = request_pool(&pool_req("flatnet", "10.244.0.0/16"), &p).unwrap();
     assert_eq!(
         (by_cidr.pool_id.as_str(), by_cidr.pool.as_str()),
         ("10.244.0.0-16", "10.244.0.0/16")
     );
-    assert_eq!(request_pool(&pool_req("", ""), &p).unwrap(), by_cidr);
-    let mut named = pool_req("flatnet", "");
+    assert_eq!(
+        request_pool(&pool_req("", "10.244.0.0/16"), &p).unwrap(),
+        by_cidr
+    );
+    let mut named = pool_req("flatnet", "10.244.0.0/16");
     named
         .options
         .insert(POOL_OPTION.into(), "10.244.0.0-16".into());
     assert_eq!(request_pool(&named, &p).unwrap(), by_cidr);
+    // No subnet: Docker would loop on the overlap with the host's routes.
+    let e = request_pool(&pool_req("flatnet", ""), &p).unwrap_err();
+    assert!(e.contains("--subnet") && e.contains("10.244.0.0/16"), "{e}");
 }
 
 #[test]
@@ -46,13 +52,13 @@ fn foreign_pools_and_spaces_are_refused_by_name() {
     );
     let e = request_pool(&pool_req("flatnet", "nonsense"), &p).unwrap_err();
     assert!(e.contains("not a CIDR"), "{e}");
-    let mut named = pool_req("flatnet", "");
+    let mut named = pool_req("flatnet", "10.244.0.0/16");
     named.options.insert(POOL_OPTION.into(), "other".into());
     assert!(request_pool(&named, &p).unwrap_err().contains("\"other\""));
     let mut sub = pool_req("flatnet", "10.244.0.0/16");
     sub.sub_pool = "10.244.1.0/24".into();
     assert!(request_pool(&sub, &p).unwrap_err().contains("--ip-range"));
-    let mut v6 = pool_req("flatnet", "");
+    let mut v6 = pool_req("flatnet", "fd00:244::/48");
     v6.v6 = true;
     assert!(request_pool(&v6, &p).unwrap_err().contains("IPv6"));
 }
@@ -158,6 +164,14 @@ fn wire_names_are_libnetworks() {
     )
     .unwrap();
     assert_eq!(p.address_space, "flatnet");
+    // Go writes nil maps and slices as null.
+    let a: RequestAddress =
+        serde_json::from_str(r#"{"PoolID":"p","Address":"","Options":null}"#).unwrap();
+    assert!(a.options.is_empty());
+    let n: CreateNetwork =
+        serde_json::from_str(r#"{"NetworkID":"n","Options":null,"IPv4Data":null,"IPv6Data":null}"#)
+            .unwrap();
+    assert!(n.ipv4_data.is_empty() && n.ipv6_data.is_empty());
     let a = serde_json::to_value(address_spaces()).unwrap();
     assert_eq!(a["LocalDefaultAddressSpace"], "flatnet");
     let e = serde_json::to_value(ErrAnswer { err: "x".into() }).unwrap();

@@ -114,6 +114,7 @@ pub async fn call(d: &Driver, method: &str, body: &[u8]) -> Result<Response, Dri
 
 async fn dispatch(State(d): State<Arc<Driver>>, uri: Uri, body: Bytes) -> Response {
     let method = uri.path().trim_start_matches('/').to_string();
+    tracing::debug!(%method, "docker: plugin call");
     match call(&d, &method, &body).await {
         Ok(r) => r,
         Err(e) => {

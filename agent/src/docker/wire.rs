@@ -10,6 +10,15 @@ use serde::{Deserialize, Serialize};
 /// Every answer's content type (plugin API v1.2).
 pub const CONTENT_TYPE: &str = "application/vnd.docker.plugins.v1.2+json";
 
+/// Go's encoder writes a nil map or slice as `null`: read it as empty.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// `Plugin.Activate`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
@@ -39,6 +48,7 @@ pub struct IpamData {
     pub address_space: String,
     pub pool: String,
     pub gateway: String,
+    #[serde(deserialize_with = "nullable")]
     pub aux_addresses: BTreeMap<String, String>,
 }
 
@@ -47,10 +57,13 @@ pub struct IpamData {
 pub struct CreateNetwork {
     #[serde(rename = "NetworkID")]
     pub network_id: String,
+    #[serde(deserialize_with = "nullable")]
     pub options: BTreeMap<String, serde_json::Value>,
     #[serde(rename = "IPv4Data")]
+    #[serde(deserialize_with = "nullable")]
     pub ipv4_data: Vec<IpamData>,
     #[serde(rename = "IPv6Data")]
+    #[serde(deserialize_with = "nullable")]
     pub ipv6_data: Vec<IpamData>,
 }
 
@@ -77,7 +90,9 @@ pub struct CreateEndpoint {
     pub network_id: String,
     #[serde(rename = "EndpointID")]
     pub endpoint_id: String,
+    #[serde(deserialize_with = "nullable")]
     pub interface: Option<EndpointInterface>,
+    #[serde(deserialize_with = "nullable")]
     pub options: BTreeMap<String, serde_json::Value>,
 }
 
@@ -99,6 +114,7 @@ pub struct Join {
     #[serde(rename = "EndpointID")]
     pub endpoint_id: String,
     pub sandbox_key: String,
+    #[serde(deserialize_with = "nullable")]
     pub options: BTreeMap<String, serde_json::Value>,
 }
 
@@ -162,6 +178,7 @@ pub struct RequestPool {
     pub address_space: String,
     pub pool: String,
     pub sub_pool: String,
+    #[serde(deserialize_with = "nullable")]
     pub options: BTreeMap<String, String>,
     pub v6: bool,
 }
@@ -172,6 +189,7 @@ pub struct PoolAnswer {
     #[serde(rename = "PoolID")]
     pub pool_id: String,
     pub pool: String,
+    #[serde(deserialize_with = "nullable")]
     pub data: BTreeMap<String, String>,
 }
 
@@ -188,6 +206,7 @@ pub struct RequestAddress {
     #[serde(rename = "PoolID")]
     pub pool_id: String,
     pub address: String,
+    #[serde(deserialize_with = "nullable")]
     pub options: BTreeMap<String, String>,
 }
 
@@ -196,6 +215,7 @@ pub struct RequestAddress {
 pub struct AddressAnswer {
     /// CIDR notation: the container gets exactly this (a /32 here).
     pub address: String,
+    #[serde(deserialize_with = "nullable")]
     pub data: BTreeMap<String, String>,
 }
 

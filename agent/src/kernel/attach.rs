@@ -124,6 +124,20 @@ impl Dataplane {
             }
         };
 
+        if host_peer.is_some() && a.v4.is_some() {
+            // No static neighbour for the gateway can be set in a container
+            // flatnet does not configure: the host end answers ARP for
+            // 169.254.1.1 as its own (link scope, like fe80::1 for IPv6).
+            let mut req = self
+                .handle
+                .address()
+                .add(host_index, IpAddr::V4(GATEWAY_V4), 32)
+                .replace();
+            req.message_mut().header.scope = netlink_packet_route::address::AddressScope::Link;
+            req.execute()
+                .await
+                .map_err(nl("add 169.254.1.1 to host veth"))?;
+        }
         if a.v6.is_some() {
             // The container's gateway fe80::1 answers NDP from the host end.
             let mut req = self
