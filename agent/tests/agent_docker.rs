@@ -361,3 +361,73 @@ fn bad_plugin_calls_get_err_and_change_nothing() {
     }
     h.assert_clean();
 }
+
+/// flatnetd restarted under a running Docker container adopts its
+/// endpoint (same record, address, reachability); dockerd restarted
+/// (its container restarting with it) leaves flatnet holding exactly what
+/// Docker shows.
+#[test]
+fn restarts_of_flatnetd_and_dockerd_keep_both_in_agreement() {
+    let (mut h, plugins) = docker_host("dkrs");
+    let mut docker = Docker::start(&h.ns, &plugins);
+    let peer = Netns::new("rspeer").unwrap();
+    result_v4(&h.add("peer", &peer));
+    docker.ok(&[NET_CREATE, &["net1"]].concat());
+    docker.ok(&[
+        "run",
+        "-d",
+        "--restart",
+        "always",
+        "--network",
+        "net1",
+        "--name",
+        "c1",
+        "busybox:local",
+        "sleep",
+        "3600",
+    ]);
+    let ip = docker.ip("c1", "net1");
+    assert!(ping(&peer, &ip), "{}", h.log());
+    let before = h.cli_json(&["endpoints"]);
+
+    h.daemon = None;
+    h.start_daemon();
+    assert_eq!(h.cli_json(&["endpoints"]), before, "{}", h.log());
+    assert_eq!(docker_allocations(&h), vec![ip.clone()]);
+    assert!(
+        ping(&peer, &ip),
+        "network lost across the flatnetd restart\n{}",
+        h.log()
+    );
+    assert_eq!(h.flatnet_links().len(), 2);
+
+    docker.stop();
+    docker.start_daemon(&h.ns);
+    wait_for("c1 running again", WAIT, || {
+        let o = docker.run(&["inspect", "-f", "{{.State.Running}}", "c1"]);
+        Ok((String::from_utf8_lossy(&o.stdout).trim() == "true").then_some(()))
+    })
+    .unwrap();
+    let ip2 = docker.ip("c1", "net1");
+    assert_eq!(docker_allocations(&h), vec![ip2.clone()], "{}", h.log());
+    let docker_eps: Vec<Value> = h
+        .cli_json(&["endpoints"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["container_id"].as_str().unwrap().starts_with("docker-"))
+        .cloned()
+        .collect();
+    assert_eq!(docker_eps.len(), 1, "{docker_eps:?}");
+    assert_eq!(docker_eps[0]["v4"], ip2.as_str());
+    assert_eq!(h.flatnet_links().len(), 2);
+    wait_for("c1 reachable after the dockerd restart", WAIT, || {
+        Ok(ping(&peer, &ip2).then_some(()))
+    })
+    .unwrap();
+
+    docker.ok(&["rm", "-f", "c1"]);
+    docker.ok(&["network", "rm", "net1"]);
+    h.del("peer", &peer.path());
+    h.assert_clean();
+}

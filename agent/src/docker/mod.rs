@@ -336,6 +336,20 @@ impl Driver {
     }
 }
 
+/// The IPAM handles Docker holds on this host (CNI's GC and restart
+/// reconciliation leave them alone: Docker releases them).
+pub(crate) async fn handles(
+    ipam: &crate::ipam::FlatnetIpam,
+) -> Result<Vec<crate::api::AttachmentRef>, crate::ipam::IpamError> {
+    Ok(ipam
+        .allocations()
+        .await?
+        .iter()
+        .filter_map(|a| a.handle.parse().ok())
+        .filter(plan::is_docker_handle)
+        .collect())
+}
+
 /// Starts the plugin server when `[docker] enabled` (one call from
 /// flatnetd).
 pub fn start(agent: &Arc<Agent>) -> anyhow::Result<()> {

@@ -33,13 +33,7 @@ impl Agent {
         }
         // Docker's addresses (some not attached yet) are released by
         // ReleaseAddress only.
-        let allocs = self.ipam.allocations().await.map_err(ipam_err)?;
-        valid.extend(
-            allocs
-                .iter()
-                .filter_map(|a| a.handle.parse::<AttachmentRef>().ok())
-                .filter(crate::docker::plan::is_docker_handle),
-        );
+        valid.extend(crate::docker::handles(&self.ipam).await.map_err(ipam_err)?);
         let released = self.ipam.gc(&valid).await.map_err(ipam_err)?;
         for h in released {
             if !removed.contains(&h) {
