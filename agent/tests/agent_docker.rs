@@ -12,42 +12,13 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::docker::Docker;
+use common::docker::{Docker, NET_CREATE, enable_docker};
 use common::fabric::*;
 use common::{Host, POOLS_V4, result_v4};
 use flatnet_lab::{Netns, wait_for};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
-/// `docker network create` on flatnet's network and IPAM drivers.
-const NET_CREATE: &[&str] = &[
-    "network",
-    "create",
-    "-d",
-    "flatnet",
-    "--ipam-driver",
-    "flatnet",
-    "--subnet",
-    "10.244.0.0/16",
-];
-
-/// Turns on `[docker]` in a host's flatnetd (restarting it); returns the
-/// plugin directory.
-fn enable_docker(h: &mut Host) -> PathBuf {
-    let plugins = h.dir.path().join("plugins");
-    h.daemon = None;
-    let cfg = h.dir.path().join("flatnetd.toml");
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str(&format!(
-        "[docker]\nenabled = true\nplugin_dir = \"{}\"\n",
-        plugins.display()
-    ));
-    std::fs::write(&cfg, text).unwrap();
-    h.start_daemon();
-    assert!(plugins.join("flatnet.sock").exists(), "{}", h.log());
-    plugins
-}
-
 /// One plugin call over the unix socket: (HTTP status, JSON body).
 fn plugin_call(plugins: &Path, method: &str, body: &str) -> (u16, Value) {
     let mut s = std::os::unix::net::UnixStream::connect(plugins.join("flatnet.sock")).unwrap();

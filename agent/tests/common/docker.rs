@@ -13,6 +13,35 @@ use flatnet_lab::{Daemon, Netns, wait_for};
 /// The docker.io client (the newer one in /usr/local/bin speaks another API).
 pub const DOCKER: &str = "/usr/bin/docker";
 
+/// `docker network create` on flatnet's network and IPAM drivers.
+pub const NET_CREATE: &[&str] = &[
+    "network",
+    "create",
+    "-d",
+    "flatnet",
+    "--ipam-driver",
+    "flatnet",
+    "--subnet",
+    "10.244.0.0/16",
+];
+
+/// Turns on `[docker]` in a host's flatnetd (restarting it); returns the
+/// plugin directory.
+pub fn enable_docker(h: &mut super::Host) -> PathBuf {
+    let plugins = h.dir.path().join("plugins");
+    h.daemon = None;
+    let cfg = h.dir.path().join("flatnetd.toml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "[docker]\nenabled = true\nplugin_dir = \"{}\"\n",
+        plugins.display()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    h.start_daemon();
+    assert!(plugins.join("flatnet.sock").exists(), "{}", h.log());
+    plugins
+}
+
 pub struct Docker {
     pub dir: tempfile::TempDir,
     pub daemon: Option<Daemon>,
