@@ -329,6 +329,13 @@ fn bad_plugin_calls_get_err_and_change_nothing() {
     ] {
         let (st, e) = plugin_call(&plugins, m, &b);
         assert_eq!((st, e), (200, json!({})), "{m}");
+        if m == "NetworkDriver.DeleteEndpoint" {
+            // The address is Docker's until its ReleaseAddress.
+            assert_eq!(h.cli_json(&["endpoints"]), json!([]));
+            let held = docker_allocations(&h);
+            assert_eq!(held.len(), 1, "{held:?}");
+            assert!(address.starts_with(&format!("{}/", held[0])), "{held:?}");
+        }
     }
     h.assert_clean();
 }

@@ -157,8 +157,8 @@ impl Driver {
             .find(plan::is_docker_handle))
     }
 
-    /// Frees an address; one already free is fine (DeleteEndpoint
-    /// released it with the endpoint).
+    /// Frees an address; one already free is fine (a restart's
+    /// reconciliation released a dead endpoint's).
     pub async fn release_address(&self, req: &ReleaseAddress) -> Res<()> {
         let pool = plan::find_pool(&self.pools, &req.pool_id)?;
         if pool.cidr.is_ipv4()
@@ -175,6 +175,8 @@ impl Driver {
                 .release(&h)
                 .await
                 .map_err(|e| DriverError(e.to_string()))?;
+            // A borrowed address's /32 is withdrawn at once.
+            self.agent.blocks.released(&[std::net::IpAddr::V4(v4)]);
             tracing::info!(handle = %h, %v4, "docker: address released");
         }
         Ok(())
@@ -318,13 +320,17 @@ impl Driver {
         Ok(plan::join_answer(&ep.peer))
     }
 
-    /// Removes the veth (with its routes), the record and the address.
+    /// Removes the veth (with its routes) and the record; the address
+    /// stays Docker's until its ReleaseAddress (released now, a concurrent
+    /// RequestAddress could get it and that ReleaseAddress would free it).
     pub async fn delete_endpoint(&self, req: &EndpointRef) -> Res<()> {
         let ep = self.endpoint(&req.network_id, &req.endpoint_id).await?;
         {
             let lock = self.agent.lock_for(&ep.handle);
             let _g = lock.lock().await;
-            self.agent.remove_attachment(&ep.handle, true).await?;
+            self.agent
+                .remove_attachment_with(&ep.handle, true, false)
+                .await?;
         }
         let mut s = self.state.lock().await;
         let mut next = s.clone();
