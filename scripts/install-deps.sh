@@ -16,6 +16,7 @@ PKGS=(
     etcd-server protobuf-compiler
     busybox-static containernetworking-plugins podman
     iperf3
+    docker.io
 )
 
 LOG="${FLATNET_DEPS_LOG:-/tmp/flatnet-install-deps.log}"

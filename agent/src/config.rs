@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Deserializer, Serialize};
 
+mod docker;
 mod peer;
+pub use docker::DockerConfig;
 pub use peer::{BgpMaxPrefix, BgpPeer, MD5_MAX_KEY};
 
 /// Default path of the control socket.
@@ -44,6 +46,8 @@ pub struct Config {
     pub bgp: Bgp,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub docker: DockerConfig,
 }
 
 /// Application policy (`[policy]`): off unless enabled, so a host without
@@ -699,6 +703,7 @@ impl Config {
                 ),
             )
         })?;
+        self.docker.validate()?;
         Ok(())
     }
 }

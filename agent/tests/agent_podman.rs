@@ -10,27 +10,6 @@ use std::process::Command;
 use common::*;
 use flatnet_lab::Netns;
 
-/// A busybox image imported from /bin/busybox (busybox-static), no registry.
-fn make_image(dir: &std::path::Path) -> std::path::PathBuf {
-    let root = dir.join("rootfs");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    for applet in ["sh", "ip", "ping", "sleep", "cat", "echo"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-    }
-    let tar = dir.join("rootfs.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
-    tar
-}
-
 #[test]
 fn podman_container_gets_address_and_connectivity() {
     let host = Host::start("pod", POOLS_V4);
@@ -58,7 +37,7 @@ fn podman_container_gets_address_and_connectivity() {
         ),
     )
     .unwrap();
-    let tar = make_image(d);
+    let tar = common::docker::make_rootfs(d);
 
     // Another flatnet container (made directly through the plugin) to reach.
     let peer = Netns::new("peer").unwrap();

@@ -85,6 +85,7 @@ async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
     agent.set_config_path(path);
     agent.reconcile().await?;
     let listener = bind_socket(&socket)?;
+    flatnet_agent::docker::start(&agent)?;
     if let Some(addr) = metrics_addr {
         let l = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!(%addr, "metrics and /healthz listening");

@@ -62,6 +62,43 @@ impl Agent {
         }
     }
 
+    /// Writes the record of a built endpoint and puts its addresses in its
+    /// app's policy sets; on failure removes the veth, the record and (with
+    /// `release`) the allocation.
+    pub(crate) async fn commit_endpoint(
+        &self,
+        ep: &Endpoint,
+        release: bool,
+    ) -> Result<(), ApiError> {
+        let r = &super::ref_of(ep);
+        if let Err(e) = self.store.put(ep, None).await {
+            let _ = self.dp.del(&ep.host_ifname).await;
+            if release {
+                self.rollback_release(r).await;
+            }
+            return Err(store_err(e));
+        }
+        // Fail closed: the container's addresses are dropped as
+        // unprogrammed until they are in its app's sets; ADD answers only
+        // after that, and fails (rolled back) when it cannot be done.
+        if let Some(p) = &self.policy {
+            let key = crate::store::endpoint_key(&ep.node, &ep.container_id, &ep.ifname);
+            if let Err(e) = p.endpoint_up(&key, ep).await {
+                let _ = self.store.remove(&r.container_id, &r.ifname).await;
+                let _ = p.endpoint_down(&key).await;
+                let _ = self.dp.del(&ep.host_ifname).await;
+                if release {
+                    self.rollback_release(r).await;
+                }
+                return Err(ApiError::new(
+                    crate::api::ErrorKind::Internal,
+                    format!("policy rules for {r}: {e}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     async fn add_fresh(self: &Arc<Self>, a: &AddArgs) -> Result<Endpoint, ApiError> {
         let r = &a.attachment;
         let t0 = Instant::now();
@@ -106,27 +143,7 @@ impl Agent {
             mtu: Some(built.mtu),
         };
         let t_kernel = t1.elapsed();
-        if let Err(e) = self.store.put(&ep, None).await {
-            let _ = self.dp.del(&ep.host_ifname).await;
-            self.rollback_release(r).await;
-            return Err(store_err(e));
-        }
-        // Fail closed: the container's addresses are dropped as
-        // unprogrammed until they are in its app's sets; ADD answers only
-        // after that, and fails (rolled back) when it cannot be done.
-        if let Some(p) = &self.policy {
-            let key = crate::store::endpoint_key(&ep.node, &ep.container_id, &ep.ifname);
-            if let Err(e) = p.endpoint_up(&key, &ep).await {
-                let _ = self.store.remove(&r.container_id, &r.ifname).await;
-                let _ = p.endpoint_down(&key).await;
-                let _ = self.dp.del(&ep.host_ifname).await;
-                self.rollback_release(r).await;
-                return Err(ApiError::new(
-                    crate::api::ErrorKind::Internal,
-                    format!("policy rules for {r}: {e}"),
-                ));
-            }
-        }
+        self.commit_endpoint(&ep, true).await?;
         tracing::info!(
             handle = %r, v4 = ?ep.v4, v6 = ?ep.v6, host_if = %ep.host_ifname, app = ?ep.app,
             ipam_ms = t_alloc.as_secs_f64() * 1e3, kernel_ms = t_kernel.as_secs_f64() * 1e3,

@@ -32,6 +32,18 @@ impl Agent {
         r: &AttachmentRef,
         batch_veth: bool,
     ) -> Result<(), ApiError> {
+        self.remove_attachment_with(r, batch_veth, true).await
+    }
+
+    /// [`Agent::remove_attachment`]; without `release` the allocation
+    /// stays (Docker's DeleteEndpoint: its ReleaseAddress follows, and the
+    /// address must not be handed out again before it).
+    pub(crate) async fn remove_attachment_with(
+        &self,
+        r: &AttachmentRef,
+        batch_veth: bool,
+        release: bool,
+    ) -> Result<(), ApiError> {
         let (id, ifname) = (r.container_id.as_str(), r.ifname.as_str());
         let stored = self.store.get(id, ifname).await.map_err(store_err)?;
         let host_if = match &stored {
@@ -76,7 +88,14 @@ impl Agent {
                 None => Ok(()),
             }
         };
-        let (rel, rec, veth) = tokio::join!(self.ipam.release(r), rec, veth);
+        let rel = async {
+            if release {
+                self.ipam.release(r).await
+            } else {
+                Ok(false)
+            }
+        };
+        let (rel, rec, veth) = tokio::join!(rel, rec, veth);
         let released = rel.map_err(ipam_err)?;
         rec.map_err(store_err)?;
         // A runtime that retries the DEL finds no record and deletes the
@@ -87,7 +106,7 @@ impl Agent {
                 format!("deleting host veth {host_if}: {e}"),
             )
         })?;
-        if let Some(s) = &stored {
+        if let Some(s) = stored.as_ref().filter(|_| release) {
             // A borrowed address's /32 is withdrawn at once, not on the next tick.
             let ips: Vec<std::net::IpAddr> = [s.ep.v4.map(Into::into), s.ep.v6.map(Into::into)]
                 .into_iter()

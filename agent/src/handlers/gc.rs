@@ -14,6 +14,10 @@ impl Agent {
         let mut removed = Vec::new();
         for ep in eps.into_iter().map(|s| s.ep) {
             let h = ref_of(&ep);
+            // Docker's endpoints live and die by Docker's calls, not CNI's GC.
+            if crate::docker::plan::is_docker_handle(&h) {
+                valid.insert(h.clone());
+            }
             // Another network's attachment is not this GC's business.
             let other_net = a.network.is_some() && ep.network.is_some() && a.network != ep.network;
             if other_net {
@@ -27,6 +31,9 @@ impl Agent {
             self.remove_attachment(&h, false).await?;
             removed.push(h);
         }
+        // Docker's addresses (some not attached yet) are released by
+        // ReleaseAddress only.
+        valid.extend(crate::docker::handles(&self.ipam).await.map_err(ipam_err)?);
         let released = self.ipam.gc(&valid).await.map_err(ipam_err)?;
         for h in released {
             if !removed.contains(&h) {

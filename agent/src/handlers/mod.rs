@@ -48,7 +48,7 @@ pub struct Agent {
     /// ADDs hold it shared from allocation to record; GC holds it
     /// exclusively, so GC never sees an allocation whose record is not
     /// written yet (it would release an address an ADD is about to return).
-    gc_lock: tokio::sync::RwLock<()>,
+    pub(crate) gc_lock: tokio::sync::RwLock<()>,
     /// Host veths (index, name) DELs made inert, deleted together: a veth
     /// deletion waits for RCU grace periods (tens of ms), so concurrent
     /// DELs share one kernel batch; each DEL waits for its answer.

@@ -11,12 +11,25 @@ use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags};
 use rtnetlink::{LinkUnspec, LinkVeth};
 
 impl Dataplane {
-    pub(super) async fn add_here(&self, a: &Attachment) -> Result<Built, DpError> {
+    /// Builds the attachment; with `host_peer` the peer stays in this
+    /// (host) namespace under that name and the container side is left to
+    /// the runtime (Docker moves and configures it), else it is created in
+    /// the container's namespace and configured here (CNI).
+    pub(super) async fn add_here(
+        &self,
+        a: &Attachment,
+        host_peer: Option<&str>,
+    ) -> Result<Built, DpError> {
         if !valid_ifname(&a.ifname) {
             return Err(DpError::BadIfname(a.ifname.clone()));
         }
+        if let Some(p) = host_peer
+            && !valid_ifname(p)
+        {
+            return Err(DpError::BadIfname(p.to_string()));
+        }
         let mut created = None;
-        match self.add_inner(a, &mut created).await {
+        match self.add_inner(a, host_peer, &mut created).await {
             Ok(b) => Ok(b),
             Err(e) => {
                 // Deleting the host end takes the peer, addresses and both
@@ -34,22 +47,29 @@ impl Dataplane {
     pub(super) async fn add_inner(
         &self,
         a: &Attachment,
+        host_peer: Option<&str>,
         created: &mut Option<String>,
     ) -> Result<Built, DpError> {
         let host_if = a.host_ifname();
         let t0 = std::time::Instant::now();
-        let ns = open_netns(&a.netns)?;
         // The container end's MAC is chosen here, so the container side
         // needs no lookup of its link: under concurrent ADDs every netlink
         // request queues on rtnl. (It cannot be created up: its peer does
-        // not exist yet when the kernel would open it, ENOTCONN.)
+        // not exist yet when the kernel would open it, ENOTCONN.) Under
+        // Docker the peer keeps it when Docker moves it.
         let container_mac = random_mac();
-        let peer = LinkUnspec::new_with_name(&a.ifname)
+        let (ns, peer_name) = match host_peer {
+            Some(p) => (None, p),
+            None => (Some(open_netns(&a.netns)?), a.ifname.as_str()),
+        };
+        let mut peer = LinkUnspec::new_with_name(peer_name)
             .mtu(self.mtu)
-            .address(container_mac.to_vec())
-            .setns_by_fd(ns.as_raw_fd())
-            .build();
-        let msg = LinkVeth::new(&host_if, &a.ifname)
+            .address(container_mac.to_vec());
+        if let Some(ns) = &ns {
+            peer = peer.setns_by_fd(ns.as_raw_fd());
+        }
+        let peer = peer.build();
+        let msg = LinkVeth::new(&host_if, peer_name)
             .mtu(self.mtu)
             .alias(a.alias())
             .up()
@@ -67,6 +87,11 @@ impl Dataplane {
                     if !retried && self.remove_stale_host_end(a, &host_if).await? {
                         retried = true;
                         continue;
+                    }
+                    if let Some(p) = host_peer {
+                        return Err(DpError::Io(format!(
+                            "creating veth {host_if} / {p}: one of the names is taken in the host namespace"
+                        )));
                     }
                     return Err(self.diagnose_eexist(a, &host_if).await);
                 }
@@ -101,14 +126,31 @@ impl Dataplane {
         }
 
         let t_sysctl = t0.elapsed();
-        // The container side, on a thread inside its namespace.
-        let (v4, v6, mac) = (a.v4, a.v6, host_mac.clone());
-        in_netns(&a.netns, move |h| async move {
-            configure_container(&h, peer_index, v4, v6, &mac).await
-        })
-        .await?;
+        // CNI: the container side, on a thread inside its namespace. Under
+        // Docker the runtime configures it after moving it.
+        if host_peer.is_none() {
+            let (v4, v6, mac) = (a.v4, a.v6, host_mac.clone());
+            in_netns(&a.netns, move |h| async move {
+                configure_container(&h, peer_index, v4, v6, &mac).await
+            })
+            .await?;
+        }
         let t_container = t0.elapsed();
 
+        if host_peer.is_some() && a.v4.is_some() {
+            // No static neighbour for the gateway can be set in a container
+            // flatnet does not configure: the host end answers ARP for
+            // 169.254.1.1 as its own (link scope, like fe80::1 for IPv6).
+            let mut req = self
+                .handle
+                .address()
+                .add(host_index, IpAddr::V4(GATEWAY_V4), 32)
+                .replace();
+            req.message_mut().header.scope = netlink_packet_route::address::AddressScope::Link;
+            req.execute()
+                .await
+                .map_err(nl("add 169.254.1.1 to host veth"))?;
+        }
         if a.v6.is_some() {
             // The container's gateway fe80::1 answers NDP from the host end.
             let mut req = self
@@ -186,6 +228,11 @@ impl Dataplane {
                     }
                 )));
             }
+        }
+        // A Docker endpoint's container side is Docker's (flatnet does not
+        // know its namespace): the host side is all there is to check.
+        if a.netns.as_os_str().is_empty() {
+            return Ok(());
         }
         let (ifname, v4, v6) = (a.ifname.clone(), a.v4, a.v6);
         in_netns(&a.netns, move |h| async move {

@@ -203,7 +203,16 @@ impl Dataplane {
     /// Builds the attachment; on any failure removes what it created.
     pub async fn add(&self, a: &Attachment) -> Result<Built, DpError> {
         let a = a.clone();
-        self.on_own_socket(move |dp| async move { dp.add_here(&a).await })
+        self.on_own_socket(move |dp| async move { dp.add_here(&a, None).await })
+            .await
+    }
+
+    /// Builds the host side of an attachment whose veth peer stays in the
+    /// host namespace as `peer` for the runtime to move (Docker's model);
+    /// on any failure removes what it created.
+    pub async fn add_host_pair(&self, a: &Attachment, peer: &str) -> Result<Built, DpError> {
+        let (a, peer) = (a.clone(), peer.to_string());
+        self.on_own_socket(move |dp| async move { dp.add_here(&a, Some(&peer)).await })
             .await
     }
 

@@ -138,6 +138,8 @@ impl Agent {
             self.dp.delete_link(l).await?;
             removed += 1;
         }
+        // Docker's addresses go by ReleaseAddress, attached or not yet.
+        live.extend(crate::docker::handles(&self.ipam).await?);
         let released = self.ipam.gc(&live).await?;
         self.blocks.adopt_kernel().await?;
         self.blocks.pass(true).await?;
