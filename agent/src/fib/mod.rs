@@ -441,8 +441,13 @@ impl Fib {
             }
             if !dirty.is_empty() {
                 let p = self.plan_for(&std::mem::take(&mut dirty));
+                let big = p.add.len() + p.replace.len() + p.remove.len() >= TRIM_AFTER;
                 let st = self.apply(p).await;
                 tracing::debug!(?st, "FIB batch");
+                if big {
+                    // Off the runtime's threads: trimming walks the heaps.
+                    drop(tokio::task::spawn_blocking(release_free_memory));
+                }
             }
             let swept = self.state().swept;
             tokio::select! {
@@ -471,5 +476,20 @@ impl Fib {
                 }
             }
         }
+    }
+}
+
+/// Route changes in one batch after which freed heap is handed back.
+const TRIM_AFTER: usize = 1000;
+
+/// A burst of thousands of routes (a ToR's full table at start) leaves the
+/// transient memory of its events and plans freed but resident in glibc's
+/// heaps; hand the free pages back to the kernel once the burst is in.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own free lists; no pointer of
+    // ours is involved.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
