@@ -358,7 +358,9 @@ fn session_error(info: &PeerInfo, base: &Attrs, u: &Update) -> Option<&'static s
             MpNextHop::Ipv4(a) => info.is_own_address((*a).into()),
             MpNextHop::Ipv6 { global, link_local } => {
                 info.is_own_address((*global).into())
-                    || link_local.is_some_and(|l| info.is_own_address(l.into()))
+                    || link_local
+                        .filter(|l| l.is_unicast_link_local())
+                        .is_some_and(|l| info.is_own_address(l.into()))
             }
             MpNextHop::Raw(_) => false,
         });

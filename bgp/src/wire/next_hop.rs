@@ -24,9 +24,12 @@ fn ipv6_unicast(a: &Ipv6Addr) -> bool {
 
 /// What is wrong with an MP_REACH next hop, if anything. A 16-octet next
 /// hop must be a global (a link-local comes only after a global, RFC 2545
-/// 3); in the 32-octet form the second must be link-local, and the first
-/// may be unspecified or that link-local too (link-local-only sessions:
-/// BIRD sends `::`, FRR and flatnet repeat the link-local).
+/// 3). In the 32-octet form the first may be unspecified or the link-local
+/// again (link-local-only sessions: BIRD sends `::`, FRR and flatnet repeat
+/// the link-local), and a second that is not link-local is ignored, as
+/// BIRD does: FRR sends `global + ::` to a peer whose link-local it has not
+/// learned yet (seen at session start with 30 hosts per ToR). Only a next
+/// hop with no usable address at all is an error.
 pub fn mp_next_hop_problem(nh: &MpNextHop) -> Option<&'static str> {
     match nh {
         MpNextHop::Ipv4(a) if !ipv4_next_hop_ok(*a) => Some("MP_REACH next hop not unicast"),
@@ -43,8 +46,8 @@ pub fn mp_next_hop_problem(nh: &MpNextHop) -> Option<&'static str> {
         MpNextHop::Ipv6 {
             global,
             link_local: Some(ll),
-        } if !ll.is_unicast_link_local() || global.is_multicast() => {
-            Some("MP_REACH second next hop not link-local")
+        } if global.is_multicast() || (global.is_unspecified() && !ll.is_unicast_link_local()) => {
+            Some("MP_REACH 32-octet next hop has no usable address")
         }
         _ => None,
     }
