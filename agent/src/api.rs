@@ -201,6 +201,17 @@ pub struct Endpoint {
     /// The veths' MTU; absent in records written before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// The resolver a container should use (`[dns] enabled`): set in ADD
+    /// answers only, never stored in the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsInfo>,
+}
+
+/// The CNI result's `dns`: flatnetd's listener and the discovery zone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DnsInfo {
+    pub nameservers: Vec<String>,
+    pub search: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

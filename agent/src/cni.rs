@@ -149,12 +149,18 @@ pub fn result_json(ep: &Endpoint, version: &str) -> Value {
             i["mtu"] = json!(mtu);
         }
     }
+    // flatnetd's resolver when `[dns] enabled`: the runtime writes it
+    // into the container's resolv.conf.
+    let dns = match &ep.dns {
+        Some(d) => json!({"nameservers": d.nameservers, "search": d.search}),
+        None => json!({}),
+    };
     json!({
         "cniVersion": version,
         "interfaces": interfaces,
         "ips": ips,
         "routes": routes,
-        "dns": {},
+        "dns": dns,
     })
 }
 
@@ -585,6 +591,7 @@ mod tests {
             app: None,
             network: None,
             mtu: Some(1450),
+            dns: None,
         }
     }
 
@@ -605,6 +612,32 @@ mod tests {
         assert_eq!(r["ips"][1]["version"], "6");
         assert_eq!(prev_ips(&r, "eth0").unwrap().len(), 2);
         assert_eq!(prev_ips(&r, "eth1").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn result_carries_flatnetd_dns_when_enabled() {
+        let ep = sample_ep();
+        assert_eq!(result_json(&ep, "1.1.0")["dns"], json!({}));
+        let ep = Endpoint {
+            dns: Some(crate::api::DnsInfo {
+                nameservers: vec!["169.254.1.1".into()],
+                search: vec!["apps.internal".into()],
+            }),
+            ..sample_ep()
+        };
+        for v in ["1.1.0", "1.0.0", "0.4.0"] {
+            assert_eq!(
+                result_json(&ep, v)["dns"],
+                json!({"nameservers": ["169.254.1.1"], "search": ["apps.internal"]}),
+                "{v}"
+            );
+        }
+        // After another plugin: theirs stays when they set one, ours otherwise.
+        let theirs = json!({"dns": {"nameservers": ["192.0.2.53"]}});
+        let r = merge_prev_result(&theirs, result_json(&ep, "1.1.0")).unwrap();
+        assert_eq!(r["dns"], json!({"nameservers": ["192.0.2.53"]}));
+        let r = merge_prev_result(&json!({"dns": {}}), result_json(&ep, "1.1.0")).unwrap();
+        assert_eq!(r["dns"]["search"][0], "apps.internal");
     }
 
     #[test]

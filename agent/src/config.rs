@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Deserializer, Serialize};
 
+mod dns;
 mod docker;
 mod peer;
+pub use dns::{DEFAULT_DNS_LISTEN, DEFAULT_RESOLV_CONF, DnsConfig};
 pub use docker::DockerConfig;
 pub use peer::{BgpMaxPrefix, BgpPeer, MD5_MAX_KEY};
 
@@ -48,6 +50,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub docker: DockerConfig,
+    #[serde(default)]
+    pub dns: DnsConfig,
 }
 
 /// Application policy (`[policy]`): off unless enabled, so a host without
@@ -704,6 +708,7 @@ impl Config {
             )
         })?;
         self.docker.validate()?;
+        self.dns.validate()?;
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ pub mod api;
 pub mod blocks;
 pub mod cni;
 pub mod config;
+pub mod dns;
 pub mod docker;
 pub mod fib;
 pub mod handlers;

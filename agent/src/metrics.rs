@@ -1,5 +1,6 @@
-//! Prometheus metrics of flatnetd: CNI operations, IPAM use, and routing
-//! (BGP sessions, prefixes and UPDATEs per peer, kernel route installs).
+//! Prometheus metrics of flatnetd: CNI operations, IPAM use, routing
+//! (BGP sessions, prefixes and UPDATEs per peer, kernel route installs)
+//! and the DNS server (queries, answers by rcode, latency, drops).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -52,8 +53,107 @@ pub struct RuleLabels {
     pub rule: String,
 }
 
+/// DNS: the transport a query came over.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtoLabels {
+    pub proto: String,
+}
+
+/// DNS: an answer's response code (`NOERROR`, `NXDOMAIN`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RcodeLabels {
+    pub rcode: String,
+}
+
+/// DNS: why a packet got no answer (`malformed`, `oversized`, `response`,
+/// `overload`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+/// The DNS server's series: handles that the server clones (they share
+/// their values with the registry).
+#[derive(Clone)]
+pub struct DnsMetrics {
+    pub queries: Family<ProtoLabels, Counter>,
+    pub answers: Family<RcodeLabels, Counter>,
+    /// Seconds from a query's arrival to its answer being sent.
+    pub latency: Histogram,
+    pub dropped: Family<ReasonLabels, Counter>,
+    /// Names outside the zone sent to the host's resolvers, and those
+    /// that got no usable answer from any of them.
+    pub forwarded: Counter,
+    pub forward_failures: Counter,
+    /// Apps with at least one endpoint (names in the zone).
+    pub zone_apps: Gauge,
+}
+
+impl DnsMetrics {
+    fn register(registry: &mut Registry) -> DnsMetrics {
+        let m = DnsMetrics {
+            queries: Family::default(),
+            answers: Family::default(),
+            // 20 µs .. ~0.65 s: answers from the zone take microseconds,
+            // forwarded ones the upstream's round trip.
+            latency: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.00002, 2.0, 16,
+            )),
+            dropped: Family::default(),
+            forwarded: Counter::default(),
+            forward_failures: Counter::default(),
+            zone_apps: Gauge::default(),
+        };
+        registry.register(
+            "dns_queries",
+            "DNS queries received (well-formed), by transport",
+            m.queries.clone(),
+        );
+        registry.register(
+            "dns_answers",
+            "DNS answers sent, by response code",
+            m.answers.clone(),
+        );
+        registry.register(
+            "dns_query_duration_seconds",
+            "Time from a DNS query's arrival to its answer",
+            m.latency.clone(),
+        );
+        registry.register(
+            "dns_dropped",
+            "DNS packets dropped without an answer, by reason (malformed, oversized, response, overload)",
+            m.dropped.clone(),
+        );
+        registry.register(
+            "dns_forwarded",
+            "DNS queries outside the zone forwarded to the host's resolvers",
+            m.forwarded.clone(),
+        );
+        registry.register(
+            "dns_forward_failures",
+            "Forwarded DNS queries no resolver answered (answered SERVFAIL)",
+            m.forward_failures.clone(),
+        );
+        registry.register(
+            "dns_zone_apps",
+            "Apps with at least one endpoint in the DNS zone",
+            m.zone_apps.clone(),
+        );
+        m
+    }
+
+    pub fn dropped(&self, reason: &str) {
+        self.dropped
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+}
+
 pub struct Metrics {
     pub registry: Registry,
+    pub dns: DnsMetrics,
     pub ops: Family<OpLabels, Counter>,
     pub latency: Family<OpOnly, Histogram>,
     pub endpoints: Gauge,
@@ -199,7 +299,9 @@ impl Metrics {
             "Bytes that matched a policy rule (edge or default), both families",
             policy_bytes.clone(),
         );
+        let dns = DnsMetrics::register(&mut registry);
         Metrics {
+            dns,
             policy_packets,
             policy_bytes,
             api_connections,

@@ -133,6 +133,7 @@ impl EndpointStore {
         let key = self.key(&ep.container_id, &ep.ifname);
         let mut ep = ep.clone();
         ep.node = self.node.clone();
+        ep.dns = None;
         let value = serde_json::to_vec(&ep).map_err(|e| StoreError::Record {
             key: key.clone(),
             msg: e.to_string(),

@@ -212,6 +212,7 @@ fn a_list_of_ten_thousand_endpoints_reaches_the_cli() {
                 app: Some("bulk".into()),
                 network: Some("flatnet".into()),
                 mtu: None,
+                dns: None,
             };
             txn = txn.then(flatnet_ipam::Op::put(
                 flatnet_agent::store::endpoint_key("big", &id, "eth0"),

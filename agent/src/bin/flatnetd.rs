@@ -86,6 +86,7 @@ async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
     agent.reconcile().await?;
     let listener = bind_socket(&socket)?;
     flatnet_agent::docker::start(&agent)?;
+    flatnet_agent::dns::start(&agent).await?;
     if let Some(addr) = metrics_addr {
         let l = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!(%addr, "metrics and /healthz listening");

@@ -276,6 +276,7 @@ impl Driver {
             app,
             network: Some(format!("{}{}", plan::NETWORK_PREFIX, req.network_id)),
             mtu: Some(built.mtu),
+            dns: None,
         };
         // Docker releases the address itself when this fails.
         a.commit_endpoint(&ep, false).await?;

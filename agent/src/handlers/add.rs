@@ -141,6 +141,7 @@ impl Agent {
             app: a.app.clone(),
             network: a.network.clone(),
             mtu: Some(built.mtu),
+            dns: None,
         };
         let t_kernel = t1.elapsed();
         self.commit_endpoint(&ep, true).await?;

@@ -251,7 +251,10 @@ impl Agent {
         };
         let t = Instant::now();
         let r = match op {
-            Op::Add(a) => self.add(a).await.map(Answer::Endpoint),
+            Op::Add(a) => self.add(a).await.map(|mut ep| {
+                ep.dns = crate::dns::cni_dns(&self.cfg.dns);
+                Answer::Endpoint(ep)
+            }),
             Op::Del(a) => self.del(a).await.map(|_| Answer::Done),
             Op::Check(a) => self.check(a).await.map(|_| Answer::Done),
             Op::Gc(a) => self.gc(a).await.map(Answer::Gc),

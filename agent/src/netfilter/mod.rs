@@ -6,12 +6,14 @@
 //! policy ([`crate::policy`]) use it.
 
 pub mod antispoof;
+pub mod dns;
 
 use std::process::Stdio;
 
 use tokio::io::AsyncWriteExt;
 
 pub use antispoof::ANTISPOOF_CHAIN;
+pub use dns::DNS_CHAIN;
 
 /// An address family, as netfilter splits them (iptables / ip6tables).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

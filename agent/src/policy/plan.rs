@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::compile::{CHAIN_PREFIX, FORWARD_HOOK, FamilyIr, Hooks, NAT_HOOK, is_flatnet_set};
-use crate::netfilter::ANTISPOOF_CHAIN;
+use crate::netfilter::{ANTISPOOF_CHAIN, DNS_CHAIN};
 
 /// What `iptables-save` shows of flatnet's policy chains in one table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,8 +18,10 @@ pub struct Observed {
     pub hooked: bool,
 }
 
+/// Policy's chains: flatnet's, but for anti-spoofing and the DNS
+/// listener's (installed at start, not compiled from policies).
 fn ours(chain: &str) -> bool {
-    chain.starts_with(CHAIN_PREFIX) && chain != ANTISPOOF_CHAIN
+    chain.starts_with(CHAIN_PREFIX) && chain != ANTISPOOF_CHAIN && chain != DNS_CHAIN
 }
 
 /// Parses one table's `iptables-save` output (`counters`: lines carry a
@@ -129,7 +131,7 @@ mod tests {
     /// foreign chain and rule around it.
     fn saved(ir: &FamilyIr, table: &str) -> String {
         let mut s = format!("# Generated\n*{table}\n:FORWARD ACCEPT [0:0]\n:DOCKER - [0:0]\n");
-        s += ":FLATNET-ANTISPOOF - [0:0]\n";
+        s += ":FLATNET-ANTISPOOF - [0:0]\n:FLATNET-DNS - [0:0]\n";
         for c in ir.chains.iter().filter(|c| c.table == table) {
             s += &format!(":{} - [0:0]\n", c.name);
         }
@@ -139,6 +141,9 @@ mod tests {
             "[0:0] -A FORWARD -j FLATNET-FORWARD\n"
         };
         s += "[1:2] -A FORWARD -j DOCKER\n";
+        if table == "filter" {
+            s += "[0:0] -A FLATNET-DNS -d 169.254.1.1/32 -i flat+ -p udp -m udp --dport 53 -j ACCEPT\n";
+        }
         for ((t, c), rules) in ir.rendered() {
             if t == table {
                 for r in rules {
@@ -156,6 +161,8 @@ mod tests {
         let n = observe(&saved(&d, "nat"), NAT_HOOK);
         assert!(f.hooked && n.hooked);
         assert!(!f.chains.contains_key("FLATNET-ANTISPOOF") && !f.chains.contains_key("DOCKER"));
+        // The DNS listener's chain is not policy's: never stale, never rewritten.
+        assert!(!f.chains.contains_key("FLATNET-DNS"));
         assert!(!d.chains.is_empty());
         assert!(plan(&d, &f, &n).is_empty(), "{:?}", plan(&d, &f, &n));
         // A family without pools wants nothing and hooks nothing.
