@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Short fuzz smoke run: every cargo-fuzz target in bgp/fuzz for
-# FUZZ_SECONDS seconds each (default 10). Fails on the first crash; the
-# crashing input is left in bgp/fuzz/artifacts/<target>/.
+# FUZZ_SECONDS seconds each (default 10), then the DNS server's input
+# property tests (agent/src/dns/fuzz_tests.rs) with DNS_FUZZ_CASES cases
+# each (default 5000, about 15 s). Fails on the first crash; the
+# crashing input is left in bgp/fuzz/artifacts/<target>/ (proptest prints
+# the DNS one, shrunk).
 # Needs cargo-fuzz (installed here if missing) and nightly features, which
 # RUSTC_BOOTSTRAP=1 enables on the stable toolchain.
 set -euo pipefail
@@ -50,3 +53,10 @@ for t in $(cargo fuzz list); do
     rm -rf "$corpus"
 done
 echo "fuzz-smoke: all targets ran ${secs}s without a crash"
+
+# The DNS server's input path (decode, answer, encode) on arbitrary and
+# damaged queries: built as the workspace's tests are, not with cargo-fuzz
+# (the agent needs no nightly instrumentation for this).
+echo "== fuzz dns server input (${DNS_FUZZ_CASES:-5000} cases per property)"
+(cd ../.. && PROPTEST_CASES="${DNS_FUZZ_CASES:-5000}" cargo test -q -p flatnet-agent --lib -- dns::server::fuzz)
+echo "fuzz-smoke: dns server input ran without a crash"

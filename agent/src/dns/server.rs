@@ -324,6 +324,45 @@ impl ResponseHandler for UdpResponse {
     }
 }
 
+/// Why a datagram got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// Longer than [`MAX_UDP_QUERY`].
+    Oversized,
+    /// Not a DNS message (hickory cannot decode it), or from port 0.
+    Malformed,
+    /// A response, not a query (answering would reflect).
+    Response,
+}
+
+impl Dropped {
+    /// The `reason` label of `flatnet_dns_dropped_total`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Dropped::Oversized => "oversized",
+            Dropped::Malformed => "malformed",
+            Dropped::Response => "response",
+        }
+    }
+}
+
+/// A datagram as a query, or why it is dropped: every octet from the
+/// network passes here first (the fuzz tests feed it arbitrary input).
+pub fn decode_udp(bytes: &[u8], src: SocketAddr) -> Result<Request, Dropped> {
+    if bytes.len() > MAX_UDP_QUERY {
+        return Err(Dropped::Oversized);
+    }
+    if src.port() == 0 {
+        return Err(Dropped::Malformed);
+    }
+    let req =
+        Request::from_bytes(bytes.to_vec(), src, Protocol::Udp).map_err(|_| Dropped::Malformed)?;
+    if req.metadata.message_type == MessageType::Response {
+        return Err(Dropped::Response);
+    }
+    Ok(req)
+}
+
 /// The UDP loop of one socket: every datagram is decoded by hickory;
 /// what is not a query is dropped and counted. Answers from the zone are
 /// sent inline; forwarded queries get a task each (at most
@@ -342,25 +381,13 @@ pub async fn serve_udp(socket: Arc<tokio::net::UdpSocket>, handler: Handler) {
             }
         };
         let m = handler.metrics();
-        if n > MAX_UDP_QUERY {
-            m.dropped("oversized");
-            continue;
-        }
-        if src.port() == 0 {
-            m.dropped("malformed");
-            continue;
-        }
-        let req = match Request::from_bytes(buf[..n].to_vec(), src, Protocol::Udp) {
+        let req = match decode_udp(&buf[..n], src) {
             Ok(r) => r,
-            Err(_) => {
-                m.dropped("malformed");
+            Err(d) => {
+                m.dropped(d.reason());
                 continue;
             }
         };
-        if req.metadata.message_type == MessageType::Response {
-            m.dropped("response");
-            continue;
-        }
         let resp = UdpResponse {
             socket: socket.clone(),
             dst: src,
@@ -383,11 +410,15 @@ pub async fn serve_udp(socket: Arc<tokio::net::UdpSocket>, handler: Handler) {
 }
 
 #[cfg(test)]
+#[path = "fuzz_tests.rs"]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::dns::zone::EndpointRecord;
 
-    fn handler(forward: bool) -> Handler {
+    pub(super) fn handler(forward: bool) -> Handler {
         let recs = [EndpointRecord {
             app: Some("cart".into()),
             container_id: "c1".into(),
