@@ -313,15 +313,31 @@ impl ResponseHandler for UdpResponse {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let mut buf = Vec::with_capacity(512);
-        let info = {
-            let mut enc = BinEncoder::new(&mut buf);
-            enc.set_max_size(self.max);
-            response.destructive_emit(&mut enc)?
-        };
+        let (info, buf) = encode(response, self.max)?;
         self.socket.send_to(&buf, self.dst).await?;
         Ok(info)
     }
+}
+
+/// Encodes an answer within `max` octets (hickory truncates and sets TC).
+pub(crate) fn encode<'a>(
+    response: MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+    max: u16,
+) -> Result<(ResponseInfo, Vec<u8>), NetError> {
+    let mut buf = Vec::with_capacity(512);
+    let info = {
+        let mut enc = BinEncoder::new(&mut buf);
+        enc.set_max_size(max);
+        response.destructive_emit(&mut enc)?
+    };
+    Ok((info, buf))
 }
 
 /// Why a datagram got no answer.
