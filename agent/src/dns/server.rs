@@ -101,8 +101,18 @@ fn response_edns(req: &Request) -> Option<Edns> {
     })
 }
 
-fn rcode_label(c: ResponseCode) -> String {
-    c.to_str().to_string()
+/// The mnemonic of RFC 1035 / 6895 (`NOERROR`, `NXDOMAIN`, ...), the
+/// `rcode` label of `flatnet_dns_answers_total`.
+pub fn rcode_label(c: ResponseCode) -> String {
+    match c {
+        ResponseCode::NoError => "NOERROR".into(),
+        ResponseCode::FormErr => "FORMERR".into(),
+        ResponseCode::ServFail => "SERVFAIL".into(),
+        ResponseCode::NXDomain => "NXDOMAIN".into(),
+        ResponseCode::NotImp => "NOTIMP".into(),
+        ResponseCode::Refused => "REFUSED".into(),
+        other => format!("RCODE{}", u16::from(other)),
+    }
 }
 
 async fn send<'a, R: ResponseHandler>(
@@ -492,6 +502,13 @@ mod tests {
         assert_eq!(a.metadata.response_code, ResponseCode::Refused);
         let t = crate::metrics::Metrics::new();
         drop(t);
+    }
+
+    #[test]
+    fn rcodes_are_labelled_by_mnemonic() {
+        assert_eq!(rcode_label(ResponseCode::NXDomain), "NXDOMAIN");
+        assert_eq!(rcode_label(ResponseCode::Refused), "REFUSED");
+        assert_eq!(rcode_label(ResponseCode::BADCOOKIE), "RCODE23");
     }
 
     #[tokio::test]

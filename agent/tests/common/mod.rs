@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+pub mod dns;
 pub mod docker;
 pub mod fabric;
 pub mod policy;
