@@ -15,7 +15,7 @@ PKGS=(
     frr bird2 gobgpd
     etcd-server protobuf-compiler
     busybox-static containernetworking-plugins podman
-    iperf3
+    iperf3 dnsmasq-base
     docker.io
 )
 
