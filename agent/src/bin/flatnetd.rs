@@ -43,7 +43,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
+    // hickory's server logs every TCP DNS query at info: quiet unless
+    // the operator names it.
+    let level = if cfg.log.level.contains("hickory") {
+        cfg.log.level.clone()
+    } else {
+        format!("{},hickory_server=warn", cfg.log.level)
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
