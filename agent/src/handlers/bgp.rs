@@ -73,6 +73,7 @@ impl Agent {
             ("dataplane", old.dataplane != new.dataplane),
             ("datastore", old.datastore != new.datastore),
             ("pool", old.pools != new.pools),
+            ("dns", old.dns != new.dns),
         ];
         for (name, differs) in sections {
             if differs {
