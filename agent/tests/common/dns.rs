@@ -97,11 +97,15 @@ pub fn addrs(m: &Message) -> Vec<String> {
 }
 
 /// Asks `name` (A) and returns (rcode, sorted addresses); panics when
-/// nothing answers.
+/// nothing answers three times (a lost datagram on a loaded machine is
+/// retried, as a stub resolver would).
 pub fn resolve(ns: &Netns, name: &str) -> (ResponseCode, Vec<String>) {
-    let m = query(ns, LISTEN, name, RecordType::A, false)
-        .unwrap_or_else(|| panic!("no answer for {name}"));
-    (m.metadata.response_code, addrs(&m))
+    for _ in 0..3 {
+        if let Some(m) = query(ns, LISTEN, name, RecordType::A, false) {
+            return (m.metadata.response_code, addrs(&m));
+        }
+    }
+    panic!("no answer for {name} in three tries")
 }
 
 /// `/etc/netns/<ns>/resolv.conf`: `ip netns exec` bind-mounts it over
