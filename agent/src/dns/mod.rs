@@ -10,7 +10,9 @@
 //!
 //! The listener: the address (default 169.254.1.1, the gateway of every
 //! container) is made local on `lo` (scope host, so the kernel never picks
-//! it as a source) unless an interface has it already, and the sockets are
+//! it as a source) unless an interface other than a container's host veth
+//! has it already (Docker's host veths carry it only while their container
+//! lives), and the sockets are
 //! bound to that address only, with IP_FREEBIND so that the bind never
 //! depends on the order of address and socket. The filter chain
 //! `FLATNET-DNS` ([`crate::netfilter::dns`]) accepts queries from local
@@ -94,12 +96,17 @@ pub fn bind_socket(addr: SocketAddr, ty: SockType) -> Result<OwnedFd, DnsError> 
     Ok(fd)
 }
 
-/// Whether some interface in this namespace has `ip`.
+/// Whether an interface in this namespace other than flatnet's host
+/// veths has `ip` (a Docker host veth carries 169.254.1.1 too, but only
+/// while its container lives).
 fn is_local(ip: IpAddr) -> bool {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
         return false;
     };
     addrs.into_iter().any(|a| {
+        if a.interface_name.starts_with(crate::kernel::HOST_IF_PREFIX) {
+            return false;
+        }
         let Some(s) = a.address else { return false };
         match ip {
             IpAddr::V4(v4) => s.as_sockaddr_in().is_some_and(|x| x.ip() == v4),
@@ -108,7 +115,8 @@ fn is_local(ip: IpAddr) -> bool {
     })
 }
 
-/// Puts `addr`'s address on `lo` (scope host) unless it is local already.
+/// Puts `addr`'s address on `lo` (scope host) unless it is a loopback
+/// address or another interface (not a container's veth) has it.
 async fn make_local(dp: &crate::kernel::Dataplane, addr: SocketAddr) -> Result<(), DnsError> {
     let ip = addr.ip();
     if ip.is_loopback() || is_local(ip) {
