@@ -7,7 +7,9 @@
 //! in its own namespace) on host A and are REFUSED on host B; unknown
 //! names are NXDOMAIN; garbage does not stop the server. With policy
 //! enabled (default deny) and the host's INPUT dropping everything, DNS
-//! still answers while the apps stay unreachable.
+//! still answers while the apps stay unreachable. With etcd as the
+//! datastore, another host's records enter and leave the zone within a
+//! second.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -397,4 +399,63 @@ fn dns_is_answered_under_default_deny_and_opens_nothing_else() {
     );
     host.del("web1", &web.path());
     host.del("cart1", &cart.path());
+}
+
+/// With etcd as the datastore, another host's records (written straight
+/// into etcd, as that host's flatnetd would) appear in and leave the zone
+/// within a second: the follower rides etcd's watch.
+#[test]
+fn records_of_another_host_follow_through_etcd() {
+    use flatnet_ipam::{Op, Txn};
+    flatnet_lab::require_root().unwrap();
+    let ns = Netns::new("de").unwrap();
+    let _etcd = flatnet_lab::etcd::Etcd::start(&ns).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let resolv = dir.path().join("resolv.conf");
+    std::fs::write(&resolv, "").unwrap();
+    let url = format!("etcd://127.0.0.1:{}", flatnet_lab::etcd::CLIENT_PORT);
+    let rest = format!("{POOLS_V4}{}", dns_section(false, &resolv));
+    let host = Host::start_in(ns, dir, "de", &rest, &url);
+    let c = Netns::new("c").unwrap();
+    let a_web = add_app(&host, "web1", &c, "web");
+    assert_eq!(
+        resolve(&c, "web.apps.internal."),
+        (ResponseCode::NoError, vec![a_web])
+    );
+    let key = flatnet_agent::store::endpoint_key("other", "api1", "eth0");
+    let record = serde_json::to_vec(&json!({
+        "node": "other", "container_id": "api1", "ifname": "eth0", "netns": "",
+        "host_ifname": "", "host_mac": "", "container_mac": "",
+        "v4": "10.244.200.9", "v6": null, "app": "api",
+    }))
+    .unwrap();
+    etcd_txn(&host.ns, &url, Txn::new().then(Op::put(&key, record)));
+    let t = Instant::now();
+    flatnet_lab::wait_for("api from etcd", Duration::from_secs(1), || {
+        Ok((resolve(&c, "api.apps.internal.").1 == vec!["10.244.200.9".to_string()]).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e} after {:?}", t.elapsed()));
+    etcd_txn(&host.ns, &url, Txn::new().then(Op::delete(&key)));
+    flatnet_lab::wait_for("api gone from etcd", Duration::from_secs(1), || {
+        Ok((resolve(&c, "api.apps.internal.").0 == ResponseCode::NXDomain).then_some(()))
+    })
+    .unwrap();
+    host.del("web1", &c.path());
+}
+
+/// One transaction on the datastore at `url`, from inside `ns`.
+fn etcd_txn(ns: &Netns, url: &str, txn: flatnet_ipam::Txn) {
+    use flatnet_ipam::Datastore;
+    let url: flatnet_agent::config::DatastoreUrl = url.parse().unwrap();
+    ns.run_in(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let s = flatnet_agent::ipam::open_store(&url).await.unwrap();
+            assert!(s.txn(txn).await.unwrap().succeeded);
+        })
+    })
+    .unwrap();
 }
