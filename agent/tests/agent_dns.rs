@@ -403,7 +403,8 @@ fn dns_is_answered_under_default_deny_and_opens_nothing_else() {
 
 /// With etcd as the datastore, another host's records (written straight
 /// into etcd, as that host's flatnetd would) appear in and leave the zone
-/// within a second: the follower rides etcd's watch.
+/// within a second: the follower rides etcd's watch. The local container
+/// is dual-stack: AAAA gives its IPv6 address.
 #[test]
 fn records_of_another_host_follow_through_etcd() {
     use flatnet_ipam::{Op, Txn};
@@ -414,14 +415,27 @@ fn records_of_another_host_follow_through_etcd() {
     let resolv = dir.path().join("resolv.conf");
     std::fs::write(&resolv, "").unwrap();
     let url = format!("etcd://127.0.0.1:{}", flatnet_lab::etcd::CLIENT_PORT);
-    let rest = format!("{POOLS_V4}{}", dns_section(false, &resolv));
+    let rest = format!("{POOLS_DUAL}{}", dns_section(false, &resolv));
     let host = Host::start_in(ns, dir, "de", &rest, &url);
     let c = Netns::new("c").unwrap();
-    let a_web = add_app(&host, "web1", &c, "web");
+    let mut conf = host.conf("1.1.0");
+    conf["args"] = json!({"flatnet": {"app": "web"}});
+    let (r, code) = host.cni("ADD", "web1", &c.path(), "eth0", &conf);
+    assert_eq!(code, 0, "{r}");
     assert_eq!(
         resolve(&c, "web.apps.internal."),
-        (ResponseCode::NoError, vec![a_web])
+        (ResponseCode::NoError, vec![result_v4(&r)])
     );
+    // A dual-stack container: its IPv6 address for AAAA.
+    let m = query(
+        &c,
+        LISTEN,
+        "web1.web.apps.internal.",
+        RecordType::AAAA,
+        false,
+    )
+    .unwrap();
+    assert_eq!(addrs(&m), vec![result_v6(&r).unwrap()]);
     let key = flatnet_agent::store::endpoint_key("other", "api1", "eth0");
     let record = serde_json::to_vec(&json!({
         "node": "other", "container_id": "api1", "ifname": "eth0", "netns": "",
