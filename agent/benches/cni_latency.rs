@@ -197,7 +197,15 @@ fn main() {
     let mut report = flatnet_lab::report::Report::new(
         "cni",
         "CNI ADD/DEL latency from the runtime's side (spawn to exit), flatnet vs ptp + host-local (ms)",
-        &["plugin", "concurrency", "n", "ADD p50", "ADD p99", "DEL p50", "DEL p99"],
+        &[
+            "plugin",
+            "concurrency",
+            "n",
+            "ADD p50",
+            "ADD p99",
+            "DEL p50",
+            "DEL p99",
+        ],
     );
     // Per concurrency: [flatnet, reference] x [ADD p50, ADD p99, DEL p50].
     let mut figures: Vec<(usize, Vec<[f64; 3]>)> = Vec::new();

@@ -229,11 +229,18 @@ fn docker_ipv6_network_gets_a_128_from_the_hosts_block() {
         "1"
     );
     // Both families, both ways, with the CNI container.
-    wait_for("CNI container reaches the Docker container over IPv6", WAIT, || {
-        Ok(ping(&peer, &ip6).then_some(()))
-    })
-    .unwrap_or_else(|e| panic!("{e}
-{}", h.log()));
+    wait_for(
+        "CNI container reaches the Docker container over IPv6",
+        WAIT,
+        || Ok(ping(&peer, &ip6).then_some(())),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}
+{}",
+            h.log()
+        )
+    });
     assert!(ping(&peer, &ip4));
     for to in [&peer6, &peer4] {
         let o = docker.run(&["exec", "c6", "ping", "-c", "1", "-W", "2", to]);

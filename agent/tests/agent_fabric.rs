@@ -676,7 +676,11 @@ fn bench_convergence_add_to_first_ping_existing_vs_new_block() {
         );
         let name = kind_name(kind);
         for (block, n, v) in [
-            ("existing", existing.len(), [e50, e99, ea50, ea99, er50, er99]),
+            (
+                "existing",
+                existing.len(),
+                [e50, e99, ea50, ea99, er50, er99],
+            ),
             ("new", new.len(), [n50, n99, na50, na99, nr50, nr99]),
         ] {
             let mut cells = vec![name.to_string(), block.into(), n.to_string()];

@@ -194,7 +194,9 @@ fn bench_kernel_install_100k_flatnet_vs_bird() {
     );
     let mut r = flatnet_lab::report::Report::new(
         "kernel-install",
-        format!("Kernel install of {ROUTES} /32 routes (one gateway), flatnet's Fib vs BIRD 2's kernel protocol"),
+        format!(
+            "Kernel install of {ROUTES} /32 routes (one gateway), flatnet's Fib vs BIRD 2's kernel protocol"
+        ),
         &["installer", "ms", "routes/s"],
     );
     for (who, t, rate) in [

@@ -277,9 +277,8 @@ impl Driver {
         };
         let (addr, addr6) = addr;
         let app = plan::app_option(&req.options)?.or(net.app.clone());
-        let unknown = |ip: IpAddr| {
-            DriverError(format!("address {ip} was not handed out by flatnet's IPAM"))
-        };
+        let unknown =
+            |ip: IpAddr| DriverError(format!("address {ip} was not handed out by flatnet's IPAM"));
         let handle = self
             .holder(IpAddr::V4(addr))
             .await?

@@ -184,7 +184,11 @@ fn networks_must_use_flatnet_ipam_and_carry_the_app() {
     }];
     assert!(create_network(&dual, &p).unwrap_err().contains("fd99::/64"));
     dual.ipv6_data = vec![v6.clone(), v6];
-    assert!(create_network(&dual, &p).unwrap_err().contains("at most one"));
+    assert!(
+        create_network(&dual, &p)
+            .unwrap_err()
+            .contains("at most one")
+    );
     n.ipv4_data[0].pool = "172.17.0.0/16".into();
     assert!(
         create_network(&n, &p)

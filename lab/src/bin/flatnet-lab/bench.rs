@@ -267,10 +267,7 @@ pub fn run(
                 let Some(a) = cargo_args(other, args) else {
                     return Err(DeployError::Node {
                         node: "bench".into(),
-                        what: format!(
-                            "unknown benchmark {other:?} ({}, all)",
-                            ALL.join(", ")
-                        ),
+                        what: format!("unknown benchmark {other:?} ({}, all)", ALL.join(", ")),
                     });
                 };
                 eprintln!("==> cargo {}", a.join(" "));
@@ -320,7 +317,9 @@ pub fn run(
         let _ = writeln!(body, "- **not run:** {f}");
     }
     if json {
-        super::print_json(&serde_json::json!({ "machine": machine(), "when": when, "reports": reports, "failed": failed }));
+        super::print_json(
+            &serde_json::json!({ "machine": machine(), "when": when, "reports": reports, "failed": failed }),
+        );
     } else {
         print!("{body}");
     }
