@@ -84,8 +84,10 @@ async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
     let agent = Agent::new(cfg).await?;
     agent.set_config_path(path);
     agent.reconcile().await?;
-    let listener = bind_socket(&socket)?;
+    // The Docker plugin socket before the API's: whoever waits for the API
+    // (a service manager, the tests) then finds the plugin there too.
     flatnet_agent::docker::start(&agent)?;
+    let listener = bind_socket(&socket)?;
     if let Some(addr) = metrics_addr {
         let l = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!(%addr, "metrics and /healthz listening");
