@@ -194,8 +194,24 @@ fn main() {
         "{:<16} {:>4} {:>5} {:>10} {:>10} {:>10} {:>10}",
         "plugin", "conc", "n", "ADD p50", "ADD p99", "DEL p50", "DEL p99"
     );
+    let mut report = flatnet_lab::report::Report::new(
+        "cni",
+        "CNI ADD/DEL latency from the runtime's side (spawn to exit), flatnet vs ptp + host-local (ms)",
+        &[
+            "plugin",
+            "concurrency",
+            "n",
+            "ADD p50",
+            "ADD p99",
+            "DEL p50",
+            "DEL p99",
+        ],
+    );
+    // Per concurrency: [flatnet, reference] x [ADD p50, ADD p99, DEL p50].
+    let mut figures: Vec<(usize, Vec<[f64; 3]>)> = Vec::new();
     for conc in [1usize, 16] {
         let count = if conc == 1 { n } else { n.max(16 * 10) };
+        let mut per_plugin = Vec::new();
         for (p, host) in [(&flatnet, &fl_host), (&ptp, &ref_host)] {
             let host_ns = std::fs::File::open(host.path()).unwrap();
             let cs: Vec<Netns> = (0..count).map(|_| Netns::new("bc").unwrap()).collect();
@@ -203,16 +219,39 @@ fn main() {
             invoke(p, &host_ns, "ADD", "warm", &cs[0].path());
             invoke(p, &host_ns, "DEL", "warm", &cs[0].path());
             let (mut adds, mut dels) = run(p, &host_ns, &cs, conc);
-            println!(
-                "{:<16} {:>4} {:>5} {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>8.2}ms",
-                p.name,
-                conc,
-                count,
+            let f = [
                 pct(&mut adds, 0.5),
                 pct(&mut adds, 0.99),
                 pct(&mut dels, 0.5),
-                pct(&mut dels, 0.99)
+                pct(&mut dels, 0.99),
+            ];
+            println!(
+                "{:<16} {:>4} {:>5} {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>8.2}ms",
+                p.name, conc, count, f[0], f[1], f[2], f[3]
+            );
+            let mut cells = vec![p.name.to_string(), conc.to_string(), count.to_string()];
+            cells.extend(f.iter().map(|x| format!("{x:.2}")));
+            report.row(cells);
+            per_plugin.push([f[0], f[1], f[2]]);
+        }
+        figures.push((conc, per_plugin));
+    }
+    for (conc, pp) in &figures {
+        let [fl, rf] = pp.as_slice() else { continue };
+        for (i, what) in ["ADD p50", "ADD p99", "DEL p50"].iter().enumerate() {
+            report.ratio(
+                format!("{what} at c={conc}, flatnet / ptp+host-local"),
+                fl[i] / rf[i],
+                None,
+            );
+        }
+        if *conc == 16 {
+            report.ratio(
+                "ADD p99 at c=16, flatnet, in ms",
+                fl[1],
+                Some(("< 50 ms", fl[1] < 50.0)),
             );
         }
     }
+    report.emit();
 }

@@ -183,9 +183,28 @@ impl FlatnetIpam {
         let mut req = AllocRequest::v4(handle.into(), self.host.clone());
         req.ipv6 = self.ipv6;
         req.app = app.map(String::from);
+        self.allocate_req(&req).await
+    }
+
+    /// One address of one family from the pool named `pool`, under its
+    /// own handle: Docker asks per pool (and family), not per endpoint.
+    pub async fn allocate_from(
+        &self,
+        handle: &AttachmentRef,
+        pool: &str,
+        v6: bool,
+    ) -> Result<Allocated, IpamError> {
+        let mut req = AllocRequest::v4(handle.into(), self.host.clone());
+        req.ipv4 = !v6;
+        req.ipv6 = v6;
+        req.pool = Some(pool.to_string());
+        self.allocate_req(&req).await
+    }
+
+    async fn allocate_req(&self, req: &AllocRequest) -> Result<Allocated, IpamError> {
         let a = {
             let _w = self.writes.lock().await;
-            self.ipam.allocate(&req).await.map_err(map_err)?
+            self.ipam.allocate(req).await.map_err(map_err)?
         };
         let mut out = Allocated {
             addrs: Assigned { v4: None, v6: None },

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::docker::{Docker, NET_CREATE, enable_docker};
 use common::fabric::*;
-use common::{Host, POOLS_V4, result_v4};
+use common::{Host, POOLS_DUAL, POOLS_V4, result_v4, result_v6};
 use flatnet_lab::{Netns, wait_for};
 use serde_json::{Value, json};
 
@@ -157,6 +157,105 @@ fn docker_host(tag: &str) -> (Host, PathBuf) {
     let mut h = Host::start(tag, POOLS_V4);
     let p = enable_docker(&mut h);
     (h, p)
+}
+
+/// `docker network create --ipv6` on a dual-stack flatnet: the container
+/// gets a /128 from this host's IPv6 block besides its /32, routes via
+/// fe80::1, is reached over IPv6 like a CNI container, and removal
+/// releases both addresses.
+#[test]
+fn docker_ipv6_network_gets_a_128_from_the_hosts_block() {
+    let mut h = Host::start("dk6", POOLS_DUAL);
+    let plugins = enable_docker(&mut h);
+    let docker = Docker::start(&h.ns, &plugins);
+    let peer = Netns::new("dk6peer").unwrap();
+    let r = h.add("peer", &peer);
+    let (peer4, peer6) = (result_v4(&r), result_v6(&r).unwrap());
+    let v6_subnet = "fd00:244::/56";
+    docker.ok(&[NET_CREATE, &["--ipv6", "--subnet", v6_subnet, "net6"]].concat());
+    let inspect: Value = serde_json::from_str(&docker.ok(&["network", "inspect", "net6"])).unwrap();
+    let subnets: Vec<&str> = inspect[0]["IPAM"]["Config"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["Subnet"].as_str().unwrap())
+        .collect();
+    assert_eq!(subnets, vec!["10.244.0.0/16", v6_subnet], "{inspect}");
+    assert_eq!(inspect[0]["EnableIPv6"], true, "{inspect}");
+    docker.sleeper("c6", "net6");
+    let ip4 = docker.ip("c6", "net6");
+    let ip6 = docker.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.net6.GlobalIPv6Address}}",
+        "c6",
+    ]);
+    let v6: std::net::Ipv6Addr = ip6.parse().unwrap_or_else(|e| panic!("{ip6:?}: {e}"));
+    // From this host's IPv6 block (the peer's /128 came from the same one).
+    let block6 = blocks(&h)
+        .iter()
+        .filter_map(|b| b.parse::<ipnetwork::Ipv6Network>().ok())
+        .find(|n| n.contains(peer6.parse().unwrap()))
+        .unwrap_or_else(|| panic!("no IPv6 block holds {peer6}"));
+    assert!(block6.contains(v6), "{v6} outside {block6}");
+    let mut held = docker_allocations(&h);
+    held.sort();
+    let mut want = vec![ip4.clone(), ip6.clone()];
+    want.sort();
+    assert_eq!(held, want, "one address per family, no more");
+
+    let addr = docker.ok(&["exec", "c6", "ip", "-6", "addr", "show", "eth0"]);
+    assert!(addr.contains(&format!("inet6 {ip6}/128")), "{addr}");
+    let routes = docker.ok(&["exec", "c6", "ip", "-6", "route"]);
+    assert!(routes.contains("default via fe80::1"), "{routes}");
+    let eps = h.cli_json(&["endpoints"]);
+    let ep = eps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["v4"] == ip4.as_str())
+        .unwrap_or_else(|| panic!("no record for {ip4}: {eps}"))
+        .clone();
+    assert_eq!(ep["v6"], ip6.as_str(), "{ep}");
+    let host_if = ep["host_ifname"].as_str().unwrap().to_string();
+    let r6 = h.flatnet_routes("-6");
+    assert!(
+        r6.iter()
+            .any(|r| r["dst"] == ip6.as_str() && r["dev"] == host_if.as_str()),
+        "{r6:?}"
+    );
+    assert_eq!(
+        common::sysctl(&h.ns, &format!("net.ipv6.conf.{host_if}.proxy_ndp")),
+        "1"
+    );
+    // Both families, both ways, with the CNI container.
+    wait_for(
+        "CNI container reaches the Docker container over IPv6",
+        WAIT,
+        || Ok(ping(&peer, &ip6).then_some(())),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}
+{}",
+            h.log()
+        )
+    });
+    assert!(ping(&peer, &ip4));
+    for to in [&peer6, &peer4] {
+        let o = docker.run(&["exec", "c6", "ping", "-c", "1", "-W", "2", to]);
+        assert!(
+            o.status.success(),
+            "{to}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    docker.ok(&["rm", "-f", "c6"]);
+    docker.ok(&["network", "rm", "net6"]);
+    h.del("peer", &peer.path());
+    h.assert_clean();
 }
 
 #[test]

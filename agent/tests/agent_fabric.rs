@@ -621,6 +621,21 @@ fn bench_convergence_add_to_first_ping_existing_vs_new_block() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(110);
+    let mut report = flatnet_lab::report::Report::new(
+        "convergence",
+        "Convergence: CNI ADD on host 1 to first ping from host 2, two ToRs, probe every 2 ms (ms)",
+        &[
+            "ToRs",
+            "block",
+            "trials",
+            "p50",
+            "p99",
+            "ADD p50",
+            "ADD p99",
+            "ADD end to first reply p50",
+            "p99",
+        ],
+    );
     // FRR (the goal's case), then BIRD 2 ToRs as a second reference.
     for kind in [Tor::Frr, Tor::Bird] {
         let (existing, new) = convergence(kind, trials);
@@ -659,5 +674,29 @@ fn bench_convergence_add_to_first_ping_existing_vs_new_block() {
             n99 / e99,
             if n99 < 100.0 { "met" } else { "missed" }
         );
+        let name = kind_name(kind);
+        for (block, n, v) in [
+            (
+                "existing",
+                existing.len(),
+                [e50, e99, ea50, ea99, er50, er99],
+            ),
+            ("new", new.len(), [n50, n99, na50, na99, nr50, nr99]),
+        ] {
+            let mut cells = vec![name.to_string(), block.into(), n.to_string()];
+            cells.extend(v.iter().map(|x| format!("{x:.1}")));
+            report.row(cells);
+        }
+        report.ratio(
+            format!("{name} ToRs: new-block p99 / existing-block p99"),
+            n99 / e99,
+            None,
+        );
+        report.ratio(
+            format!("{name} ToRs: new-block p99 in ms"),
+            n99,
+            Some(("< 100 ms", n99 < 100.0)),
+        );
     }
+    report.emit();
 }

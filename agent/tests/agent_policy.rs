@@ -618,3 +618,123 @@ fn policy_enforces_ipv6_like_ipv4() {
     .unwrap();
     assert_eq!(tcp6(&cart, &o6, 15432), None);
 }
+
+/// The ipsets of a namespace whose name starts with `prefix`.
+fn sets_named(ns: &Netns, prefix: &str) -> Vec<String> {
+    ns.exec_stdout("ipset", &["list", "-n"])
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .map(String::from)
+        .collect()
+}
+
+const GROUPED: &str = r#"
+name = "db"
+[[allow]]
+from = "cart"
+to = "orders"
+proto = "tcp"
+ports = [5432]
+[[allow]]
+from = "web"
+to = "orders"
+proto = "tcp"
+ports = [5432]
+"#;
+
+/// Two edges to one app and port are one kernel rule over a `list:set` of
+/// the source apps; each edge still allows, is traced and is counted on
+/// its own; a third app is still refused; another member makes another
+/// list and the old one goes.
+#[test]
+fn edges_to_one_port_share_a_rule_and_keep_their_counters() {
+    let (host, _ext) = setup("hg", false);
+    let (cart, web, other, orders) = (
+        Netns::new("gcart").unwrap(),
+        Netns::new("gweb").unwrap(),
+        Netns::new("gother").unwrap(),
+        Netns::new("gorders").unwrap(),
+    );
+    let a_cart = add_app(&host, "cart1", &cart, "cart");
+    let a_web = add_app(&host, "web1", &web, "web");
+    let a_other = add_app(&host, "other1", &other, "other");
+    let a_orders = add_app(&host, "orders1", &orders, "orders");
+    serve(&orders, 5432);
+    let (code, out, err) = apply(&host, "db.toml", GROUPED);
+    assert_eq!(code, 0, "{out}{err}");
+    flatnet_lab::wait_for("policy applied", Duration::from_secs(10), || {
+        Ok((trace(&host, &a_web, &a_orders, "tcp", 5432)["allow"] == true).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", host.log()));
+
+    let lists = sets_named(&host.ns, "fl4-");
+    assert_eq!(lists.len(), 1, "{lists:?}");
+    let list = &lists[0];
+    let members = host.ns.exec_stdout("ipset", &["save", list]).unwrap();
+    assert!(
+        members.contains(&format!("create {list} list:set"))
+            && members.contains(&format!("add {list} fa4-cart"))
+            && members.contains(&format!("add {list} fa4-web")),
+        "{members}"
+    );
+    let rules = ours(&host.ns);
+    let edge_rules: Vec<&str> = rules
+        .lines()
+        .filter(|l| l.starts_with("-A FLATNET-IN-orders") && l.contains("5432"))
+        .collect();
+    assert_eq!(
+        edge_rules,
+        vec![format!(
+            "-A FLATNET-IN-orders -p tcp -m set --match-set {list} src -m tcp --dport 5432 -j ACCEPT"
+        )],
+        "{rules}"
+    );
+
+    assert!(tcp(&cart, &a_orders, 5432).is_some(), "cart -> orders");
+    assert!(tcp(&web, &a_orders, 5432).is_some(), "web -> orders");
+    assert_eq!(tcp(&other, &a_orders, 5432), None, "other -> orders");
+    for (from, n) in [(&a_cart, 0), (&a_web, 1)] {
+        let t = trace(&host, from, &a_orders, "tcp", 5432);
+        assert_eq!(
+            t["decided_by"]["Edge"]["edge"],
+            format!("allow[{n}]"),
+            "{t}"
+        );
+    }
+    let t = trace(&host, &a_other, &a_orders, "tcp", 5432);
+    assert_eq!(t["allow"], false, "{t}");
+    let stats = host.cli_json(&["policy", "stats"]);
+    for e in ["flatnet:db:allow[0]", "flatnet:db:allow[1]"] {
+        let c = stats
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["rule"] == e)
+            .unwrap_or_else(|| panic!("{e}: {stats}"));
+        assert!(c["packets"].as_u64().unwrap() >= 1, "{e}: {stats}");
+    }
+
+    // A third source app: another list; the old one is destroyed.
+    let third = format!(
+        "{GROUPED}[[allow]]\nfrom = \"other\"\nto = \"orders\"\nproto = \"tcp\"\nports = [5432]\n"
+    );
+    let (code, _, err) = apply(&host, "db.toml", &third);
+    assert_eq!(code, 0, "{err}");
+    flatnet_lab::wait_for("third edge", Duration::from_secs(10), || {
+        Ok(tcp(&other, &a_orders, 5432).map(|_| ()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", host.log()));
+    let now = sets_named(&host.ns, "fl4-");
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(&now[0], list);
+    assert!(tcp(&cart, &a_orders, 5432).is_some());
+
+    let (code, _, err) = cli(&host, &["policy", "delete", "db"]);
+    assert_eq!(code, 0, "{err}");
+    flatnet_lab::wait_for("lists gone", Duration::from_secs(10), || {
+        Ok(sets_named(&host.ns, "fl4-").is_empty().then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", host.log()));
+    assert_eq!(tcp(&web, &a_orders, 5432), None);
+}

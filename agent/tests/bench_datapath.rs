@@ -155,4 +155,30 @@ fn datapath_container_vs_host_vs_vxlan() {
         load.trim()
     );
     assert!(flatnet > 0.0 && host > 0.0 && vxlan > 0.0);
+    let mut r = flatnet_lab::report::Report::new(
+        "datapath",
+        format!(
+            "Datapath: one TCP stream (iperf3), median of {rounds} x {}s, MTU 1500 (VXLAN 1450)",
+            secs()
+        ),
+        &["path", "Gbit/s"],
+    );
+    for (what, x) in [
+        ("flatnet container -> container across hosts", flatnet),
+        ("host -> host", host),
+        ("VXLAN host -> host", vxlan),
+    ] {
+        r.row(vec![what.into(), format!("{:.2}", g(x))]);
+    }
+    r.ratio(
+        "flatnet / host-to-host",
+        flatnet / host,
+        Some((">= 0.95", flatnet / host >= 0.95)),
+    );
+    r.ratio(
+        "flatnet / VXLAN",
+        flatnet / vxlan,
+        Some(("> 1", flatnet > vxlan)),
+    );
+    r.emit();
 }

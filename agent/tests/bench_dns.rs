@@ -1,5 +1,6 @@
 //! DNS benchmark (ignored by default; run as root, release build):
 //! `cargo test --release -p flatnet-agent --test bench_dns -- --ignored --nocapture`
+//! (or `flatnet-lab bench dns`, which keeps its report as JSON)
 //!
 //! One host namespace with flatnetd (`[dns]` on 169.254.1.1:53, forwarding
 //! off) following `BENCH_APPS` apps × `BENCH_PER_APP` endpoint records
@@ -118,15 +119,6 @@ fn median_round(mut v: Vec<Round>) -> Round {
     v.swap_remove(v.len() / 2)
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" / ")
-}
-
 #[test]
 #[ignore]
 fn bench_dns_qps_and_p99_flatnetd_vs_dnsmasq() {
@@ -219,7 +211,7 @@ fn bench_dns_qps_and_p99_flatnetd_vs_dnsmasq() {
     let (f, d) = (median_round(f), median_round(d));
     println!(
         "\nDNS, {clients} clients, {apps} apps x {per_app} addresses, {rounds} x {secs} s alternating, median round (load {})",
-        loadavg()
+        flatnet_lab::report::loadavg()
     );
     println!("| server | queries/s | p50 | p99 | lost |");
     println!("|---|---|---|---|---|");
@@ -234,6 +226,29 @@ fn bench_dns_qps_and_p99_flatnetd_vs_dnsmasq() {
         f.qps / d.qps,
         f.p99_us as f64 / d.p99_us.max(1) as f64
     );
+    let mut r = flatnet_lab::report::Report::new(
+        "dns",
+        format!(
+            "DNS: {clients} clients, {apps} apps x {per_app} addresses, median of {rounds} x {secs} s rounds"
+        ),
+        &["server", "queries/s", "p50 µs", "p99 µs", "lost"],
+    );
+    for (name, x) in [("flatnetd", &f), ("dnsmasq (hosts file)", &d)] {
+        r.row(vec![
+            name.into(),
+            format!("{:.0}", x.qps),
+            x.p50_us.to_string(),
+            x.p99_us.to_string(),
+            x.lost.to_string(),
+        ]);
+    }
+    r.ratio("queries/s, flatnetd / dnsmasq", f.qps / d.qps, None);
+    r.ratio(
+        "p99, flatnetd / dnsmasq",
+        f.p99_us as f64 / d.p99_us.max(1) as f64,
+        None,
+    );
+    r.emit();
     assert!(f.qps > 0.0 && d.qps > 0.0);
     host.del("client", &client.path());
 }

@@ -87,6 +87,28 @@ fn bench_docker_run_to_first_ping_flatnet_vs_bridge() {
         mf.as_secs_f64() / mb.as_secs_f64(),
         load.trim()
     );
+    let mut r = flatnet_lab::report::Report::new(
+        "docker",
+        format!(
+            "Docker: `docker run` to first ping, median of {} rounds (ms)",
+            f.len()
+        ),
+        &["network driver", "median ms"],
+    );
+    r.row(vec![
+        "flatnet (remote driver + IPAM)".into(),
+        format!("{:.1}", mf.as_secs_f64() * 1e3),
+    ]);
+    r.row(vec![
+        "bridge (Docker's own)".into(),
+        format!("{:.1}", mb.as_secs_f64() * 1e3),
+    ]);
+    r.ratio(
+        "flatnet / bridge",
+        mf.as_secs_f64() / mb.as_secs_f64(),
+        None,
+    );
+    r.emit();
     docker.ok(&["network", "rm", "flat1", "br1"]);
     drop(docker);
     h.assert_clean();

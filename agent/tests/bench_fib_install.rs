@@ -192,4 +192,34 @@ fn bench_kernel_install_100k_flatnet_vs_bird() {
         f_rate / b_rate,
         p_rate / b_rate
     );
+    let mut r = flatnet_lab::report::Report::new(
+        "kernel-install",
+        format!(
+            "Kernel install of {ROUTES} /32 routes (one gateway), flatnet's Fib vs BIRD 2's kernel protocol"
+        ),
+        &["installer", "ms", "routes/s"],
+    );
+    for (who, t, rate) in [
+        ("flatnet Fib (nexthop object)", took, f_rate),
+        ("flatnet plain RTA_GATEWAY", plain, p_rate),
+        ("BIRD 2 kernel (start to last route)", bird, b_rate),
+    ] {
+        r.row(vec![
+            who.into(),
+            format!("{:.0}", t.as_secs_f64() * 1e3),
+            format!("{rate:.0}"),
+        ]);
+    }
+    r.ratio(
+        "rate flatnet (nexthop object) / BIRD",
+        f_rate / b_rate,
+        Some((">= 1", f_rate >= b_rate)),
+    );
+    r.ratio("rate flatnet (plain) / BIRD", p_rate / b_rate, None);
+    r.ratio(
+        "rate flatnet (nexthop object) / 100,000 routes/s",
+        f_rate / 1e5,
+        Some((">= 1", f_rate >= 1e5)),
+    );
+    r.emit();
 }

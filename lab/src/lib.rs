@@ -14,6 +14,7 @@ pub mod frr;
 pub mod gobgp;
 pub mod netns;
 pub mod pcap;
+pub mod report;
 pub mod router;
 pub mod scripted;
 pub mod topology;

@@ -91,9 +91,12 @@ async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
     let agent = Agent::new(cfg).await?;
     agent.set_config_path(path);
     agent.reconcile().await?;
-    let listener = bind_socket(&socket)?;
+    // The Docker plugin socket before the API's: whoever waits for the API
+    // (a service manager, the tests) then finds the plugin there too.
     flatnet_agent::docker::start(&agent)?;
+    // DNS too: its sockets are bound before the API answers.
     flatnet_agent::dns::start(&agent).await?;
+    let listener = bind_socket(&socket)?;
     if let Some(addr) = metrics_addr {
         let l = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!(%addr, "metrics and /healthz listening");

@@ -16,6 +16,7 @@ pub mod server;
 pub mod wire;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -112,22 +113,34 @@ impl Driver {
         Ok(())
     }
 
-    /// An address from this host's block, exactly as CNI's ADD allocates
-    /// (the block gets its blackhole before the address is handed out).
+    /// An address from this host's block of the requested pool (one
+    /// family: Docker asks for IPv4 and IPv6 separately, each under its
+    /// own handle), the block getting its blackhole before the address is
+    /// handed out, as on CNI's ADD.
     pub async fn request_address(&self, req: &RequestAddress) -> Res<AddressAnswer> {
         match plan::request_address(req, &self.pools)? {
             AddressPlan::Gateway(a) => Ok(a),
             AddressPlan::Allocate => {
                 let a = &self.agent;
+                let pool = plan::find_pool(&self.pools, &req.pool_id)?;
+                let v6 = pool.cidr.is_ipv6();
                 let handle = plan::new_handle(nonce());
                 let alloc = a
                     .ipam
-                    .allocate(&handle, None)
+                    .allocate_from(&handle, &pool.name, v6)
                     .await
                     .map_err(|e| DriverError(e.to_string()))?;
-                let Some(v4) = alloc.addrs.v4 else {
+                let ip = if v6 {
+                    alloc.addrs.v6.map(IpAddr::V6)
+                } else {
+                    alloc.addrs.v4.map(IpAddr::V4)
+                };
+                let Some(ip) = ip else {
                     let _ = a.ipam.release(&handle).await;
-                    return Err(DriverError("IPAM gave no IPv4 address".into()));
+                    return Err(DriverError(format!(
+                        "IPAM gave no address from pool {}",
+                        pool.cidr
+                    )));
                 };
                 if let Err(e) = a.blocks.ensure(&alloc.own_blocks).await {
                     let _ = a.ipam.release(&handle).await;
@@ -136,14 +149,14 @@ impl Driver {
                 if alloc.borrowed {
                     a.blocks.nudge();
                 }
-                tracing::info!(%handle, %v4, "docker: address allocated");
-                Ok(plan::address_answer(v4))
+                tracing::info!(%handle, %ip, "docker: address allocated");
+                Ok(plan::address_answer(ip))
             }
         }
     }
 
     /// The Docker handle holding `addr`, if any.
-    async fn holder(&self, addr: std::net::Ipv4Addr) -> Res<Option<crate::api::AttachmentRef>> {
+    async fn holder(&self, addr: IpAddr) -> Res<Option<crate::api::AttachmentRef>> {
         let allocs = self
             .agent
             .ipam
@@ -152,7 +165,7 @@ impl Driver {
             .map_err(|e| DriverError(e.to_string()))?;
         Ok(allocs
             .into_iter()
-            .filter(|al| al.addr == std::net::IpAddr::V4(addr))
+            .filter(|al| al.addr == addr)
             .filter_map(|al| al.handle.parse().ok())
             .find(plan::is_docker_handle))
     }
@@ -161,13 +174,17 @@ impl Driver {
     /// reconciliation released a dead endpoint's).
     pub async fn release_address(&self, req: &ReleaseAddress) -> Res<()> {
         let pool = plan::find_pool(&self.pools, &req.pool_id)?;
-        if pool.cidr.is_ipv4()
-            && req.address.parse::<std::net::Ipv4Addr>() == Ok(crate::kernel::GATEWAY_V4)
-        {
+        if plan::is_gateway(&req.address) {
             return Ok(());
         }
-        let v4 = plan::parse_v4(&req.address)?;
-        if let Some(h) = self.holder(v4).await? {
+        let ip = plan::parse_ip(&req.address)?;
+        if ip.is_ipv6() != pool.cidr.is_ipv6() || !pool.cidr.contains(ip) {
+            return Err(DriverError(format!(
+                "address {} is not in pool {}",
+                req.address, pool.cidr
+            )));
+        }
+        if let Some(h) = self.holder(ip).await? {
             let lock = self.agent.lock_for(&h);
             let _g = lock.lock().await;
             self.agent
@@ -175,9 +192,9 @@ impl Driver {
                 .release(&h)
                 .await
                 .map_err(|e| DriverError(e.to_string()))?;
-            // A borrowed address's /32 is withdrawn at once.
-            self.agent.blocks.released(&[std::net::IpAddr::V4(v4)]);
-            tracing::info!(handle = %h, %v4, "docker: address released");
+            // A borrowed address's /32 (/128) is withdrawn at once.
+            self.agent.blocks.released(&[ip]);
+            tracing::info!(handle = %h, %ip, "docker: address released");
         }
         Ok(())
     }
@@ -246,18 +263,37 @@ impl Driver {
                         .into(),
                 ));
             }
-            (net, plan::parse_v4(&iface.address)?)
+            let v6 = match (iface.address_ipv6.is_empty(), &net.pool6) {
+                (true, _) => None,
+                (false, Some(_)) => Some(plan::parse_v6(&iface.address_ipv6)?),
+                (false, None) => {
+                    return Err(DriverError(format!(
+                        "endpoint has IPv6 address {} but network {} has no flatnet IPv6 pool",
+                        iface.address_ipv6, req.network_id
+                    )));
+                }
+            };
+            (net, (plan::parse_v4(&iface.address)?, v6))
         };
+        let (addr, addr6) = addr;
         let app = plan::app_option(&req.options)?.or(net.app.clone());
-        let handle = self.holder(addr).await?.ok_or_else(|| {
-            DriverError(format!(
-                "address {addr} was not handed out by flatnet's IPAM"
-            ))
-        })?;
+        let unknown =
+            |ip: IpAddr| DriverError(format!("address {ip} was not handed out by flatnet's IPAM"));
+        let handle = self
+            .holder(IpAddr::V4(addr))
+            .await?
+            .ok_or_else(|| unknown(IpAddr::V4(addr)))?;
+        // The IPv6 address has a handle of its own; the endpoint is keyed
+        // by the IPv4 one.
+        if let Some(v6) = addr6 {
+            self.holder(IpAddr::V6(v6))
+                .await?
+                .ok_or_else(|| unknown(IpAddr::V6(v6)))?;
+        }
         let _gc = a.gc_lock.read().await;
         let lock = a.lock_for(&handle);
         let _g = lock.lock().await;
-        let att = attachment(&handle.container_id, &handle.ifname, "", Some(addr), None);
+        let att = attachment(&handle.container_id, &handle.ifname, "", Some(addr), addr6);
         let peer = plan::peer_name(&att.host_ifname());
         let built =
             a.dp.add_host_pair(&att, &peer)
@@ -272,7 +308,7 @@ impl Driver {
             host_mac: built.host_mac,
             container_mac: built.container_mac,
             v4: Some(addr),
-            v6: None,
+            v6: addr6,
             app,
             network: Some(format!("{}{}", plan::NETWORK_PREFIX, req.network_id)),
             mtu: Some(built.mtu),
@@ -288,6 +324,7 @@ impl Driver {
                 network: req.network_id.clone(),
                 handle: handle.clone(),
                 peer,
+                v6: addr6,
             },
         );
         if let Err(e) = self.save(&next) {
@@ -295,7 +332,7 @@ impl Driver {
             return Err(e);
         }
         *s = next;
-        tracing::info!(endpoint = %req.endpoint_id, %handle, %addr, host_if = %ep.host_ifname, "docker: endpoint created");
+        tracing::info!(endpoint = %req.endpoint_id, %handle, %addr, addr6 = ?addr6, host_if = %ep.host_ifname, "docker: endpoint created");
         Ok(())
     }
 
@@ -319,7 +356,7 @@ impl Driver {
 
     pub async fn join(&self, req: &Join) -> Res<JoinAnswer> {
         let ep = self.endpoint(&req.network_id, &req.endpoint_id).await?;
-        Ok(plan::join_answer(&ep.peer))
+        Ok(plan::join_answer(&ep.peer, ep.v6.is_some()))
     }
 
     /// Removes the veth (with its routes) and the record; the address

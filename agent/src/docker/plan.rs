@@ -3,7 +3,7 @@
 //! driver's state only (no kernel, no datastore).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnetwork::IpNetwork;
 
@@ -49,6 +49,10 @@ impl PoolDesc {
 pub struct NetworkInfo {
     /// PoolID of its IPv4 pool.
     pub pool: String,
+    /// PoolID of its IPv6 pool (`--ipv6 --subnet <v6 pool>`); absent in
+    /// state files written before IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool6: Option<String>,
     pub app: Option<String>,
 }
 
@@ -60,6 +64,10 @@ pub struct EndpointInfo {
     pub handle: AttachmentRef,
     /// The veth end Docker moves into the container.
     pub peer: String,
+    /// Its IPv6 address, when the network has an IPv6 pool (Join then
+    /// names the IPv6 gateway too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v6: Option<Ipv6Addr>,
 }
 
 pub fn is_docker_handle(h: &AttachmentRef) -> bool {
@@ -146,12 +154,6 @@ pub fn request_pool(req: &RequestPool, pools: &[PoolDesc]) -> Result<PoolAnswer,
             if req.v6 { "IPv6" } else { "IPv4" }
         ));
     }
-    if chosen.cidr.is_ipv6() {
-        return Err(format!(
-            "pool {}: IPv6 through Docker is not supported yet (use an IPv4 network)",
-            chosen.cidr
-        ));
-    }
     Ok(PoolAnswer {
         pool_id: chosen.name.clone(),
         pool: chosen.cidr.to_string(),
@@ -206,10 +208,12 @@ pub fn request_address(req: &RequestAddress, pools: &[PoolDesc]) -> Result<Addre
     Ok(AddressPlan::Allocate)
 }
 
-/// The answer for an allocated address: exactly a /32, as CNI gives.
-pub fn address_answer(v4: Ipv4Addr) -> AddressAnswer {
+/// The answer for an allocated address: exactly a /32 or /128, as CNI
+/// gives.
+pub fn address_answer(ip: IpAddr) -> AddressAnswer {
+    let plen = if ip.is_ipv6() { 128 } else { 32 };
     AddressAnswer {
-        address: format!("{v4}/32"),
+        address: format!("{ip}/{plen}"),
         data: BTreeMap::new(),
     }
 }
@@ -219,6 +223,26 @@ pub fn parse_v4(text: &str) -> Result<Ipv4Addr, String> {
     let ip = text.split_once('/').map_or(text, |(a, _)| a);
     ip.parse()
         .map_err(|_| format!("address {text:?} is not an IPv4 address"))
+}
+
+/// The address of an `x::y/len` (or bare) text.
+pub fn parse_v6(text: &str) -> Result<Ipv6Addr, String> {
+    let ip = text.split_once('/').map_or(text, |(a, _)| a);
+    ip.parse()
+        .map_err(|_| format!("address {text:?} is not an IPv6 address"))
+}
+
+/// The address of either family (ReleaseAddress names no family).
+pub fn parse_ip(text: &str) -> Result<IpAddr, String> {
+    let ip = text.split_once('/').map_or(text, |(a, _)| a);
+    ip.parse()
+        .map_err(|_| format!("address {text:?} is not an IP address"))
+}
+
+/// Whether `text` is the on-link gateway of its family, which Docker
+/// "releases" like any address but flatnet never allocated.
+pub fn is_gateway(text: &str) -> bool {
+    matches!(parse_ip(text), Ok(ip) if ip == IpAddr::V4(GATEWAY_V4) || ip == IpAddr::V6(GATEWAY_V6))
 }
 
 fn app_in(map: &BTreeMap<String, serde_json::Value>) -> Result<Option<String>, String> {
@@ -241,15 +265,30 @@ pub fn app_option(opts: &BTreeMap<String, serde_json::Value>) -> Result<Option<S
     app_in(opts)
 }
 
-/// CreateNetwork: the network must take its IPv4 pool from flatnet's IPAM.
+/// The configured pool of family `v6` that `data` names.
+fn network_pool<'a>(
+    data: &IpamData,
+    v6: bool,
+    pools: &'a [PoolDesc],
+) -> Result<&'a PoolDesc, String> {
+    let n: Option<IpNetwork> = data.pool.parse().ok();
+    pools
+        .iter()
+        .find(|p| Some(p.cidr) == n && p.cidr.is_ipv6() == v6)
+        .ok_or_else(|| {
+            format!(
+                "pool {} is not a flatnet {} pool (use --ipam-driver flatnet)",
+                data.pool,
+                if v6 { "IPv6" } else { "IPv4" }
+            )
+        })
+}
+
+/// CreateNetwork: the network must take its IPv4 pool, and its IPv6 pool
+/// if it has one, from flatnet's IPAM.
 pub fn create_network(req: &CreateNetwork, pools: &[PoolDesc]) -> Result<NetworkInfo, String> {
     if req.network_id.is_empty() {
         return Err("NetworkID is empty".into());
-    }
-    if !req.ipv6_data.is_empty() {
-        return Err(
-            "IPv6 through Docker is not supported yet (create the network without --ipv6)".into(),
-        );
     }
     let [v4] = req.ipv4_data.as_slice() else {
         return Err(format!(
@@ -257,34 +296,54 @@ pub fn create_network(req: &CreateNetwork, pools: &[PoolDesc]) -> Result<Network
             req.ipv4_data.len()
         ));
     };
-    let n: Option<IpNetwork> = v4.pool.parse().ok();
-    let pool = pools.iter().find(|p| Some(p.cidr) == n).ok_or_else(|| {
-        format!(
-            "pool {} is not a flatnet pool (use --ipam-driver flatnet)",
-            v4.pool
-        )
-    })?;
+    let pool = network_pool(v4, false, pools)?;
+    let pool6 = match req.ipv6_data.as_slice() {
+        [] => None,
+        [v6] => Some(network_pool(v6, true, pools)?.name.clone()),
+        more => {
+            return Err(format!(
+                "expected at most one IPv6 pool, found {}",
+                more.len()
+            ));
+        }
+    };
     Ok(NetworkInfo {
         pool: pool.name.clone(),
+        pool6,
         app: app_option(&req.options)?,
     })
 }
 
 /// Join: Docker moves `peer` into the container as `eth<N>` and routes
-/// through the on-link gateway, which the host end answers for (proxy ARP).
-pub fn join_answer(peer: &str) -> JoinAnswer {
+/// through the on-link gateways, which the host end answers for (proxy
+/// ARP for 169.254.1.1; fe80::1 is the host end's own address). An
+/// endpoint with IPv6 gets the IPv6 gateway too.
+pub fn join_answer(peer: &str, v6: bool) -> JoinAnswer {
+    let mut static_routes = vec![StaticRoute {
+        destination: format!("{GATEWAY_V4}/32"),
+        route_type: ROUTE_CONNECTED,
+        next_hop: String::new(),
+    }];
+    if v6 {
+        // On link without waiting for the container's fe80::/64.
+        static_routes.push(StaticRoute {
+            destination: format!("{GATEWAY_V6}/128"),
+            route_type: ROUTE_CONNECTED,
+            next_hop: String::new(),
+        });
+    }
     JoinAnswer {
         interface_name: InterfaceName {
             src_name: peer.into(),
             dst_prefix: "eth".into(),
         },
         gateway: GATEWAY_V4.to_string(),
-        gateway_ipv6: String::new(),
-        static_routes: vec![StaticRoute {
-            destination: format!("{GATEWAY_V4}/32"),
-            route_type: ROUTE_CONNECTED,
-            next_hop: String::new(),
-        }],
+        gateway_ipv6: if v6 {
+            GATEWAY_V6.to_string()
+        } else {
+            String::new()
+        },
+        static_routes,
         disable_gateway_service: true,
     }
 }

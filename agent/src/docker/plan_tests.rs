@@ -58,9 +58,48 @@ fn foreign_pools_and_spaces_are_refused_by_name() {
     let mut sub = pool_req("flatnet", "10.244.0.0/16");
     sub.sub_pool = "10.244.1.0/24".into();
     assert!(request_pool(&sub, &p).unwrap_err().contains("--ip-range"));
+    // The family must match the pool's.
+    let v6_as_v4 = pool_req("flatnet", "fd00:244::/48");
+    let e = request_pool(&v6_as_v4, &p).unwrap_err();
+    assert!(e.contains("is IPv6, the request is for IPv4"), "{e}");
+    let mut v4_as_v6 = pool_req("flatnet", "10.244.0.0/16");
+    v4_as_v6.v6 = true;
+    let e = request_pool(&v4_as_v6, &p).unwrap_err();
+    assert!(e.contains("is IPv4, the request is for IPv6"), "{e}");
+}
+
+#[test]
+fn an_ipv6_pool_serves_docker_ipv6() {
+    let p = pools();
     let mut v6 = pool_req("flatnet", "fd00:244::/48");
     v6.v6 = true;
-    assert!(request_pool(&v6, &p).unwrap_err().contains("IPv6"));
+    let a = request_pool(&v6, &p).unwrap();
+    assert_eq!(
+        (a.pool_id.as_str(), a.pool.as_str()),
+        ("fd00.244..-48", "fd00:244::/48")
+    );
+    let mut gw = RequestAddress {
+        pool_id: a.pool_id.clone(),
+        ..Default::default()
+    };
+    assert_eq!(request_address(&gw, &p).unwrap(), AddressPlan::Allocate);
+    gw.options
+        .insert(REQUEST_ADDRESS_TYPE.into(), GATEWAY_TYPE.into());
+    let AddressPlan::Gateway(g) = request_address(&gw, &p).unwrap() else {
+        panic!("gateway expected")
+    };
+    assert_eq!(g.address, "fe80::1/128");
+    assert_eq!(
+        address_answer("fd00:244::1:7".parse().unwrap()).address,
+        "fd00:244::1:7/128"
+    );
+    assert!(is_gateway("fe80::1/128") && is_gateway("169.254.1.1/32"));
+    assert!(!is_gateway("fd00:244::1/128") && !is_gateway("junk"));
+    assert_eq!(
+        parse_ip("fd00:244::1:7/128").unwrap(),
+        "fd00:244::1:7".parse::<IpAddr>().unwrap()
+    );
+    assert!(parse_v6("10.0.0.1").unwrap_err().contains("not an IPv6"));
 }
 
 #[test]
@@ -118,8 +157,37 @@ fn networks_must_use_flatnet_ipam_and_carry_the_app() {
         create_network(&n, &p).unwrap(),
         NetworkInfo {
             pool: "10.244.0.0-16".into(),
+            pool6: None,
             app: Some("web".into())
         }
+    );
+    // --ipv6 with a flatnet IPv6 pool.
+    let v6 = IpamData {
+        address_space: "flatnet".into(),
+        pool: "fd00:244::/48".into(),
+        gateway: "fe80::1/128".into(),
+        ..Default::default()
+    };
+    let mut dual = n.clone();
+    dual.ipv6_data = vec![v6.clone()];
+    assert_eq!(
+        create_network(&dual, &p).unwrap().pool6.as_deref(),
+        Some("fd00.244..-48")
+    );
+    // An IPv4 pool offered as IPv6 data, a foreign IPv6 pool, two pools.
+    dual.ipv6_data = vec![n.ipv4_data[0].clone()];
+    let e = create_network(&dual, &p).unwrap_err();
+    assert!(e.contains("not a flatnet IPv6 pool"), "{e}");
+    dual.ipv6_data = vec![IpamData {
+        pool: "fd99::/64".into(),
+        ..v6.clone()
+    }];
+    assert!(create_network(&dual, &p).unwrap_err().contains("fd99::/64"));
+    dual.ipv6_data = vec![v6.clone(), v6];
+    assert!(
+        create_network(&dual, &p)
+            .unwrap_err()
+            .contains("at most one")
     );
     n.ipv4_data[0].pool = "172.17.0.0/16".into();
     assert!(
@@ -135,13 +203,27 @@ fn networks_must_use_flatnet_ipam_and_carry_the_app() {
 
 #[test]
 fn join_names_the_peer_and_the_on_link_gateway() {
-    let j = serde_json::to_value(join_answer("fpr012345678")).unwrap();
+    let j = serde_json::to_value(join_answer("fpr012345678", false)).unwrap();
     assert_eq!(
         j,
         serde_json::json!({
             "InterfaceName": {"SrcName": "fpr012345678", "DstPrefix": "eth"},
             "Gateway": "169.254.1.1",
             "StaticRoutes": [{"Destination": "169.254.1.1/32", "RouteType": 1}],
+            "DisableGatewayService": true
+        })
+    );
+    let j = serde_json::to_value(join_answer("fpr012345678", true)).unwrap();
+    assert_eq!(
+        j,
+        serde_json::json!({
+            "InterfaceName": {"SrcName": "fpr012345678", "DstPrefix": "eth"},
+            "Gateway": "169.254.1.1",
+            "GatewayIPv6": "fe80::1",
+            "StaticRoutes": [
+                {"Destination": "169.254.1.1/32", "RouteType": 1},
+                {"Destination": "fe80::1/128", "RouteType": 1}
+            ],
             "DisableGatewayService": true
         })
     );

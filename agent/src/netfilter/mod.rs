@@ -176,6 +176,20 @@ impl Netfilter {
         }
     }
 
+    /// `ipset save NAME`: the set's members with their counters (for the
+    /// per-edge counters of a policy `list:set`).
+    pub async fn ipset_save(&self, name: &str) -> Result<String, NfError> {
+        let (ok, out) = run("ipset", &["save", name], None).await?;
+        if ok {
+            Ok(out)
+        } else {
+            Err(NfError::Failed {
+                bin: "ipset".into(),
+                stderr: out,
+            })
+        }
+    }
+
     /// The names of every ipset (`ipset list -n`).
     pub async fn ipset_names(&self) -> Result<Vec<String>, NfError> {
         let (ok, out) = run("ipset", &["list", "-n"], None).await?;

@@ -107,6 +107,19 @@ pub enum AddrMatch {
     /// Not in the named set.
     NotSet(String),
     Cidr(IpNetwork),
+    /// In one of the member sets of the named `list:set`
+    /// ([`FamilyIr::lists`]): the source apps of edges that share a
+    /// destination app and a service, matched by one rule.
+    AnyOf(String),
+}
+
+/// One member of a `list:set`: an app's set and the edge it stands for.
+/// The kernel tests members in order and counts the first that matches,
+/// so the member's counters are its edge's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListMember {
+    pub set: String,
+    pub origin: Origin,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,6 +193,9 @@ pub struct FamilyIr {
     pub sets: BTreeMap<String, BTreeSet<IpAddr>>,
     /// App id → its set's name.
     pub app_sets: BTreeMap<String, String>,
+    /// `list:set` name → members, in edge order. Named after their
+    /// content, so a list never changes: another content is another list.
+    pub lists: BTreeMap<String, Vec<ListMember>>,
     pub chains: Vec<Chain>,
 }
 
@@ -205,6 +221,23 @@ fn fnv(s: &str) -> u32 {
         h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
     }
     h
+}
+
+fn fnv64(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The `list:set` of `members` (app set names, in order) for edges to
+/// `app` on `service`: the app's first 8 bytes and a 64-bit hash of the
+/// whole content (29 bytes at most, like the app sets).
+pub fn list_set(f: Family, app: &str, service: &Service, members: &[String]) -> String {
+    let key = format!("{app}|{service:?}|{}", members.join(","));
+    let short: String = app.chars().take(8).collect();
+    format!("fl{}-{short}-{:016x}", fam_digit(f), fnv64(&key))
 }
 
 /// `prefix + app`, shortened with a hash when longer than `max`
@@ -243,7 +276,7 @@ pub fn tmp_set(name: &str) -> String {
 /// Whether a set name is one flatnet's policy owns.
 pub fn is_flatnet_set(name: &str) -> bool {
     [
-        "fn4-", "fn6-", "fa4-", "fa6-", "zn4-", "zn6-", "za4-", "za6-",
+        "fn4-", "fn6-", "fa4-", "fa6-", "zn4-", "zn6-", "za4-", "za6-", "fl4-", "fl6-",
     ]
     .iter()
     .any(|p| name.starts_with(p))
@@ -333,6 +366,7 @@ fn compile_family(
         apps.iter().map(|a| (a.clone(), app_set(f, a))).collect();
     let sets = fill_sets(f, &app_sets, endpoints);
     let set_of = |app: &str| app_sets.get(app).cloned().unwrap_or_default();
+    let mut lists: BTreeMap<String, Vec<ListMember>> = BTreeMap::new();
 
     let mut chains = Vec::new();
     let established = || {
@@ -414,14 +448,16 @@ fn compile_family(
                 .src(AddrMatch::Set(set_of(app)))
                 .origin(Origin::SameApp),
         ];
-        for (p, i, a) in allows_to.get(app.as_str()).into_iter().flatten() {
-            rules.push(
-                Rule::to(Target::Accept)
-                    .src(AddrMatch::Set(set_of(&a.from)))
-                    .service(&a.service)
-                    .origin(edge(p, "allow", *i)),
-            );
-        }
+        rules.extend(allow_rules(
+            f,
+            app,
+            allows_to
+                .get(app.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]),
+            &set_of,
+            &mut lists,
+        ));
         for p in policies {
             for (i, e) in p.ingress.iter().enumerate() {
                 if &e.app == app && same_family(f, &e.from_cidr) {
@@ -488,8 +524,69 @@ fn compile_family(
         family: f,
         sets,
         app_sets,
+        lists,
         chains,
     }
+}
+
+/// The allow rules of one destination app. Edges that share a service
+/// become one rule over a `list:set` of their source apps' sets (at 100
+/// apps that talk to each other, 100 rules instead of 10,000; the kernel
+/// restores and walks far fewer rules, and the list's per-member counters
+/// keep the per-edge counts). An edge alone on its service keeps its own
+/// rule. Every allow rule accepts, so grouping changes no verdict; a
+/// packet that two edges of different services allow is counted for the
+/// group listed first, and `policy trace` names the same edge.
+fn allow_rules(
+    f: Family,
+    app: &str,
+    edges: &[(&Policy, usize, &super::model::Allow)],
+    set_of: &dyn Fn(&str) -> String,
+    lists: &mut BTreeMap<String, Vec<ListMember>>,
+) -> Vec<Rule> {
+    // Services in order of first appearance, each with its members (a
+    // source app counted once: a later edge from it would never match).
+    let mut groups: Vec<(&Service, Vec<ListMember>)> = Vec::new();
+    for (p, i, a) in edges {
+        let member = ListMember {
+            set: set_of(&a.from),
+            origin: edge(p, "allow", *i),
+        };
+        match groups.iter_mut().find(|(s, _)| **s == a.service) {
+            Some((_, ms)) => {
+                if !ms.iter().any(|m| m.set == member.set) {
+                    ms.push(member);
+                }
+            }
+            None => groups.push((&a.service, vec![member])),
+        }
+    }
+    let mut rules = Vec::new();
+    for (service, members) in groups {
+        let names: Vec<String> = members.iter().map(|m| m.set.clone()).collect();
+        let name = list_set(f, app, service, &names);
+        // A name already taken by another content (a hash collision) must
+        // not merge two lists: such a group keeps one rule per edge.
+        let taken = lists.get(&name).is_some_and(|l| *l != members);
+        if members.len() < 2 || taken {
+            for m in members {
+                rules.push(
+                    Rule::to(Target::Accept)
+                        .src(AddrMatch::Set(m.set))
+                        .service(service)
+                        .origin(m.origin),
+                );
+            }
+            continue;
+        }
+        rules.push(
+            Rule::to(Target::Accept)
+                .src(AddrMatch::AnyOf(name.clone()))
+                .service(service),
+        );
+        lists.insert(name, members);
+    }
+    rules
 }
 
 /// Compiles policies, endpoints and cluster settings. Deterministic: the
@@ -506,6 +603,7 @@ pub fn compile(policies: &[Policy], endpoints: &[EndpointAddr], cluster: &Cluste
                 family: f,
                 sets: BTreeMap::new(),
                 app_sets: BTreeMap::new(),
+                lists: BTreeMap::new(),
                 chains: Vec::new(),
             }
         }
@@ -544,7 +642,7 @@ pub fn render_rule(f: Family, r: &Rule) -> String {
     }
     for (m, dir) in [(&r.src, "src"), (&r.dst, "dst")] {
         match m {
-            Some(AddrMatch::Set(n)) => {
+            Some(AddrMatch::Set(n) | AddrMatch::AnyOf(n)) => {
                 let _ = write!(s, " -m set --match-set {n} {dir}");
             }
             Some(AddrMatch::NotSet(n)) => {
@@ -695,6 +793,18 @@ impl FamilyIr {
             let _ = writeln!(out, "swap {tmp} {name}");
             let _ = writeln!(out, "destroy {tmp}");
         }
+        // Lists after their member sets; never swapped (a list's name is
+        // its content), so `-exist` makes a second write a no-op.
+        for (name, members) in &self.lists {
+            let _ = writeln!(
+                out,
+                "create {name} list:set size {} counters",
+                members.len()
+            );
+            for m in members {
+                let _ = writeln!(out, "add {name} {}", m.set);
+            }
+        }
         out
     }
 
@@ -743,7 +853,7 @@ pub fn sets_delta(
 
 /// Whether two compilations differ in more than set members.
 pub fn chains_differ(old: &FamilyIr, new: &FamilyIr) -> bool {
-    old.chains != new.chains || old.sets.keys().ne(new.sets.keys())
+    old.chains != new.chains || old.sets.keys().ne(new.sets.keys()) || old.lists != new.lists
 }
 
 #[cfg(test)]

@@ -261,3 +261,135 @@ fn trace_refuses_mixed_families_and_missing_ports() {
     assert!(f("10.244.0.2", "10.244.1.2", Proto::Tcp, None).is_err());
     assert!(f("10.244.0.2", "10.244.1.2", Proto::Icmp, Some(1)).is_err());
 }
+
+const GROUPED: &str = r#"
+name = "db"
+[[allow]]
+from = "cart"
+to = "orders"
+proto = "tcp"
+ports = [5432]
+[[allow]]
+from = "web"
+to = "orders"
+proto = "udp"
+ports = [53]
+[[allow]]
+from = "web"
+to = "orders"
+proto = "tcp"
+ports = [5432]
+[[allow]]
+from = "cart"
+to = "orders"
+proto = "tcp"
+ports = [5432]
+"#;
+
+fn grouped() -> (Vec<Policy>, Vec<EndpointAddr>, Cluster) {
+    let (_, p) = Policy::parse(GROUPED, "db.toml").unwrap();
+    let eps = vec![
+        ep(Some("cart"), &["10.244.0.2"]),
+        ep(Some("web"), &["10.244.0.3"]),
+        ep(Some("orders"), &["10.244.1.2"]),
+        ep(Some("other"), &["10.244.0.4"]),
+    ];
+    let cluster = Cluster {
+        pools: vec![("10.244.0.0/16".parse().unwrap(), false)],
+        ..Cluster::default()
+    };
+    (vec![p], eps, cluster)
+}
+
+/// Edges to one app on one service become one rule over a `list:set` of
+/// the source apps (in edge order, each once); an edge alone on its
+/// service keeps its rule; trace and counters name each member's edge.
+#[test]
+fn edges_sharing_a_service_become_one_rule_over_a_list() {
+    let (ps, eps, cluster) = grouped();
+    let c = compile(&ps, &eps, &cluster);
+    let ir = &c.v4;
+    assert_eq!(ir.lists.len(), 1, "{:?}", ir.lists);
+    let (name, members) = ir.lists.iter().next().unwrap();
+    assert!(
+        name.starts_with("fl4-orders-") && name.len() <= 29,
+        "{name}"
+    );
+    assert!(is_flatnet_set(name));
+    let sets: Vec<&str> = members.iter().map(|m| m.set.as_str()).collect();
+    assert_eq!(sets, ["fa4-cart", "fa4-web"]);
+    assert_eq!(
+        members[1].origin,
+        Origin::Edge {
+            policy: "db".into(),
+            edge: "allow[2]".into()
+        }
+    );
+    let rules = &ir.rendered()[&("filter".to_string(), "FLATNET-IN-orders".to_string())];
+    assert_eq!(
+        rules[1..3],
+        [
+            format!("-p tcp -m set --match-set {name} src -m tcp --dport 5432 -j ACCEPT"),
+            "-p udp -m set --match-set fa4-web src -m udp --dport 53 -j ACCEPT".to_string(),
+        ],
+        "{rules:?}"
+    );
+    let ipset = ir.ipset_payload();
+    assert!(
+        ipset.ends_with(&format!(
+            "create {name} list:set size 2 counters\nadd {name} fa4-cart\nadd {name} fa4-web\n"
+        )),
+        "{ipset}"
+    );
+    // The list is named after its content: another member, another list.
+    let mut more = eps.clone();
+    more.push(ep(Some("extra"), &["10.244.0.5"]));
+    let (_, mut p2) = Policy::parse(
+        &format!("{GROUPED}[[allow]]\nfrom = \"extra\"\nto = \"orders\"\nproto = \"tcp\"\nports = [5432]\n"),
+        "db.toml",
+    )
+    .unwrap();
+    p2.name = "db".into();
+    let c2 = compile(&[p2], &more, &cluster);
+    assert!(!c2.v4.lists.contains_key(name));
+    assert!(chains_differ(&c.v4, &c2.v4));
+
+    let t = |from: &str, proto: Proto, port: Option<u16>| {
+        let v = trace(
+            &c,
+            &Flow {
+                from: ip(from),
+                to: ip("10.244.1.2"),
+                proto,
+                port,
+            },
+        )
+        .unwrap();
+        (v.allow, v.decided_by)
+    };
+    let edge_n = |n: usize| {
+        Some(Origin::Edge {
+            policy: "db".into(),
+            edge: format!("allow[{n}]"),
+        })
+    };
+    assert_eq!(t("10.244.0.2", Proto::Tcp, Some(5432)), (true, edge_n(0)));
+    assert_eq!(t("10.244.0.3", Proto::Tcp, Some(5432)), (true, edge_n(2)));
+    assert_eq!(t("10.244.0.3", Proto::Udp, Some(53)), (true, edge_n(1)));
+    assert_eq!(
+        t("10.244.0.4", Proto::Tcp, Some(5432)),
+        (false, Some(Origin::DefaultBetweenApps))
+    );
+    assert_eq!(
+        t("10.244.0.2", Proto::Tcp, Some(5433)),
+        (false, Some(Origin::DefaultBetweenApps))
+    );
+
+    let save = format!(
+        "add {name} fa4-cart packets 3 bytes 180\nadd {name} fa4-web packets 0 bytes 0\nadd other fa4-cart packets 9 bytes 9\n"
+    );
+    let counts = crate::policy::enforce::list_counters(&save, name, members);
+    assert_eq!(counts.get("flatnet:db:allow[0]"), Some(&(3, 180)));
+    assert_eq!(counts.get("flatnet:db:allow[2]"), Some(&(0, 0)));
+    assert_eq!(counts.len(), 2, "{counts:?}");
+}

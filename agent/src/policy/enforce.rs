@@ -175,7 +175,17 @@ impl Enforcer {
         for fam in Family::ALL {
             let save = self.nf.save(fam, "filter", true).await?;
             let ir = current.as_ref().map(|c| c.family(fam));
-            for (k, (p, b)) in counters(&save, ir) {
+            let mut found = counters(&save, ir);
+            // Grouped edges count in their list's members.
+            for (name, members) in ir.map(|ir| &ir.lists).into_iter().flatten() {
+                let text = self.nf.ipset_save(name).await?;
+                for (k, c) in list_counters(&text, name, members) {
+                    let e = found.entry(k).or_insert((0, 0));
+                    e.0 += c.0;
+                    e.1 += c.1;
+                }
+            }
+            for (k, (p, b)) in found {
                 let e = all.entry(k).or_insert((0, 0));
                 e.0 += p;
                 e.1 += b;
@@ -253,6 +263,37 @@ pub fn counters(save: &str, ir: Option<&FamilyIr>) -> BTreeMap<String, (u64, u64
         let e = out.entry(key).or_insert((0u64, 0u64));
         e.0 += p.parse::<u64>().unwrap_or(0);
         e.1 += b.parse::<u64>().unwrap_or(0);
+    }
+    out
+}
+
+/// Per-edge counters of one policy `list:set` from `ipset save NAME`
+/// (`add NAME MEMBER packets P bytes B`), by the member's edge.
+pub fn list_counters(
+    save: &str,
+    list: &str,
+    members: &[super::compile::ListMember],
+) -> BTreeMap<String, (u64, u64)> {
+    let mut out = BTreeMap::new();
+    for line in save.lines() {
+        let mut w = line.split_whitespace();
+        if w.next() != Some("add") || w.next() != Some(list) {
+            continue;
+        }
+        let Some(member) = w.next() else { continue };
+        let Some(m) = members.iter().find(|m| m.set == member) else {
+            continue;
+        };
+        let rest: Vec<&str> = w.collect();
+        let field = |k: &str| {
+            rest.windows(2)
+                .find(|p| p[0] == k)
+                .and_then(|p| p[1].parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let e = out.entry(m.origin.comment()).or_insert((0u64, 0u64));
+        e.0 += field("packets");
+        e.1 += field("bytes");
     }
     out
 }

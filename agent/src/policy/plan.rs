@@ -99,10 +99,20 @@ pub fn plan(desired: &FamilyIr, filter: &Observed, nat: &Observed) -> Plan {
 /// The `ipset restore` lines that destroy flatnet's sets no compilation
 /// wants (run after the rules that referenced them are gone).
 pub fn stale_sets(existing: &[String], wanted: &[&FamilyIr]) -> String {
-    let keep: BTreeSet<&String> = wanted.iter().flat_map(|f| f.sets.keys()).collect();
-    existing
+    let keep: BTreeSet<&String> = wanted
+        .iter()
+        .flat_map(|f| f.sets.keys().chain(f.lists.keys()))
+        .collect();
+    let stale: Vec<&String> = existing
         .iter()
         .filter(|n| is_flatnet_set(n) && !keep.contains(n))
+        .collect();
+    // Lists first: a set a list holds cannot be destroyed.
+    let is_list = |n: &&&String| n.starts_with("fl");
+    stale
+        .iter()
+        .filter(is_list)
+        .chain(stale.iter().filter(|n| !is_list(n)))
         .map(|n| format!("destroy {n}\n"))
         .collect()
 }
@@ -207,13 +217,21 @@ mod tests {
     #[test]
     fn only_flatnet_sets_are_destroyed() {
         let d = ir();
-        let existing: Vec<String> = ["fa4-web", "fa4-old", "docker-set", "fn4-all", "za4-x"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let existing: Vec<String> = [
+            "fa4-web",
+            "fa4-old",
+            "docker-set",
+            "fn4-all",
+            "za4-x",
+            "fl4-old-0123456789abcdef",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // The stale list before the sets it may hold.
         assert_eq!(
             stale_sets(&existing, &[&d]),
-            "destroy fa4-old\ndestroy za4-x\n"
+            "destroy fl4-old-0123456789abcdef\ndestroy fa4-old\ndestroy za4-x\n"
         );
     }
 }

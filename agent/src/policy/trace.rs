@@ -8,7 +8,9 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::compile::{AddrMatch, Compiled, FORWARD_CHAIN, FamilyIr, Origin, Rule, Target};
+use super::compile::{
+    AddrMatch, Compiled, FORWARD_CHAIN, FamilyIr, ListMember, Origin, Rule, Target,
+};
 use super::model::Proto;
 use crate::netfilter::Family;
 
@@ -47,11 +49,29 @@ fn in_set(ir: &FamilyIr, set: &str, a: &IpAddr) -> bool {
     ir.sets.get(set).is_some_and(|m| m.contains(a))
 }
 
+/// The first member of list `list` whose set holds `a` (the one the
+/// kernel matches and counts).
+fn list_member<'a>(ir: &'a FamilyIr, list: &str, a: &IpAddr) -> Option<&'a ListMember> {
+    ir.lists.get(list)?.iter().find(|m| in_set(ir, &m.set, a))
+}
+
 fn addr_matches(ir: &FamilyIr, m: &AddrMatch, a: &IpAddr) -> bool {
     match m {
         AddrMatch::Set(s) => in_set(ir, s, a),
         AddrMatch::NotSet(s) => !in_set(ir, s, a),
         AddrMatch::Cidr(c) => c.contains(*a),
+        AddrMatch::AnyOf(l) => list_member(ir, l, a).is_some(),
+    }
+}
+
+/// What decided when `r` matched `p`: its own origin, or for a rule over
+/// a list the matching member's edge.
+fn origin_of(ir: &FamilyIr, r: &Rule, p: &Packet) -> Option<Origin> {
+    match (&r.origin, &r.src) {
+        (None, Some(AddrMatch::AnyOf(l))) => {
+            list_member(ir, l, &p.flow.from).map(|m| m.origin.clone())
+        }
+        (o, _) => o.clone(),
     }
 }
 
@@ -101,8 +121,8 @@ fn walk(ir: &FamilyIr, chain: &str, p: &Packet, path: &mut Vec<String>, depth: u
             continue;
         }
         match &r.target {
-            Target::Accept => return Walk::Accept(r.origin.clone()),
-            Target::Drop => return Walk::Drop(r.origin.clone()),
+            Target::Accept => return Walk::Accept(origin_of(ir, r, p)),
+            Target::Drop => return Walk::Drop(origin_of(ir, r, p)),
             Target::Return => return Walk::Continue,
             Target::Jump(sub) => match walk(ir, sub, p, path, depth + 1) {
                 Walk::Continue => {}

@@ -200,7 +200,9 @@ pub fn make_rootfs(dir: &Path) -> PathBuf {
     let root = dir.join("rootfs");
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    for applet in ["sh", "ip", "ping", "sleep", "cat", "echo", "nc", "true"] {
+    for applet in [
+        "sh", "ip", "ping", "ping6", "sleep", "cat", "echo", "nc", "true",
+    ] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
     let tar = dir.join("rootfs.tar");

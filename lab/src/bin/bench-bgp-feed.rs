@@ -177,5 +177,54 @@ fn bench(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
         args.poll_ms
     );
     print!("{}", feed::table(&results));
+    report(&feed, &results).emit();
     Ok(ok)
+}
+
+/// The run as a [`flatnet_lab::report::Report`]: the table, and each
+/// receiver's time and memory per route against BIRD's.
+fn report(feed: &feed::Feed, results: &[feed::RunResult]) -> flatnet_lab::report::Report {
+    let mut r = flatnet_lab::report::Report::new(
+        "bgp",
+        format!(
+            "BGP ingest: {} prefixes ({} /24 + {} /32), {} attribute sets, one eBGP peer, to Loc-RIB",
+            feed.prefixes, feed.v24, feed.v32, feed.attr_sets_used
+        ),
+        &[
+            "receiver",
+            "seconds",
+            "prefixes/s",
+            "peak RSS MiB",
+            "bytes/route (peak)",
+            "bytes/route (end)",
+        ],
+    );
+    for x in results {
+        r.row(vec![
+            x.label.clone(),
+            format!("{:.2}", x.seconds),
+            format!("{:.0}", x.rate()),
+            format!("{:.1}", x.peak_kib as f64 / 1024.0),
+            format!("{:.0}", x.bytes_per_route()),
+            format!("{:.0}", x.settled_bytes_per_route()),
+        ]);
+    }
+    if let Some(b) = results.iter().find(|x| x.kind == Kind::Bird) {
+        for x in results.iter().filter(|x| x.kind != Kind::Bird) {
+            let t = x.seconds / b.seconds.max(1e-9);
+            let m = x.bytes_per_route() / b.bytes_per_route().max(1e-9);
+            let flatnet = x.kind == Kind::Flatnet;
+            r.ratio(
+                format!("{}: time to Loc-RIB / BIRD's", x.label),
+                t,
+                flatnet.then_some(("< 1 (faster than BIRD)", t < 1.0)),
+            );
+            r.ratio(
+                format!("{}: bytes per route (peak) / BIRD's", x.label),
+                m,
+                flatnet.then_some(("<= 1 (within BIRD's memory)", m <= 1.0)),
+            );
+        }
+    }
+    r
 }

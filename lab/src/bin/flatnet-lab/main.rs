@@ -99,10 +99,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Benchmarks on labs: scale, rss, all (scale + rss, --docs rewrites its
-    /// section of docs/benchmarks.md); bgp, cni, policy, convergence,
-    /// kernel-install and datapath run the existing benchmarks
-    /// (bench-bgp-feed, cargo bench / ignored bench tests, release) with ARGS.
+    /// Benchmarks: bgp, cni, policy, kernel-install, convergence, datapath,
+    /// docker, dns (bench-bgp-feed, cargo bench / ignored bench tests, release,
+    /// with ARGS), scale and rss (labs); each keeps its report in
+    /// target/bench-json/NAME.json (`--json` prints it). `all` runs every
+    /// one; `--docs FILE` rewrites FILE's generated section.
     Bench {
         name: String,
         /// Host counts of the scale report.
@@ -117,7 +118,7 @@ enum Cmd {
         /// Seconds to wait for each lab.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
-        /// Rewrite the "flatnet-lab bench" section of this Markdown file.
+        /// With `all`: rewrite the generated section of this Markdown file.
         #[arg(long)]
         docs: Option<PathBuf>,
         #[arg(long)]
