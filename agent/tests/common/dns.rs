@@ -113,10 +113,13 @@ pub fn resolve(ns: &Netns, name: &str) -> (ResponseCode, Vec<String>) {
 /// container whose runtime wrote the CNI result's `dns`. Removed on drop.
 pub struct NetnsResolvConf {
     dir: PathBuf,
+    /// `/etc/netns` did not exist before: removed too when left empty.
+    made_parent: bool,
 }
 
 impl NetnsResolvConf {
     pub fn from_cni(ns: &Netns, dns: &serde_json::Value) -> NetnsResolvConf {
+        let made_parent = !Path::new("/etc/netns").exists();
         let dir = PathBuf::from("/etc/netns").join(ns.name());
         std::fs::create_dir_all(&dir).unwrap();
         let mut text = String::new();
@@ -134,13 +137,17 @@ impl NetnsResolvConf {
             search.join(" ")
         );
         std::fs::write(dir.join("resolv.conf"), text).unwrap();
-        NetnsResolvConf { dir }
+        NetnsResolvConf { dir, made_parent }
     }
 }
 
 impl Drop for NetnsResolvConf {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        if self.made_parent {
+            // Only when empty: another test's namespace may have its own.
+            let _ = std::fs::remove_dir("/etc/netns");
+        }
     }
 }
 
