@@ -473,3 +473,57 @@ fn etcd_txn(ns: &Netns, url: &str, txn: flatnet_ipam::Txn) {
     })
     .unwrap();
 }
+
+/// A Docker container on a flatnet network, run with `--dns 169.254.1.1`
+/// (what docs/operations.md says to do), resolves apps by name (Docker's
+/// embedded resolver, 127.0.0.11 in the container, forwards to flatnetd),
+/// and is itself found under its network's app.
+#[test]
+fn docker_container_resolves_through_flatnetd_with_dns_flag() {
+    use common::docker::{Docker, NET_CREATE, enable_docker};
+    let mut h = Host::start("dkd", POOLS_V4);
+    let resolv = h.dir.path().join("resolv.conf");
+    std::fs::write(&resolv, "").unwrap();
+    let cfg = h.dir.path().join("flatnetd.toml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&dns_section(false, &resolv));
+    std::fs::write(&cfg, text).unwrap();
+    let plugins = enable_docker(&mut h);
+    let cart = Netns::new("cart").unwrap();
+    let a_cart = add_app(&h, "cart1", &cart, "cart");
+    let docker = Docker::start(&h.ns, &plugins);
+    docker.ok(&[NET_CREATE, &["-o", "flatnet.app=web", "net1"]].concat());
+    let run = |args: &[&str]| {
+        let mut a = vec![
+            "run",
+            "--rm",
+            "--network",
+            "net1",
+            "--dns",
+            "169.254.1.1",
+            "--dns-search",
+            "apps.internal",
+            "busybox:local",
+        ];
+        a.extend_from_slice(args);
+        docker.ok(&a)
+    };
+    let conf = run(&["cat", "/etc/resolv.conf"]);
+    let out = run(&["busybox", "nslookup", "cart.apps.internal"]);
+    assert!(
+        out.contains(&a_cart),
+        "{out}\nresolv.conf:\n{conf}\n{}",
+        h.log()
+    );
+    // The Docker container is an endpoint of app web like any other.
+    docker.sleeper("w1", "net1");
+    let ip = docker.ip("w1", "net1");
+    assert_eq!(
+        resolve(&cart, "web.apps.internal."),
+        (ResponseCode::NoError, vec![ip])
+    );
+    docker.ok(&["rm", "-f", "w1"]);
+    docker.ok(&["network", "rm", "net1"]);
+    drop(docker);
+    h.del("cart1", &cart.path());
+}
