@@ -39,7 +39,7 @@ fn encode(name: &str, t: RecordType) -> Vec<u8> {
 pub fn udp_raw(ns: &Netns, server: &str, bytes: Vec<u8>) -> Option<Vec<u8>> {
     let to: SocketAddr = server.parse().unwrap();
     in_ns(ns, move || {
-        let s = UdpSocket::bind("0.0.0.0:0").ok()?;
+        let s = UdpSocket::bind(if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).ok()?;
         s.set_read_timeout(Some(QUERY_TIMEOUT)).ok()?;
         s.send_to(&bytes, to).ok()?;
         let mut buf = vec![0u8; 65535];
@@ -106,6 +106,36 @@ pub fn resolve(ns: &Netns, name: &str) -> (ResponseCode, Vec<String>) {
         }
     }
     panic!("no answer for {name} in three tries")
+}
+
+/// Polls (5 s deadline) until `server` answers `name` (`t`, over TCP or
+/// UDP) with exactly `want` (rcode, sorted addresses): a record reaches
+/// every host's zone through the datastore's watch, a few ms after the ADD
+/// that wrote it returned.
+pub fn expect_answer(
+    ns: &Netns,
+    server: &str,
+    name: &str,
+    t: RecordType,
+    tcp: bool,
+    want: (ResponseCode, Vec<String>),
+) {
+    let mut last = None;
+    let r = flatnet_lab::wait_for(name, Duration::from_secs(5), || {
+        let got = query(ns, server, name, t, tcp).map(|m| (m.metadata.response_code, addrs(&m)));
+        let ok = got.as_ref() == Some(&want);
+        last = got;
+        Ok(ok.then_some(()))
+    });
+    if let Err(e) = r {
+        panic!("{e}: last answer {last:?}, want {want:?}");
+    }
+}
+
+/// [`expect_answer`] for A over UDP at the default listener.
+pub fn expect_a(ns: &Netns, name: &str, code: ResponseCode, addrs: &[&str]) {
+    let want = (code, addrs.iter().map(|a| a.to_string()).collect());
+    expect_answer(ns, LISTEN, name, RecordType::A, false, want);
 }
 
 /// `/etc/netns/<ns>/resolv.conf`: `ip netns exec` bind-mounts it over
