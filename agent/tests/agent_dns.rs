@@ -9,7 +9,8 @@
 //! enabled (default deny) and the host's INPUT dropping everything, DNS
 //! still answers while the apps stay unreachable. With etcd as the
 //! datastore, another host's records enter and leave the zone within a
-//! second. A Docker container run with `--dns 169.254.1.1` resolves apps.
+//! second. A Docker container run with `--dns 169.254.1.1` resolves apps;
+//! a podman container (CNI backend) does with nothing but the CNI result.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -70,6 +71,21 @@ fn metric(text: &str, line_start: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// flatnetd in `ns` with `[dns]` on and forwarding off (an empty
+/// resolv.conf), `before` (pools, `[policy]`) and `dns_extra` (more `[dns]`
+/// keys) in its config; `url`: the datastore (default a file store of its
+/// own).
+fn dns_host(ns: Netns, tag: &str, before: &str, dns_extra: &str, url: Option<&str>) -> Host {
+    let dir = tempfile::tempdir().unwrap();
+    let resolv = dir.path().join("resolv.conf");
+    std::fs::write(&resolv, "").unwrap();
+    let url = url
+        .map(String::from)
+        .unwrap_or_else(|| format!("file:{}/datastore", dir.path().display()));
+    let rest = format!("{before}{}{dns_extra}", dns_section(false, &resolv));
+    Host::start_in(ns, dir, tag, &rest, &url)
 }
 
 #[test]
@@ -323,15 +339,8 @@ fn dns_is_answered_under_default_deny_and_opens_nothing_else() {
     ns.exec("iptables", &["-A", "INPUT", "-i", "lo", "-j", "ACCEPT"])
         .unwrap();
     ns.exec("iptables", &["-P", "INPUT", "DROP"]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("file:{}/datastore", dir.path().display());
-    let resolv = dir.path().join("resolv.conf");
-    std::fs::write(&resolv, "").unwrap();
-    let rest = format!(
-        "{POOLS_V4}[policy]\nenabled = true\nbetween_apps = \"deny\"\negress = \"deny\"\n{}",
-        dns_section(false, &resolv)
-    );
-    let host = Host::start_in(ns, dir, "dp", &rest, &url);
+    let policy = "[policy]\nenabled = true\nbetween_apps = \"deny\"\negress = \"deny\"\n";
+    let host = dns_host(ns, "dp", &format!("{POOLS_V4}{policy}"), "", None);
     let (web, cart) = (Netns::new("web").unwrap(), Netns::new("cart").unwrap());
     let _a_web = add_app(&host, "web1", &web, "web");
     let a_cart = add_app(&host, "cart1", &cart, "cart");
@@ -417,12 +426,8 @@ fn records_of_another_host_follow_through_etcd() {
     flatnet_lab::require_root().unwrap();
     let ns = Netns::new("de").unwrap();
     let _etcd = flatnet_lab::etcd::Etcd::start(&ns).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let resolv = dir.path().join("resolv.conf");
-    std::fs::write(&resolv, "").unwrap();
     let url = format!("etcd://127.0.0.1:{}", flatnet_lab::etcd::CLIENT_PORT);
-    let rest = format!("{POOLS_DUAL}{}", dns_section(false, &resolv));
-    let host = Host::start_in(ns, dir, "de", &rest, &url);
+    let host = dns_host(ns, "de", POOLS_DUAL, "", Some(&url));
     let c = Netns::new("c").unwrap();
     let mut conf = host.conf("1.1.0");
     conf["args"] = json!({"flatnet": {"app": "web"}});
@@ -545,15 +550,13 @@ fn docker_container_resolves_through_flatnetd_with_dns_flag() {
 fn an_ipv6_listener_answers_dual_stack_containers() {
     flatnet_lab::require_root().unwrap();
     let ns = Netns::new("d6").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("file:{}/datastore", dir.path().display());
-    let resolv = dir.path().join("resolv.conf");
-    std::fs::write(&resolv, "").unwrap();
-    let rest = format!(
-        "{POOLS_DUAL}{}listen = \"[fd00:53::53]:53\"\n",
-        dns_section(false, &resolv)
+    let host = dns_host(
+        ns,
+        "d6",
+        POOLS_DUAL,
+        "listen = \"[fd00:53::53]:53\"\n",
+        None,
     );
-    let host = Host::start_in(ns, dir, "d6", &rest, &url);
     let c = Netns::new("c6").unwrap();
     let mut conf = host.conf("1.1.0");
     conf["args"] = json!({"flatnet": {"app": "db"}});
@@ -586,4 +589,36 @@ fn an_ipv6_listener_answers_dual_stack_containers() {
         "{save}"
     );
     host.del("db1", &c.path());
+}
+
+/// A real runtime: podman 4.3's CNI backend writes the CNI result's `dns`
+/// into the container's resolv.conf, so a podman container resolves apps
+/// by name with no DNS flag at all.
+#[test]
+fn podman_writes_the_cni_dns_and_its_container_resolves_apps() {
+    let host = dns_host(Netns::new("dpod").unwrap(), "dpod", POOLS_V4, "", None);
+    let podman = common::podman::Podman::new(&host);
+    let cart = Netns::new("cart").unwrap();
+    let a_cart = add_app(&host, "cart1", &cart, "cart");
+    expect_a(
+        &cart,
+        "cart.apps.internal.",
+        ResponseCode::NoError,
+        &[&a_cart],
+    );
+    let out = podman.run(
+        &host,
+        "cat /etc/resolv.conf; busybox nslookup cart.apps.internal",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "podman failed:\n{stdout}\n{stderr}\nflatnetd log:\n{}",
+        host.log()
+    );
+    assert!(stdout.contains("nameserver 169.254.1.1"), "{stdout}");
+    assert!(stdout.contains("apps.internal"), "{stdout}");
+    assert!(stdout.contains(&a_cart), "{stdout}\n{stderr}");
+    host.del("cart1", &cart.path());
 }

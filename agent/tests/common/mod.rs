@@ -10,6 +10,7 @@ use std::time::Duration;
 pub mod dns;
 pub mod docker;
 pub mod fabric;
+pub mod podman;
 pub mod policy;
 
 use flatnet_lab::{Daemon, Netns, wait_for};
