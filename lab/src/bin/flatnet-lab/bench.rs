@@ -128,10 +128,39 @@ fn write_report(path: &Path, r: &Report) -> Result<(), DeployError> {
 fn scale_report(runs: &[ScaleRun]) -> Report {
     let mut r = Report::new(
         "scale",
-        "The `scale` topology: 2 FRR ToRs and N hosts (3 containers each), from `up` to every session Established and a reachability sample passing",
-        &[],
+        "The `scale` topology: 2 FRR ToRs and N hosts (3 containers each), seconds from the start of `up` until every session is Established and a reachability sample passes",
+        &[
+            "hosts",
+            "containers",
+            "all Established",
+            "sample reachable",
+            "per host (vs smallest N)",
+            "reach sample",
+            "flatnetd RSS mean / max",
+            "load average",
+        ],
     );
-    r.note(format!("\n{}", bench::scale_table(runs)));
+    let base = runs
+        .first()
+        .map(|x| x.reachable_s / x.hosts.max(1) as f64)
+        .unwrap_or(1.0);
+    for x in runs {
+        let per = x.reachable_s / x.hosts.max(1) as f64;
+        r.row(vec![
+            x.hosts.to_string(),
+            x.containers.to_string(),
+            format!("{:.1} s", x.established_s),
+            format!("{:.1} s", x.reachable_s),
+            format!("{:.0} ms ({:.2}×)", per * 1000.0, per / base.max(1e-9)),
+            format!("{}/{}", x.sample_ok, x.sample_tried),
+            format!(
+                "{:.1} / {:.1} MiB",
+                x.rss_mean_kib as f64 / 1024.0,
+                x.rss_max_kib as f64 / 1024.0
+            ),
+            x.load.clone(),
+        ]);
+    }
     if let (Some(a), Some(b)) = (runs.first(), runs.last()) {
         let per = |x: &ScaleRun| x.reachable_s / x.hosts.max(1) as f64;
         let g = per(b) / per(a).max(1e-9);
@@ -228,7 +257,10 @@ pub fn run(
     json: bool,
     args: &[String],
 ) -> Result<ExitCode, DeployError> {
-    let json_dir = PathBuf::from("target/bench-json");
+    // Absolute: cargo runs benchmarks in their package's directory.
+    let json_dir = std::env::current_dir()
+        .map_err(|e| DeployError::Io(PathBuf::from("."), e))?
+        .join("target/bench-json");
     let scale_file = PathBuf::from("lab/topologies/scale/scale.clab.yml");
     // One benchmark: its report (None when it failed), written to
     // target/bench-json/NAME.json.
