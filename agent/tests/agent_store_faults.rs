@@ -192,7 +192,8 @@ fn sigkill_during_concurrent_dels_loses_and_leaks_nothing() {
             r.0
         );
     }
-    assert_eq!(host.cli_json(&["ipam", "check"])["ok"], true);
+    let check = host.cli_json(&["ipam", "check"]);
+    assert_eq!(check["ok"], true, "{check}\n{}", host.log());
     // The runtime retries the failed DELs: everything is gone.
     for i in failed {
         host.del(&format!("k{i}"), &cs[i].path());

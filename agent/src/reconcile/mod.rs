@@ -73,6 +73,32 @@ impl Agent {
             tracing::warn!(record = %b, "unreadable endpoint record ignored");
             self.metrics.reconcile_errors.inc();
         }
+        // A DEL cut off after its release committed but before its record
+        // was removed (the two run together) left a record whose address
+        // IPAM may hand out again: finish that DEL (veth and record go; the
+        // runtime's retry then finds nothing). Adopting or rebuilding it
+        // would keep an address, and its app's policy sets, that no
+        // allocation holds.
+        let allocated: HashSet<AttachmentRef> = self
+            .ipam
+            .allocations()
+            .await?
+            .iter()
+            .filter_map(|a| a.handle.parse().ok())
+            .collect();
+        let (stored, unallocated): (Vec<_>, Vec<_>) = stored
+            .into_iter()
+            .partition(|s| allocated.contains(&ref_of(&s.ep)));
+        let mut removed = 0;
+        for s in &unallocated {
+            let h = ref_of(&s.ep);
+            tracing::info!(handle = %h, "record without allocation (an interrupted DEL): removing");
+            if let Err(e) = self.remove_attachment(&h, false).await {
+                tracing::error!(handle = %h, error = %e, "reconcile: remove failed");
+                self.metrics.reconcile_errors.inc();
+            }
+            removed += 1;
+        }
         let by_ref: HashMap<AttachmentRef, &crate::store::Stored> =
             stored.iter().map(|s| (ref_of(&s.ep), s)).collect();
         let records: Vec<RecordedAttachment> = stored
@@ -102,7 +128,6 @@ impl Agent {
         let plan = plan_attachments(&records, &seen);
         // Apply.
         let mut live: HashSet<AttachmentRef> = plan.adopt.iter().cloned().collect();
-        let mut removed = 0;
         for h in &plan.rebuild {
             let Some(s) = by_ref.get(h) else { continue };
             match self
