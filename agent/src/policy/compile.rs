@@ -29,6 +29,8 @@ use std::net::IpAddr;
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 
+use super::group::allow_rules;
+pub use super::group::{ListMember, list_set};
 use super::model::{Policy, Proto, Service};
 use crate::netfilter::Family;
 
@@ -113,15 +115,6 @@ pub enum AddrMatch {
     AnyOf(String),
 }
 
-/// One member of a `list:set`: an app's set and the edge it stands for.
-/// The kernel tests members in order and counts the first that matches,
-/// so the member's counters are its edge's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListMember {
-    pub set: String,
-    pub origin: Origin,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Accept,
@@ -145,7 +138,7 @@ pub struct Rule {
 }
 
 impl Rule {
-    fn to(target: Target) -> Rule {
+    pub(super) fn to(target: Target) -> Rule {
         Rule {
             in_veth: false,
             out_veth: false,
@@ -157,7 +150,7 @@ impl Rule {
             target,
         }
     }
-    fn src(mut self, m: AddrMatch) -> Rule {
+    pub(super) fn src(mut self, m: AddrMatch) -> Rule {
         self.src = Some(m);
         self
     }
@@ -165,13 +158,13 @@ impl Rule {
         self.dst = Some(m);
         self
     }
-    fn service(mut self, s: &Service) -> Rule {
+    pub(super) fn service(mut self, s: &Service) -> Rule {
         if s.proto != Proto::Any {
             self.service = Some(s.clone());
         }
         self
     }
-    fn origin(mut self, o: Origin) -> Rule {
+    pub(super) fn origin(mut self, o: Origin) -> Rule {
         self.origin = Some(o);
         self
     }
@@ -223,23 +216,6 @@ fn fnv(s: &str) -> u32 {
     h
 }
 
-fn fnv64(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-/// The `list:set` of `members` (app set names, in order) for edges to
-/// `app` on `service`: the app's first 8 bytes and a 64-bit hash of the
-/// whole content (29 bytes at most, like the app sets).
-pub fn list_set(f: Family, app: &str, service: &Service, members: &[String]) -> String {
-    let key = format!("{app}|{service:?}|{}", members.join(","));
-    let short: String = app.chars().take(8).collect();
-    format!("fl{}-{short}-{:016x}", fam_digit(f), fnv64(&key))
-}
-
 /// `prefix + app`, shortened with a hash when longer than `max`
 /// (ipset names are at most 31 bytes, chain names 28).
 fn bounded(prefix: &str, app: &str, max: usize) -> String {
@@ -251,7 +227,7 @@ fn bounded(prefix: &str, app: &str, max: usize) -> String {
     format!("{prefix}{}-{:08x}", &app[..keep], fnv(app))
 }
 
-fn fam_digit(f: Family) -> char {
+pub(super) fn fam_digit(f: Family) -> char {
     match f {
         Family::V4 => '4',
         Family::V6 => '6',
@@ -327,7 +303,7 @@ fn fill_sets(
 }
 
 /// The origin of `p`'s `kind[i]` edge.
-fn edge(p: &Policy, kind: &str, i: usize) -> Origin {
+pub(super) fn edge(p: &Policy, kind: &str, i: usize) -> Origin {
     Origin::Edge {
         policy: p.name.clone(),
         edge: format!("{kind}[{i}]"),
@@ -527,66 +503,6 @@ fn compile_family(
         lists,
         chains,
     }
-}
-
-/// The allow rules of one destination app. Edges that share a service
-/// become one rule over a `list:set` of their source apps' sets (at 100
-/// apps that talk to each other, 100 rules instead of 10,000; the kernel
-/// restores and walks far fewer rules, and the list's per-member counters
-/// keep the per-edge counts). An edge alone on its service keeps its own
-/// rule. Every allow rule accepts, so grouping changes no verdict; a
-/// packet that two edges of different services allow is counted for the
-/// group listed first, and `policy trace` names the same edge.
-fn allow_rules(
-    f: Family,
-    app: &str,
-    edges: &[(&Policy, usize, &super::model::Allow)],
-    set_of: &dyn Fn(&str) -> String,
-    lists: &mut BTreeMap<String, Vec<ListMember>>,
-) -> Vec<Rule> {
-    // Services in order of first appearance, each with its members (a
-    // source app counted once: a later edge from it would never match).
-    let mut groups: Vec<(&Service, Vec<ListMember>)> = Vec::new();
-    for (p, i, a) in edges {
-        let member = ListMember {
-            set: set_of(&a.from),
-            origin: edge(p, "allow", *i),
-        };
-        match groups.iter_mut().find(|(s, _)| **s == a.service) {
-            Some((_, ms)) => {
-                if !ms.iter().any(|m| m.set == member.set) {
-                    ms.push(member);
-                }
-            }
-            None => groups.push((&a.service, vec![member])),
-        }
-    }
-    let mut rules = Vec::new();
-    for (service, members) in groups {
-        let names: Vec<String> = members.iter().map(|m| m.set.clone()).collect();
-        let name = list_set(f, app, service, &names);
-        // A name already taken by another content (a hash collision) must
-        // not merge two lists: such a group keeps one rule per edge.
-        let taken = lists.get(&name).is_some_and(|l| *l != members);
-        if members.len() < 2 || taken {
-            for m in members {
-                rules.push(
-                    Rule::to(Target::Accept)
-                        .src(AddrMatch::Set(m.set))
-                        .service(service)
-                        .origin(m.origin),
-                );
-            }
-            continue;
-        }
-        rules.push(
-            Rule::to(Target::Accept)
-                .src(AddrMatch::AnyOf(name.clone()))
-                .service(service),
-        );
-        lists.insert(name, members);
-    }
-    rules
 }
 
 /// Compiles policies, endpoints and cluster settings. Deterministic: the

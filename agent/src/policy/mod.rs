@@ -3,7 +3,7 @@
 //!
 //! Owns: the document model and its validation ([`model`]), the documents
 //! in the datastore ([`store`], cluster defaults in [`defaults`]), the pure compiler to iptables/ipset
-//! payloads ([`compile`]), the trace over the compiled IR ([`trace`]), the
+//! payloads ([`compile`], edges grouped into `list:set`s by `group`), the trace over the compiled IR ([`trace`]), the
 //! pure reconcile plan ([`plan`]), the kernel apply ([`enforce`]), the
 //! flatnetd task that follows the datastore ([`engine`]) and the control
 //! API's policy operations (`handlers`).
@@ -14,6 +14,7 @@ pub mod compile;
 pub mod defaults;
 pub mod enforce;
 pub mod engine;
+mod group;
 mod handlers;
 pub mod model;
 pub mod plan;

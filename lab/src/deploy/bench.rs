@@ -169,33 +169,55 @@ pub fn rss_run(endpoints: usize, routes: usize, opts: &UpOptions) -> Result<RssR
     result
 }
 
-/// The scale report as a Markdown table with per-host convergence relative
-/// to the smallest N (1.00 = linear).
-pub fn scale_table(runs: &[ScaleRun]) -> String {
-    let mut o = String::from(
-        "| hosts | containers | all Established | sample reachable | per host (vs smallest N) | reach sample | flatnetd RSS mean / max | load average |\n|---|---|---|---|---|---|---|---|\n",
+/// The `scale` runs as a report: one row per N, and the per-host time at
+/// the largest N against the smallest (linear growth = 1).
+pub fn scale_report(runs: &[ScaleRun]) -> crate::report::Report {
+    let mut r = crate::report::Report::new(
+        "scale",
+        "The `scale` topology: 2 FRR ToRs and N hosts (3 containers each), seconds from the start of `up` until every session is Established and a reachability sample passes",
+        &[
+            "hosts",
+            "containers",
+            "all Established",
+            "sample reachable",
+            "per host (vs smallest N)",
+            "reach sample",
+            "flatnetd RSS mean / max",
+            "load average",
+        ],
     );
     let base = runs
         .first()
-        .map(|r| r.reachable_s / r.hosts as f64)
+        .map(|x| x.reachable_s / x.hosts.max(1) as f64)
         .unwrap_or(1.0);
-    for r in runs {
-        let per = r.reachable_s / r.hosts as f64;
-        let _ = writeln!(
-            o,
-            "| {} | {} | {:.1} s | {:.1} s | {:.0} ms ({:.2}×) | {}/{} | {:.1} / {:.1} MiB | {} |",
-            r.hosts,
-            r.containers,
-            r.established_s,
-            r.reachable_s,
-            per * 1000.0,
-            per / base,
-            r.sample_ok,
-            r.sample_tried,
-            r.rss_mean_kib as f64 / 1024.0,
-            r.rss_max_kib as f64 / 1024.0,
-            r.load
+    for x in runs {
+        let per = x.reachable_s / x.hosts.max(1) as f64;
+        r.row(vec![
+            x.hosts.to_string(),
+            x.containers.to_string(),
+            format!("{:.1} s", x.established_s),
+            format!("{:.1} s", x.reachable_s),
+            format!("{:.0} ms ({:.2}×)", per * 1000.0, per / base.max(1e-9)),
+            format!("{}/{}", x.sample_ok, x.sample_tried),
+            format!(
+                "{:.1} / {:.1} MiB",
+                x.rss_mean_kib as f64 / 1024.0,
+                x.rss_max_kib as f64 / 1024.0
+            ),
+            x.load.clone(),
+        ]);
+    }
+    if let (Some(a), Some(b)) = (runs.first(), runs.last()) {
+        let per = |x: &ScaleRun| x.reachable_s / x.hosts.max(1) as f64;
+        let g = per(b) / per(a).max(1e-9);
+        r.ratio(
+            format!(
+                "time per host at N={} / at N={} (linear growth = 1)",
+                b.hosts, a.hosts
+            ),
+            g,
+            Some(("<= 1 (no worse than linear)", g <= 1.0)),
         );
     }
-    o
+    r
 }

@@ -8,7 +8,7 @@ use std::process::{Command, ExitCode};
 
 use std::fmt::Write as _;
 
-use flatnet_lab::deploy::bench::{self, RssRun, ScaleRun};
+use flatnet_lab::deploy::bench::{self, RssRun};
 use flatnet_lab::deploy::{DeployError, UpOptions};
 use flatnet_lab::report::{JSON_ENV, Report};
 
@@ -125,57 +125,6 @@ fn write_report(path: &Path, r: &Report) -> Result<(), DeployError> {
     std::fs::write(path, body).map_err(|e| DeployError::Io(path.to_path_buf(), e))
 }
 
-fn scale_report(runs: &[ScaleRun]) -> Report {
-    let mut r = Report::new(
-        "scale",
-        "The `scale` topology: 2 FRR ToRs and N hosts (3 containers each), seconds from the start of `up` until every session is Established and a reachability sample passes",
-        &[
-            "hosts",
-            "containers",
-            "all Established",
-            "sample reachable",
-            "per host (vs smallest N)",
-            "reach sample",
-            "flatnetd RSS mean / max",
-            "load average",
-        ],
-    );
-    let base = runs
-        .first()
-        .map(|x| x.reachable_s / x.hosts.max(1) as f64)
-        .unwrap_or(1.0);
-    for x in runs {
-        let per = x.reachable_s / x.hosts.max(1) as f64;
-        r.row(vec![
-            x.hosts.to_string(),
-            x.containers.to_string(),
-            format!("{:.1} s", x.established_s),
-            format!("{:.1} s", x.reachable_s),
-            format!("{:.0} ms ({:.2}×)", per * 1000.0, per / base.max(1e-9)),
-            format!("{}/{}", x.sample_ok, x.sample_tried),
-            format!(
-                "{:.1} / {:.1} MiB",
-                x.rss_mean_kib as f64 / 1024.0,
-                x.rss_max_kib as f64 / 1024.0
-            ),
-            x.load.clone(),
-        ]);
-    }
-    if let (Some(a), Some(b)) = (runs.first(), runs.last()) {
-        let per = |x: &ScaleRun| x.reachable_s / x.hosts.max(1) as f64;
-        let g = per(b) / per(a).max(1e-9);
-        r.ratio(
-            format!(
-                "time per host at N={} / at N={} (linear growth = 1)",
-                b.hosts, a.hosts
-            ),
-            g,
-            Some(("<= 1 (no worse than linear)", g <= 1.0)),
-        );
-    }
-    r
-}
-
 fn rss_report(x: &RssRun) -> Report {
     let mut r = Report::new(
         "rss",
@@ -285,9 +234,9 @@ pub fn run(
                     runs.push(r);
                 }
                 if !quiet {
-                    print!("{}", bench::scale_table(&runs));
+                    print!("{}", bench::scale_report(&runs).markdown());
                 }
-                Some(scale_report(&runs))
+                Some(bench::scale_report(&runs))
             }
             "rss" => {
                 eprintln!("==> rss: 1 host, {endpoints} endpoints, {routes} routes from its ToR");
